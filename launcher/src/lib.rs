@@ -1,0 +1,3 @@
+//! segzoo-launch: HCCL-style rank tables and the worker plan derived from them.
+pub mod plan;
+pub mod rank_table;

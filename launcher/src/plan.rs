@@ -1,0 +1,104 @@
+//! Which server of a rank table this host is, and the environment of each local worker.
+use crate::rank_table::RankTable;
+use std::path::Path;
+
+/// One worker to run on this server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Worker {
+    pub rank: usize,
+    pub local_rank: usize,
+    pub device_id: u32,
+    /// Variables the worker gets on top of the launcher's environment.
+    pub env: Vec<(String, String)>,
+}
+
+/// Names this host answers to: interface addresses and the host name.
+pub fn local_identities() -> Vec<String> {
+    let mut ids: Vec<String> = if_addrs::get_if_addrs()
+        .map(|ifs| ifs.into_iter().map(|i| i.ip().to_string()).collect())
+        .unwrap_or_default();
+    ids.push(gethostname::gethostname().to_string_lossy().into_owned());
+    ids.push("localhost".into());
+    ids
+}
+
+/// Index of this server in the table: `server_id` if given, else the first
+/// server whose id is one of this host's `identities`.
+pub fn find_server(
+    table: &RankTable,
+    server_id: Option<&str>,
+    identities: &[String],
+) -> Result<usize, String> {
+    let listed = || {
+        table
+            .servers
+            .iter()
+            .map(|s| s.server_id.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    match server_id {
+        Some(id) => table
+            .servers
+            .iter()
+            .position(|s| s.server_id == id)
+            .ok_or_else(|| {
+                format!(
+                    "--server-id {id} is not in the rank table (servers: {})",
+                    listed()
+                )
+            }),
+        None => table
+            .servers
+            .iter()
+            .position(|s| identities.contains(&s.server_id))
+            .ok_or_else(|| {
+                format!(
+                    "this host ({}) is not in the rank table (servers: {}); pass --server-id",
+                    identities.join(", "),
+                    listed()
+                )
+            }),
+    }
+}
+
+/// The workers of server `index`, ordered by rank, with their environments.
+pub fn workers(
+    table: &RankTable,
+    index: usize,
+    table_file: &Path,
+    master_port: u16,
+) -> Vec<Worker> {
+    let server = &table.servers[index];
+    let mut devices = server.devices.clone();
+    devices.sort_by_key(|d| d.rank_id);
+    let world = table.world_size();
+    let master = &table.servers[0].server_id;
+    let local_size = devices.len();
+    devices
+        .iter()
+        .enumerate()
+        .map(|(local_rank, d)| {
+            let env = [
+                ("RANK_TABLE_FILE", table_file.display().to_string()),
+                ("RANK_SIZE", world.to_string()),
+                ("RANK_ID", d.rank_id.to_string()),
+                ("DEVICE_ID", d.device_id.to_string()),
+                ("LOCAL_RANK", local_rank.to_string()),
+                ("LOCAL_SIZE", local_size.to_string()),
+                ("SERVER_ID", server.server_id.clone()),
+                // With NCCL_COMM_ID set, every rank's ncclGetUniqueId agrees and rank 0 hosts the bootstrap.
+                ("NCCL_COMM_ID", format!("{master}:{master_port}")),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+            Worker {
+                rank: d.rank_id,
+                local_rank,
+                device_id: d.device_id,
+                env,
+            }
+        })
+        .collect()
+}

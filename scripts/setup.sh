@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Sets up everything segzoo needs to build and run, idempotently:
+#   Debian packages (OpenMPI, libclang for mpi-sys), a project-local .venv with
+#   the pinned torch 2.11.0 (libtorch for tch 0.24), and .segzoo/ with stable
+#   links that .cargo/config.toml and build.rs point at.
+# SEGZOO_TORCH=cpu|cuda overrides the automatic choice (cuda when nvidia-smi sees a GPU).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+TORCH_VERSION="2.11.0"
+CPU_EXTRAS=("nvidia-cuda-runtime==13.0.96" "nvidia-cuda-cupti==13.0.85")
+log() { echo "[setup] $*"; }
+
+# --- Debian packages -------------------------------------------------------
+APT_PKGS=(libopenmpi-dev openmpi-bin libclang1-14 libclang-common-14-dev pkg-config)
+missing=()
+for p in "${APT_PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  log "installing Debian packages: ${missing[*]}"
+  SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# --- torch flavour -----------------------------------------------------------
+FLAVOUR="${SEGZOO_TORCH:-}"
+if [[ -z "$FLAVOUR" ]]; then
+  if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then FLAVOUR=cuda; else FLAVOUR=cpu; fi
+fi
+case "$FLAVOUR" in cpu|cuda) ;; *) echo "SEGZOO_TORCH must be cpu or cuda, got '$FLAVOUR'" >&2; exit 2;; esac
+
+# --- venv with pinned torch ------------------------------------------------
+PY="${PYTHON:-python3}"
+if [[ ! -x .venv/bin/python ]]; then
+  log "creating .venv with $($PY --version)"
+  "$PY" -m venv .venv
+fi
+VPY=.venv/bin/python
+have_version="$($VPY -c 'import importlib.metadata as m; print(m.version("torch"))' 2>/dev/null || true)"
+have_flavour="$(cat .segzoo/torch_flavour 2>/dev/null || true)"
+if [[ "$have_version" != "$TORCH_VERSION" || "$have_flavour" != "$FLAVOUR" ]]; then
+  log "installing torch==$TORCH_VERSION ($FLAVOUR) into .venv"
+  if [[ "$FLAVOUR" == cpu ]]; then
+    # Slim set: libtorch_cpu links libcudart/libcupti but needs nothing else of CUDA.
+    $VPY -m pip install -q --disable-pip-version-check --no-deps "torch==$TORCH_VERSION" "${CPU_EXTRAS[@]}"
+  else
+    $VPY -m pip install -q --disable-pip-version-check "torch==$TORCH_VERSION"
+  fi
+fi
+
+# --- stable links for cargo --------------------------------------------------
+SITE="$($VPY -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+mkdir -p .segzoo/lib
+ln -sfn "$SITE/torch" .segzoo/libtorch
+echo "$FLAVOUR" > .segzoo/torch_flavour
+# cudarc dlopens "libnccl.so"; pip ships only libnccl.so.2.
+NCCL="$SITE/nvidia/nccl/lib/libnccl.so.2"
+if [[ -e "$NCCL" ]]; then ln -sfn "$NCCL" .segzoo/lib/libnccl.so; else rm -f .segzoo/lib/libnccl.so; fi
+log "ready: torch $TORCH_VERSION ($FLAVOUR), LIBTORCH=.segzoo/libtorch, nccl link: $([[ -e .segzoo/lib/libnccl.so ]] && echo yes || echo 'none (CPU set)')"

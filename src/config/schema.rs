@@ -1,0 +1,308 @@
+//! The configuration schema. Every section rejects unknown keys so that a typo
+//! is an error, never a silently ignored setting.
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub model: ModelConfig,
+    #[serde(default)]
+    pub data: DataConfig,
+    #[serde(default)]
+    pub train: TrainConfig,
+    #[serde(default)]
+    pub eval: EvalConfig,
+    #[serde(default)]
+    pub dist: DistConfig,
+    #[serde(default)]
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModelConfig {
+    /// A preset name from the model registry, e.g. `hrnetv2_w48`.
+    pub name: String,
+    /// Overrides the dataset's class count when set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub num_classes: Option<i64>,
+    /// Bilinear resize convention; the preset's when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub align_corners: Option<bool>,
+    /// Pretrained backbone weights (safetensors or .pth), loaded backbone-only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pretrained: Option<PathBuf>,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        Self {
+            name: "hrnetv2_w18_small_v2".into(),
+            num_classes: None,
+            align_corners: None,
+            pretrained: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DatasetKind {
+    Cityscapes,
+    Lip,
+    Voc,
+    Imagenet,
+}
+
+impl DatasetKind {
+    pub fn num_classes(self) -> i64 {
+        match self {
+            DatasetKind::Cityscapes => 19,
+            DatasetKind::Lip => 20,
+            DatasetKind::Voc => 21,
+            DatasetKind::Imagenet => 1000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DataConfig {
+    pub dataset: DatasetKind,
+    pub root: PathBuf,
+    pub train_list: PathBuf,
+    pub val_list: PathBuf,
+    pub ignore_label: i64,
+    /// Training crop as [height, width].
+    pub crop_size: [usize; 2],
+    /// Long side the random rescale is relative to (0: the image's own size).
+    pub base_size: usize,
+    /// Random rescale range [min, max].
+    pub scale_range: [f64; 2],
+    pub flip: bool,
+    pub mean: [f32; 3],
+    pub std: [f32; 3],
+    pub num_workers: usize,
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        Self {
+            dataset: DatasetKind::Cityscapes,
+            root: PathBuf::from("data/cityscapes"),
+            train_list: PathBuf::from("train.lst"),
+            val_list: PathBuf::from("val.lst"),
+            ignore_label: 255,
+            crop_size: [512, 1024],
+            base_size: 2048,
+            scale_range: [0.5, 2.0],
+            flip: true,
+            mean: [0.485, 0.456, 0.406],
+            std: [0.229, 0.224, 0.225],
+            num_workers: 4,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Optimizer {
+    Sgd,
+    Adam,
+    Adamw,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    Fp32,
+    Bf16,
+    Fp16,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Schedule {
+    Poly,
+    Cosine,
+    MultiStep,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainConfig {
+    pub epochs: usize,
+    /// Images per device per step.
+    pub batch_size: usize,
+    pub optimizer: Optimizer,
+    pub lr: f64,
+    pub momentum: f64,
+    pub nesterov: bool,
+    pub weight_decay: f64,
+    pub schedule: Schedule,
+    /// Exponent of the poly schedule.
+    pub power: f64,
+    pub warmup_iters: usize,
+    pub precision: Precision,
+    pub seed: u64,
+    pub output_dir: PathBuf,
+    /// Save a checkpoint every this many epochs.
+    pub checkpoint_interval: usize,
+    /// Keep this many recent checkpoints (plus `best`).
+    pub keep_checkpoints: usize,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            epochs: 484,
+            batch_size: 3,
+            optimizer: Optimizer::Sgd,
+            lr: 0.01,
+            momentum: 0.9,
+            nesterov: false,
+            weight_decay: 5e-4,
+            schedule: Schedule::Poly,
+            power: 0.9,
+            warmup_iters: 0,
+            precision: Precision::Fp32,
+            seed: 304,
+            output_dir: PathBuf::from("runs/default"),
+            checkpoint_interval: 1,
+            keep_checkpoints: 3,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EvalConfig {
+    /// First epoch (1-based) after which to evaluate.
+    pub start: usize,
+    /// Evaluate every this many epochs.
+    pub interval: usize,
+    pub batch_size: usize,
+}
+
+impl Default for EvalConfig {
+    fn default() -> Self {
+        Self {
+            start: 1,
+            interval: 1,
+            batch_size: 1,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// NCCL on GPUs, MPI on CPU, nothing when alone.
+    #[default]
+    Auto,
+    Nccl,
+    Mpi,
+    Single,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DistConfig {
+    #[serde(default)]
+    pub backend: Backend,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// Log a line every this many steps.
+    pub interval: usize,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self { interval: 10 }
+    }
+}
+
+impl Config {
+    /// Cross-field checks serde cannot express: (key path, problem).
+    pub fn check(&self) -> Vec<(String, String)> {
+        let mut bad = Vec::new();
+        let mut need = |ok: bool, key: &str, msg: &str| {
+            if !ok {
+                bad.push((key.to_string(), msg.to_string()));
+            }
+        };
+        need(
+            !self.model.name.trim().is_empty(),
+            "model.name",
+            "must name a model preset",
+        );
+        need(
+            self.model.num_classes.is_none_or(|n| n > 0),
+            "model.num_classes",
+            "must be positive",
+        );
+        let d = &self.data;
+        need(
+            d.crop_size.iter().all(|&s| s > 0),
+            "data.crop_size",
+            "both sides must be positive",
+        );
+        need(
+            d.scale_range[0] > 0.0 && d.scale_range[0] <= d.scale_range[1],
+            "data.scale_range",
+            "must be [min, max] with 0 < min <= max",
+        );
+        need(
+            d.std.iter().all(|&s| s > 0.0),
+            "data.std",
+            "every channel must be positive",
+        );
+        need(
+            (0..=255).contains(&d.ignore_label),
+            "data.ignore_label",
+            "must be in 0..=255",
+        );
+        let t = &self.train;
+        need(t.epochs > 0, "train.epochs", "must be positive");
+        need(t.batch_size > 0, "train.batch_size", "must be positive");
+        need(
+            t.lr > 0.0 && t.lr.is_finite(),
+            "train.lr",
+            "must be a positive number",
+        );
+        need(
+            (0.0..1.0).contains(&t.momentum),
+            "train.momentum",
+            "must be in [0, 1)",
+        );
+        need(
+            t.weight_decay >= 0.0,
+            "train.weight_decay",
+            "must not be negative",
+        );
+        need(t.power > 0.0, "train.power", "must be positive");
+        need(
+            t.checkpoint_interval > 0,
+            "train.checkpoint_interval",
+            "must be positive",
+        );
+        need(
+            t.keep_checkpoints > 0,
+            "train.keep_checkpoints",
+            "must be at least 1",
+        );
+        need(self.eval.interval > 0, "eval.interval", "must be positive");
+        need(
+            self.eval.batch_size > 0,
+            "eval.batch_size",
+            "must be positive",
+        );
+        need(self.log.interval > 0, "log.interval", "must be positive");
+        bad
+    }
+}

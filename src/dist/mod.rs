@@ -1,0 +1,3 @@
+//! Distribution: collective backends and the probes `segzoo env` reports.
+pub mod mpi;
+pub mod nccl;

@@ -1,0 +1,101 @@
+//! `segzoo env`: what this process sees of libtorch, CUDA, NCCL and MPI.
+//! Users run it first when a cluster misbehaves, so nothing here may fail hard.
+use crate::dist::{mpi, nccl};
+use serde::Serialize;
+use std::fmt;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct EnvReport {
+    pub segzoo_version: String,
+    pub libtorch_version: String,
+    pub torch_flavour: String,
+    pub cuda_available: bool,
+    pub cuda_device_count: i64,
+    pub cuda_devices: Vec<String>,
+    pub cudnn_available: bool,
+    pub nccl: nccl::NcclStatus,
+    pub mpi: mpi::MpiStatus,
+    pub torch_threads: i32,
+}
+
+impl EnvReport {
+    pub fn collect() -> Self {
+        let cuda_available = tch::Cuda::is_available();
+        let cuda_device_count = if cuda_available {
+            tch::Cuda::device_count()
+        } else {
+            0
+        };
+        EnvReport {
+            segzoo_version: env!("CARGO_PKG_VERSION").to_string(),
+            libtorch_version: env!("SEGZOO_LIBTORCH_VERSION").to_string(),
+            torch_flavour: match env!("SEGZOO_TORCH_FLAVOUR") {
+                "" => "unknown".to_string(),
+                f => f.to_string(),
+            },
+            cuda_available,
+            cuda_device_count,
+            cuda_devices: device_names(cuda_device_count),
+            cudnn_available: cuda_available && tch::Cuda::cudnn_is_available(),
+            nccl: nccl::probe(),
+            mpi: mpi::probe(),
+            torch_threads: tch::get_num_threads(),
+        }
+    }
+}
+
+/// GPU names through the CUDA driver API; empty where there is no driver.
+fn device_names(count: i64) -> Vec<String> {
+    use cudarc::driver::result;
+    // SAFETY: only attempts to dlopen libcuda.
+    if count == 0 || !unsafe { cudarc::driver::sys::is_culib_present() } || result::init().is_err()
+    {
+        return Vec::new();
+    }
+    (0..count as i32)
+        .map(|i| {
+            result::device::get(i)
+                .and_then(result::device::get_name)
+                .unwrap_or_else(|e| format!("<name unavailable: {e:?}>"))
+        })
+        .collect()
+}
+
+impl fmt::Display for EnvReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "segzoo version:   {}", self.segzoo_version)?;
+        writeln!(
+            f,
+            "libtorch version: {} ({} install)",
+            self.libtorch_version, self.torch_flavour
+        )?;
+        if self.cuda_available {
+            writeln!(
+                f,
+                "CUDA available:   yes, {} device(s)",
+                self.cuda_device_count
+            )?;
+            for (i, name) in self.cuda_devices.iter().enumerate() {
+                writeln!(f, "  cuda:{i}          {name}")?;
+            }
+        } else {
+            writeln!(f, "CUDA available:   no")?;
+        }
+        writeln!(
+            f,
+            "cuDNN available:  {}",
+            if self.cudnn_available { "yes" } else { "no" }
+        )?;
+        match (&self.nccl.version, &self.nccl.detail) {
+            (Some(v), _) => writeln!(f, "NCCL:             found, version {v}")?,
+            (None, Some(why)) => writeln!(f, "NCCL:             not usable: {why}")?,
+            (None, None) => writeln!(f, "NCCL:             not usable")?,
+        }
+        writeln!(
+            f,
+            "MPI:              {} (MPI {})",
+            self.mpi.library, self.mpi.standard
+        )?;
+        write!(f, "torch threads:    {}", self.torch_threads)
+    }
+}

@@ -1,0 +1,5 @@
+//! segzoo: semantic-segmentation training, evaluation and serving on libtorch.
+pub mod config;
+pub mod dist;
+pub mod envinfo;
+pub mod logging;
