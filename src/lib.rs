@@ -3,3 +3,4 @@ pub mod config;
 pub mod dist;
 pub mod envinfo;
 pub mod logging;
+pub mod models;

@@ -3,6 +3,10 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use segzoo::config::{load_config, Override};
 use segzoo::logging::{self, LogFormat};
+use segzoo::models::registry;
+use segzoo::models::weights::{
+    load_file, load_into, normalise_names, read_tensors, write_safetensors_atomic, LoadMode,
+};
 use std::path::PathBuf;
 
 #[derive(Parser)]
@@ -33,6 +37,54 @@ enum Command {
     /// Inspect configuration files.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Parameter count and state-dict tensors of a model (preset name or config file).
+    ModelInfo {
+        /// A preset (e.g. hrnetv2_w48) or a TOML config with a [model] section.
+        model: String,
+        /// Number of classes (default: the config's dataset, else the preset's).
+        #[arg(long)]
+        num_classes: Option<i64>,
+        /// List every state-dict tensor with its shape.
+        #[arg(long)]
+        tensors: bool,
+        /// Print {"num_params", "num_buffers", "tensors": [{"name", "shape"}]} as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Override config values (with a config file): --set section.key=value.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+    },
+    /// List the model presets.
+    Models,
+    /// Convert a PyTorch checkpoint (.pth) to safetensors with official names.
+    Convert {
+        input: PathBuf,
+        output: PathBuf,
+        /// Check the result loads strictly into this model (preset or config).
+        #[arg(long)]
+        model: Option<String>,
+        #[arg(long)]
+        num_classes: Option<i64>,
+    },
+    /// Run one eval-mode forward pass on the tensor `input` of a safetensors file
+    /// and write every head's output (`output_logits`, `output_aux`, …).
+    Forward {
+        /// A preset or a config file.
+        #[arg(long)]
+        model: String,
+        /// Weights (.safetensors or .pth), loaded strictly unless --allow-partial.
+        #[arg(long)]
+        weights: Option<PathBuf>,
+        #[arg(long)]
+        input: PathBuf,
+        #[arg(long)]
+        output: PathBuf,
+        #[arg(long)]
+        num_classes: Option<i64>,
+        /// Load only the tensors that match (e.g. an ImageNet backbone).
+        #[arg(long)]
+        allow_partial: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -67,8 +119,150 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let config = load_config(&file, &parse_overrides(&set)?)?;
             print_out(&toml::to_string(&config).context("serialising the resolved config")?)?;
         }
+        Command::ModelInfo {
+            model,
+            num_classes,
+            tensors,
+            json,
+            set,
+        } => {
+            let (mut cfg, default_classes) = resolve_model(&model, &set)?;
+            if num_classes.is_some() {
+                cfg.num_classes = num_classes;
+            }
+            let m = registry::build(&cfg, default_classes, tch::Device::Cpu)?;
+            let infos = m.tensor_infos();
+            if json {
+                let tensors: Vec<serde_json::Value> = infos
+                    .iter()
+                    .map(|t| serde_json::json!({"name": t.name, "shape": t.shape}))
+                    .collect();
+                let v = serde_json::json!({
+                    "model": m.preset,
+                    "num_classes": m.num_classes,
+                    "num_params": m.num_params(),
+                    "num_buffers": m.num_buffers(),
+                    "num_state_dict_entries": infos.len(),
+                    "outputs": m.output_names,
+                    "tensors": tensors,
+                });
+                print_out(&format!("{}\n", serde_json::to_string_pretty(&v)?))?;
+            } else {
+                let mut text = format!(
+                    "model:      {}\nclasses:    {}\nparameters: {}\nbuffers:    {}\noutputs:    {}\n",
+                    m.preset,
+                    m.num_classes,
+                    m.num_params(),
+                    m.num_buffers(),
+                    m.output_names.join(", ")
+                );
+                if tensors {
+                    for t in &infos {
+                        text += &format!("{:<70} {:?}\n", t.name, t.shape);
+                    }
+                }
+                print_out(&text)?;
+            }
+        }
+        Command::Convert {
+            input,
+            output,
+            model,
+            num_classes,
+        } => {
+            let tensors = normalise_names(read_tensors(&input)?);
+            if let Some(model) = model {
+                let (mut cfg, classes) = resolve_model(&model, &[])?;
+                cfg.num_classes = num_classes.or(cfg.num_classes);
+                let m = registry::build(&cfg, classes, tch::Device::Cpu)?;
+                let copies: Vec<(String, tch::Tensor)> = tensors
+                    .iter()
+                    .map(|(n, t)| (n.clone(), t.shallow_clone()))
+                    .collect();
+                load_into(&m, copies, LoadMode::Strict, &input.display().to_string())?;
+            }
+            write_safetensors_atomic(&tensors, &output)?;
+            print_out(&format!(
+                "wrote {} tensors to {}\n",
+                tensors.len(),
+                output.display()
+            ))?;
+        }
+        Command::Forward {
+            model,
+            weights,
+            input,
+            output,
+            num_classes,
+            allow_partial,
+        } => {
+            let (mut cfg, classes) = resolve_model(&model, &[])?;
+            cfg.num_classes = num_classes.or(cfg.num_classes);
+            let m = registry::build(&cfg, classes, tch::Device::Cpu)?;
+            if let Some(w) = &weights {
+                let mode = if allow_partial {
+                    LoadMode::Partial
+                } else {
+                    LoadMode::Strict
+                };
+                let report = load_file(&m, w, mode)?;
+                tracing::info!("loaded {} tensors from {}", report.loaded, w.display());
+            }
+            let inputs = tch::Tensor::read_safetensors(&input)
+                .with_context(|| format!("reading {}", input.display()))?;
+            let x = inputs
+                .into_iter()
+                .find(|(n, _)| n == "input")
+                .map(|(_, t)| t)
+                .with_context(|| format!("{} has no tensor named `input`", input.display()))?;
+            if x.dim() != 4 || x.size()[1] != 3 {
+                anyhow::bail!(
+                    "{}: `input` must be N×3×H×W, got {:?}",
+                    input.display(),
+                    x.size()
+                );
+            }
+            let outs = tch::no_grad(|| m.forward_t(&x.to_kind(tch::Kind::Float), false));
+            let named: Vec<(String, tch::Tensor)> = m
+                .output_names
+                .iter()
+                .zip(outs)
+                .map(|(n, t)| (format!("output_{n}"), t))
+                .collect();
+            write_safetensors_atomic(&named, &output)?;
+            let mut text = String::new();
+            for (n, t) in &named {
+                text += &format!("{n}: {:?}\n", t.size());
+            }
+            print_out(&text)?;
+        }
+        Command::Models => {
+            let mut text = String::new();
+            for p in registry::presets() {
+                text += &format!("{:<24} {}\n", p.name, p.about);
+            }
+            print_out(&text)?;
+        }
     }
     Ok(())
+}
+
+/// A `[model]` section from a preset name or a config file, and the dataset's class count.
+fn resolve_model(
+    arg: &str,
+    set: &[String],
+) -> anyhow::Result<(segzoo::config::ModelConfig, Option<i64>)> {
+    let path = std::path::Path::new(arg);
+    if arg.ends_with(".toml") || path.is_file() {
+        let cfg = load_config(path, &parse_overrides(set)?)?;
+        Ok((cfg.model, Some(cfg.data.dataset.num_classes())))
+    } else {
+        if !set.is_empty() {
+            anyhow::bail!("--set needs a config file, not a preset name");
+        }
+        registry::find_preset(arg)?;
+        Ok((registry::preset_config(arg), None))
+    }
 }
 
 /// Print to stdout; a closed pipe (`| head`) ends output quietly instead of panicking.

@@ -34,6 +34,15 @@ pub struct ModelConfig {
     /// Pretrained backbone weights (safetensors or .pth), loaded backbone-only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pretrained: Option<PathBuf>,
+    /// HRNet stages, replacing the preset's (as `STAGE1..4` in the official YAMLs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hrnet: Option<crate::models::hrnet::HrnetSpec>,
+    /// OCR head widths (OCRNet presets).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ocr: Option<crate::models::ocr::OcrSpec>,
+    /// Classification head widths (HRNet-C presets).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cls_head: Option<crate::models::hrnet::ClsHeadSpec>,
 }
 
 impl Default for ModelConfig {
@@ -43,6 +52,9 @@ impl Default for ModelConfig {
             num_classes: None,
             align_corners: None,
             pretrained: None,
+            hrnet: None,
+            ocr: None,
+            cls_head: None,
         }
     }
 }

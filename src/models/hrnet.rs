@@ -1,0 +1,663 @@
+//! HRNet (Sun et al.), fully described by [`HrnetSpec`] as the official configs do:
+//! the backbone, the HRNetV2 segmentation head and the HRNet-C classification head,
+//! with the parameter names of HRNet-Semantic-Segmentation and HRNet-Image-Classification.
+use super::layers::{
+    conv1x1, conv3x3, resize_bilinear, BatchNorm2d, Conv2d, ConvBn, Linear, Scope,
+};
+use serde::{Deserialize, Serialize};
+use tch::Tensor;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum BlockKind {
+    Basic,
+    Bottleneck,
+}
+
+impl BlockKind {
+    pub fn expansion(self) -> i64 {
+        match self {
+            BlockKind::Basic => 1,
+            BlockKind::Bottleneck => 4,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum FuseMethod {
+    #[default]
+    Sum,
+}
+
+/// One stage, as `STAGEk` in the official YAML configs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StageSpec {
+    pub num_modules: usize,
+    pub num_branches: usize,
+    pub block: BlockKind,
+    pub num_blocks: Vec<usize>,
+    pub num_channels: Vec<i64>,
+    #[serde(default)]
+    pub fuse_method: FuseMethod,
+}
+
+/// The backbone: a 64-channel stem then four stages.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HrnetSpec {
+    pub stage1: StageSpec,
+    pub stage2: StageSpec,
+    pub stage3: StageSpec,
+    pub stage4: StageSpec,
+}
+
+impl HrnetSpec {
+    fn stage(modules: usize, block: BlockKind, blocks: &[usize], channels: &[i64]) -> StageSpec {
+        StageSpec {
+            num_modules: modules,
+            num_branches: blocks.len(),
+            block,
+            num_blocks: blocks.to_vec(),
+            num_channels: channels.to_vec(),
+            fuse_method: FuseMethod::Sum,
+        }
+    }
+
+    /// The standard HRNet-W`width` (W18, W30, W32, W40, W44, W48, W64).
+    pub fn width(w: i64) -> Self {
+        use BlockKind::*;
+        HrnetSpec {
+            stage1: Self::stage(1, Bottleneck, &[4], &[64]),
+            stage2: Self::stage(1, Basic, &[4, 4], &[w, 2 * w]),
+            stage3: Self::stage(4, Basic, &[4, 4, 4], &[w, 2 * w, 4 * w]),
+            stage4: Self::stage(3, Basic, &[4, 4, 4, 4], &[w, 2 * w, 4 * w, 8 * w]),
+        }
+    }
+
+    pub fn w18_small_v1() -> Self {
+        use BlockKind::*;
+        HrnetSpec {
+            stage1: Self::stage(1, Bottleneck, &[1], &[32]),
+            stage2: Self::stage(1, Basic, &[2, 2], &[16, 32]),
+            stage3: Self::stage(1, Basic, &[2, 2, 2], &[16, 32, 64]),
+            stage4: Self::stage(1, Basic, &[2, 2, 2, 2], &[16, 32, 64, 128]),
+        }
+    }
+
+    pub fn w18_small_v2() -> Self {
+        use BlockKind::*;
+        HrnetSpec {
+            stage1: Self::stage(1, Bottleneck, &[2], &[64]),
+            stage2: Self::stage(1, Basic, &[2, 2], &[18, 36]),
+            stage3: Self::stage(3, Basic, &[2, 2, 2], &[18, 36, 72]),
+            stage4: Self::stage(2, Basic, &[2, 2, 2, 2], &[18, 36, 72, 144]),
+        }
+    }
+
+    /// Problems with the spec, each naming the field (`stage2.num_blocks`, …).
+    pub fn check(&self) -> Result<(), String> {
+        for (k, s) in [&self.stage1, &self.stage2, &self.stage3, &self.stage4]
+            .into_iter()
+            .enumerate()
+        {
+            let name = format!("stage{}", k + 1);
+            let want = if k == 0 { 1 } else { k + 1 };
+            if s.num_branches != want {
+                return Err(format!(
+                    "{name}.num_branches must be {want}, got {}",
+                    s.num_branches
+                ));
+            }
+            if s.num_blocks.len() != s.num_branches || s.num_channels.len() != s.num_branches {
+                return Err(format!(
+                    "{name}: num_blocks ({}) and num_channels ({}) must each have num_branches = {} entries",
+                    s.num_blocks.len(),
+                    s.num_channels.len(),
+                    s.num_branches
+                ));
+            }
+            if s.num_modules == 0
+                || s.num_blocks.contains(&0)
+                || s.num_channels.iter().any(|&c| c <= 0)
+            {
+                return Err(format!(
+                    "{name}: modules, blocks and channels must be positive"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Output channels of each branch after stage 4.
+    pub fn out_channels(&self) -> Vec<i64> {
+        let s = &self.stage4;
+        s.num_channels
+            .iter()
+            .map(|c| c * s.block.expansion())
+            .collect()
+    }
+}
+
+/// How fuse layers bring a lower-resolution branch up.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Upsample {
+    /// Segmentation: bilinear to the exact size of the target branch.
+    Bilinear { align_corners: bool },
+    /// Classification: nearest by a power-of-two scale factor.
+    Nearest,
+}
+
+#[derive(Debug)]
+struct Block {
+    kind: BlockKind,
+    conv1: Conv2d,
+    bn1: BatchNorm2d,
+    conv2: Conv2d,
+    bn2: BatchNorm2d,
+    conv3: Option<(Conv2d, BatchNorm2d)>,
+    downsample: Option<(Conv2d, BatchNorm2d)>,
+}
+
+impl Block {
+    fn new(s: &Scope, kind: BlockKind, inplanes: i64, planes: i64, stride: i64) -> Self {
+        let out = planes * kind.expansion();
+        let (conv1, bn1, conv2, bn2, conv3) = match kind {
+            BlockKind::Basic => {
+                let conv1 = conv3x3(&s.sub("conv1"), inplanes, planes, stride, false);
+                let bn1 = BatchNorm2d::new(&s.sub("bn1"), planes);
+                let conv2 = conv3x3(&s.sub("conv2"), planes, planes, 1, false);
+                let bn2 = BatchNorm2d::new(&s.sub("bn2"), planes);
+                (conv1, bn1, conv2, bn2, None)
+            }
+            BlockKind::Bottleneck => {
+                let conv1 = conv1x1(&s.sub("conv1"), inplanes, planes, false);
+                let bn1 = BatchNorm2d::new(&s.sub("bn1"), planes);
+                let conv2 = conv3x3(&s.sub("conv2"), planes, planes, stride, false);
+                let bn2 = BatchNorm2d::new(&s.sub("bn2"), planes);
+                let conv3 = conv1x1(&s.sub("conv3"), planes, out, false);
+                let bn3 = BatchNorm2d::new(&s.sub("bn3"), out);
+                (conv1, bn1, conv2, bn2, Some((conv3, bn3)))
+            }
+        };
+        let downsample = (stride != 1 || inplanes != out).then(|| {
+            let d = s.sub("downsample");
+            (
+                Conv2d::new(&d.sub(0), inplanes, out, 1, stride, 0, false),
+                BatchNorm2d::new(&d.sub(1), out),
+            )
+        });
+        Block {
+            kind,
+            conv1,
+            bn1,
+            conv2,
+            bn2,
+            conv3,
+            downsample,
+        }
+    }
+
+    fn forward(&self, x: &Tensor, train: bool) -> Tensor {
+        let mut y = self.bn1.forward(&self.conv1.forward(x), train).relu();
+        y = self.bn2.forward(&self.conv2.forward(&y), train);
+        if let Some((c3, b3)) = &self.conv3 {
+            debug_assert_eq!(self.kind, BlockKind::Bottleneck);
+            y = b3.forward(&c3.forward(&y.relu()), train);
+        }
+        let residual = match &self.downsample {
+            Some((c, b)) => b.forward(&c.forward(x), train),
+            None => x.shallow_clone(),
+        };
+        (y + residual).relu()
+    }
+}
+
+/// `_make_layer`: `blocks` blocks, the first possibly with a downsample.
+fn make_layer(
+    s: &Scope,
+    kind: BlockKind,
+    inplanes: i64,
+    planes: i64,
+    blocks: usize,
+    stride: i64,
+) -> Vec<Block> {
+    let mut layer = vec![Block::new(&s.sub(0), kind, inplanes, planes, stride)];
+    for i in 1..blocks {
+        layer.push(Block::new(
+            &s.sub(i),
+            kind,
+            planes * kind.expansion(),
+            planes,
+            1,
+        ));
+    }
+    layer
+}
+
+fn run_layer(layer: &[Block], x: &Tensor, train: bool) -> Tensor {
+    layer
+        .iter()
+        .fold(x.shallow_clone(), |y, b| b.forward(&y, train))
+}
+
+#[derive(Debug)]
+enum Fuse {
+    Identity,
+    /// j > i: 1×1 conv + BN, then upsample to branch i.
+    Up(ConvBn, i64),
+    /// j < i: a chain of stride-2 3×3 conv + BN (+ ReLU but the last).
+    Down(Vec<ConvBn>),
+}
+
+#[derive(Debug)]
+struct HrModule {
+    branches: Vec<Vec<Block>>,
+    fuse: Vec<Vec<Fuse>>,
+    upsample: Upsample,
+}
+
+impl HrModule {
+    fn new(s: &Scope, spec: &StageSpec, inch: &mut [i64], upsample: Upsample) -> Self {
+        let n = spec.num_branches;
+        let exp = spec.block.expansion();
+        let bs = s.sub("branches");
+        let branches: Vec<Vec<Block>> = (0..n)
+            .map(|i| {
+                let layer = make_layer(
+                    &bs.sub(i),
+                    spec.block,
+                    inch[i],
+                    spec.num_channels[i],
+                    spec.num_blocks[i],
+                    1,
+                );
+                inch[i] = spec.num_channels[i] * exp;
+                layer
+            })
+            .collect();
+        let mut fuse = Vec::new();
+        if n > 1 {
+            let fs = s.sub("fuse_layers");
+            for i in 0..n {
+                let row = fs.sub(i);
+                let mut fuse_row = Vec::new();
+                for j in 0..n {
+                    let cell = row.sub(j);
+                    fuse_row.push(if j > i {
+                        let conv = conv1x1(&cell.sub(0), inch[j], inch[i], false);
+                        let bn = BatchNorm2d::new(&cell.sub(1), inch[i]);
+                        Fuse::Up(
+                            ConvBn {
+                                conv,
+                                bn,
+                                relu: false,
+                            },
+                            1 << (j - i),
+                        )
+                    } else if j == i {
+                        Fuse::Identity
+                    } else {
+                        let chain = (0..i - j)
+                            .map(|k| {
+                                let last = k == i - j - 1;
+                                let cout = if last { inch[i] } else { inch[j] };
+                                let step = cell.sub(k);
+                                let conv = conv3x3(&step.sub(0), inch[j], cout, 2, false);
+                                ConvBn {
+                                    conv,
+                                    bn: BatchNorm2d::new(&step.sub(1), cout),
+                                    relu: !last,
+                                }
+                            })
+                            .collect();
+                        Fuse::Down(chain)
+                    });
+                }
+                fuse.push(fuse_row);
+            }
+        }
+        HrModule {
+            branches,
+            fuse,
+            upsample,
+        }
+    }
+
+    fn forward(&self, xs: &[Tensor], train: bool) -> Vec<Tensor> {
+        let xs: Vec<Tensor> = self
+            .branches
+            .iter()
+            .zip(xs)
+            .map(|(b, x)| run_layer(b, x, train))
+            .collect();
+        if self.fuse.is_empty() {
+            return xs;
+        }
+        self.fuse
+            .iter()
+            .enumerate()
+            .map(|(i, row)| {
+                let (h, w) = (xs[i].size()[2], xs[i].size()[3]);
+                let mut y: Option<Tensor> = None;
+                for (j, f) in row.iter().enumerate() {
+                    let t = match f {
+                        Fuse::Identity => xs[j].shallow_clone(),
+                        Fuse::Up(cb, scale) => {
+                            let t = cb.forward(&xs[j], train);
+                            match self.upsample {
+                                Upsample::Bilinear { align_corners } => {
+                                    resize_bilinear(&t, h, w, align_corners)
+                                }
+                                Upsample::Nearest => {
+                                    let s = *scale as f64;
+                                    let (th, tw) = (t.size()[2] * *scale, t.size()[3] * *scale);
+                                    t.upsample_nearest2d([th, tw], Some(s), Some(s))
+                                }
+                            }
+                        }
+                        Fuse::Down(chain) => chain
+                            .iter()
+                            .fold(xs[j].shallow_clone(), |t, cb| cb.forward(&t, train)),
+                    };
+                    y = Some(match y {
+                        None => t,
+                        Some(acc) => acc + t,
+                    });
+                }
+                y.expect("fuse rows are non-empty").relu()
+            })
+            .collect()
+    }
+}
+
+#[derive(Debug)]
+enum Transition {
+    Keep,
+    /// An existing branch whose width changes: keys `i.0`, `i.1`.
+    Adapt(ConvBn),
+    /// A new branch from the lowest resolution: keys `i.k.0`, `i.k.1`.
+    New(Vec<ConvBn>),
+}
+
+fn make_transition(s: &Scope, pre: &[i64], cur: &[i64]) -> Vec<Transition> {
+    (0..cur.len())
+        .map(|i| {
+            let t = s.sub(i);
+            if i < pre.len() {
+                if cur[i] == pre[i] {
+                    Transition::Keep
+                } else {
+                    let conv = conv3x3(&t.sub(0), pre[i], cur[i], 1, false);
+                    Transition::Adapt(ConvBn {
+                        conv,
+                        bn: BatchNorm2d::new(&t.sub(1), cur[i]),
+                        relu: true,
+                    })
+                }
+            } else {
+                let steps = i + 1 - pre.len();
+                let cin = *pre.last().expect("at least one branch");
+                Transition::New(
+                    (0..steps)
+                        .map(|k| {
+                            let cout = if k == steps - 1 { cur[i] } else { cin };
+                            let step = t.sub(k);
+                            let conv = conv3x3(&step.sub(0), cin, cout, 2, false);
+                            ConvBn {
+                                conv,
+                                bn: BatchNorm2d::new(&step.sub(1), cout),
+                                relu: true,
+                            }
+                        })
+                        .collect(),
+                )
+            }
+        })
+        .collect()
+}
+
+fn apply_transition(ts: &[Transition], ys: &[Tensor], train: bool) -> Vec<Tensor> {
+    ts.iter()
+        .enumerate()
+        .map(|(i, t)| match t {
+            Transition::Keep => ys[i].shallow_clone(),
+            Transition::Adapt(cb) => cb.forward(&ys[i], train),
+            // New branches grow from the lowest-resolution output.
+            Transition::New(chain) => {
+                let src = ys.last().expect("non-empty");
+                chain
+                    .iter()
+                    .fold(src.shallow_clone(), |x, cb| cb.forward(&x, train))
+            }
+        })
+        .collect()
+}
+
+/// The HRNet backbone: returns the four branch outputs, highest resolution first.
+#[derive(Debug)]
+pub struct Backbone {
+    conv1: Conv2d,
+    bn1: BatchNorm2d,
+    conv2: Conv2d,
+    bn2: BatchNorm2d,
+    layer1: Vec<Block>,
+    transitions: [Vec<Transition>; 3],
+    stages: [Vec<HrModule>; 3],
+    pub out_channels: Vec<i64>,
+}
+
+impl Backbone {
+    pub fn new(s: &Scope, spec: &HrnetSpec, upsample: Upsample) -> Self {
+        let conv1 = conv3x3(&s.sub("conv1"), 3, 64, 2, false);
+        let bn1 = BatchNorm2d::new(&s.sub("bn1"), 64);
+        let conv2 = conv3x3(&s.sub("conv2"), 64, 64, 2, false);
+        let bn2 = BatchNorm2d::new(&s.sub("bn2"), 64);
+        let st1 = &spec.stage1;
+        let layer1 = make_layer(
+            &s.sub("layer1"),
+            st1.block,
+            64,
+            st1.num_channels[0],
+            st1.num_blocks[0],
+            1,
+        );
+        let mut pre = vec![st1.num_channels[0] * st1.block.expansion()];
+        let mut transitions = Vec::new();
+        let mut stages = Vec::new();
+        for (k, st) in [&spec.stage2, &spec.stage3, &spec.stage4]
+            .into_iter()
+            .enumerate()
+        {
+            let cur: Vec<i64> = st
+                .num_channels
+                .iter()
+                .map(|c| c * st.block.expansion())
+                .collect();
+            transitions.push(make_transition(
+                &s.sub(format!("transition{}", k + 1)),
+                &pre,
+                &cur,
+            ));
+            let ss = s.sub(format!("stage{}", k + 2));
+            let mut inch = cur.clone();
+            let modules = (0..st.num_modules)
+                .map(|m| HrModule::new(&ss.sub(m), st, &mut inch, upsample))
+                .collect();
+            stages.push(modules);
+            pre = inch;
+        }
+        let [t1, t2, t3]: [Vec<Transition>; 3] = transitions.try_into().expect("three transitions");
+        let [s2, s3, s4]: [Vec<HrModule>; 3] = stages.try_into().expect("three stages");
+        Backbone {
+            conv1,
+            bn1,
+            conv2,
+            bn2,
+            layer1,
+            transitions: [t1, t2, t3],
+            stages: [s2, s3, s4],
+            out_channels: pre,
+        }
+    }
+
+    pub fn forward(&self, x: &Tensor, train: bool) -> Vec<Tensor> {
+        let x = self.bn1.forward(&self.conv1.forward(x), train).relu();
+        let x = self.bn2.forward(&self.conv2.forward(&x), train).relu();
+        let mut ys = vec![run_layer(&self.layer1, &x, train)];
+        for (t, stage) in self.transitions.iter().zip(&self.stages) {
+            let xs = apply_transition(t, &ys, train);
+            ys = stage.iter().fold(xs, |xs, m| m.forward(&xs, train));
+        }
+        ys
+    }
+}
+
+/// All branches resized to branch 0 and concatenated (HRNetV2 representation).
+pub fn concat_branches(ys: &[Tensor], align_corners: bool) -> Tensor {
+    let (h, w) = (ys[0].size()[2], ys[0].size()[3]);
+    let parts: Vec<Tensor> = ys
+        .iter()
+        .map(|y| resize_bilinear(y, h, w, align_corners))
+        .collect();
+    Tensor::cat(&parts, 1)
+}
+
+/// `last_layer` / `aux_head`: 1×1 conv (bias) → BN → ReLU → 1×1 conv to classes (keys .0 .1 .3).
+#[derive(Debug)]
+pub struct SegHead {
+    conv: Conv2d,
+    bn: BatchNorm2d,
+    cls: Conv2d,
+}
+
+impl SegHead {
+    pub fn new(s: &Scope, cin: i64, num_classes: i64) -> Self {
+        SegHead {
+            conv: conv1x1(&s.sub(0), cin, cin, true),
+            bn: BatchNorm2d::new(&s.sub(1), cin),
+            cls: conv1x1(&s.sub(3), cin, num_classes, true),
+        }
+    }
+
+    pub fn forward(&self, x: &Tensor, train: bool) -> Tensor {
+        self.cls
+            .forward(&self.bn.forward(&self.conv.forward(x), train).relu())
+    }
+}
+
+/// HRNetV2 for segmentation: logits at 1/4 of the input resolution.
+#[derive(Debug)]
+pub struct HrnetSeg {
+    backbone: Backbone,
+    last_layer: SegHead,
+    align_corners: bool,
+}
+
+impl HrnetSeg {
+    pub fn new(s: &Scope, spec: &HrnetSpec, num_classes: i64, align_corners: bool) -> Self {
+        let backbone = Backbone::new(s, spec, Upsample::Bilinear { align_corners });
+        let c: i64 = backbone.out_channels.iter().sum();
+        let last_layer = SegHead::new(&s.sub("last_layer"), c, num_classes);
+        HrnetSeg {
+            backbone,
+            last_layer,
+            align_corners,
+        }
+    }
+
+    pub fn forward(&self, x: &Tensor, train: bool) -> Vec<Tensor> {
+        let feats = concat_branches(&self.backbone.forward(x, train), self.align_corners);
+        vec![self.last_layer.forward(&feats, train)]
+    }
+}
+
+/// Widths of the HRNet-C classification head.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClsHeadSpec {
+    /// Bottleneck widths of `incre_modules` (outputs are 4× these).
+    pub incre_channels: Vec<i64>,
+    /// Channels of `final_layer`.
+    pub final_channels: i64,
+}
+
+impl Default for ClsHeadSpec {
+    fn default() -> Self {
+        ClsHeadSpec {
+            incre_channels: vec![32, 64, 128, 256],
+            final_channels: 2048,
+        }
+    }
+}
+
+/// HRNet-C for image classification.
+#[derive(Debug)]
+pub struct HrnetCls {
+    backbone: Backbone,
+    incre: Vec<Vec<Block>>,
+    downsamp: Vec<ConvBn>,
+    final_layer: ConvBn,
+    classifier: Linear,
+}
+
+impl HrnetCls {
+    pub fn new(s: &Scope, spec: &HrnetSpec, head: &ClsHeadSpec, num_classes: i64) -> Self {
+        let backbone = Backbone::new(s, spec, Upsample::Nearest);
+        let exp = BlockKind::Bottleneck.expansion();
+        let is = s.sub("incre_modules");
+        let incre: Vec<Vec<Block>> = backbone
+            .out_channels
+            .iter()
+            .zip(&head.incre_channels)
+            .enumerate()
+            .map(|(i, (&cin, &c))| make_layer(&is.sub(i), BlockKind::Bottleneck, cin, c, 1, 1))
+            .collect();
+        let ds = s.sub("downsamp_modules");
+        let downsamp = head
+            .incre_channels
+            .windows(2)
+            .enumerate()
+            .map(|(i, w)| {
+                let m = ds.sub(i);
+                let conv = conv3x3(&m.sub(0), w[0] * exp, w[1] * exp, 2, true);
+                ConvBn {
+                    conv,
+                    bn: BatchNorm2d::new(&m.sub(1), w[1] * exp),
+                    relu: true,
+                }
+            })
+            .collect();
+        let fl = s.sub("final_layer");
+        let last = *head.incre_channels.last().expect("non-empty") * exp;
+        let final_layer = ConvBn {
+            conv: conv1x1(&fl.sub(0), last, head.final_channels, true),
+            bn: BatchNorm2d::new(&fl.sub(1), head.final_channels),
+            relu: true,
+        };
+        let classifier = Linear::new(&s.sub("classifier"), head.final_channels, num_classes);
+        HrnetCls {
+            backbone,
+            incre,
+            downsamp,
+            final_layer,
+            classifier,
+        }
+    }
+
+    pub fn forward(&self, x: &Tensor, train: bool) -> Vec<Tensor> {
+        let ys = self.backbone.forward(x, train);
+        let mut y = run_layer(&self.incre[0], &ys[0], train);
+        for (i, d) in self.downsamp.iter().enumerate() {
+            y = run_layer(&self.incre[i + 1], &ys[i + 1], train) + d.forward(&y, train);
+        }
+        let y = self.final_layer.forward(&y, train);
+        // Global average pool as the official classifier does it (avg_pool2d over the whole map).
+        let (h, w) = (y.size()[2], y.size()[3]);
+        let pooled = y
+            .avg_pool2d([h, w], [h, w], [0, 0], false, true, None)
+            .flatten(1, -1);
+        vec![self.classifier.forward(&pooled)]
+    }
+}

@@ -1,0 +1,221 @@
+//! Building blocks with PyTorch's state-dict names and order: Conv2d, BatchNorm2d
+//! (with `num_batches_tracked`), Linear. `Scope` records every tensor name in
+//! creation order, which is the order of the official state dicts.
+use std::cell::RefCell;
+use std::rc::Rc;
+use tch::nn::{self, Init};
+use tch::{Kind, Tensor};
+
+/// A naming scope over a tch `nn::Path` that logs names in creation order.
+#[derive(Clone)]
+pub struct Scope<'a> {
+    path: nn::Path<'a>,
+    prefix: String,
+    order: Rc<RefCell<Vec<String>>>,
+}
+
+impl<'a> Scope<'a> {
+    pub fn root(path: nn::Path<'a>) -> Self {
+        Scope {
+            path,
+            prefix: String::new(),
+            order: Rc::new(RefCell::new(Vec::new())),
+        }
+    }
+
+    pub fn sub<T: ToString>(&self, name: T) -> Scope<'a> {
+        let name = name.to_string();
+        Scope {
+            path: self.path.sub(&name),
+            prefix: format!("{}{name}.", self.prefix),
+            order: self.order.clone(),
+        }
+    }
+
+    fn log(&self, name: &str) {
+        self.order
+            .borrow_mut()
+            .push(format!("{}{name}", self.prefix));
+    }
+
+    pub fn param(&self, name: &str, dims: &[i64], init: Init) -> Tensor {
+        self.log(name);
+        self.path.var(name, dims, init)
+    }
+
+    pub fn buffer(&self, name: &str, t: Tensor) -> Tensor {
+        self.log(name);
+        self.path.add(name, t.to_device(self.path.device()), false)
+    }
+
+    /// Tensor names created so far, in order.
+    pub fn names(&self) -> Vec<String> {
+        self.order.borrow().clone()
+    }
+}
+
+#[derive(Debug)]
+pub struct Conv2d {
+    pub weight: Tensor,
+    pub bias: Option<Tensor>,
+    stride: i64,
+    padding: i64,
+}
+
+/// He-normal (fan-out) for convolutions, as torchvision does for ReLU networks.
+const CONV_INIT: Init = Init::Kaiming {
+    dist: nn::init::NormalOrUniform::Normal,
+    fan: nn::init::FanInOut::FanOut,
+    non_linearity: nn::init::NonLinearity::ReLU,
+};
+
+impl Conv2d {
+    pub fn new(
+        s: &Scope,
+        cin: i64,
+        cout: i64,
+        k: i64,
+        stride: i64,
+        padding: i64,
+        bias: bool,
+    ) -> Self {
+        let weight = s.param("weight", &[cout, cin, k, k], CONV_INIT);
+        let bias = bias.then(|| s.param("bias", &[cout], Init::Const(0.0)));
+        Conv2d {
+            weight,
+            bias,
+            stride,
+            padding,
+        }
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Tensor {
+        x.conv2d(
+            &self.weight,
+            self.bias.as_ref(),
+            [self.stride],
+            [self.padding],
+            [1],
+            1,
+        )
+    }
+}
+
+/// 3×3 convolution with padding 1, the workhorse of HRNet.
+pub fn conv3x3(s: &Scope, cin: i64, cout: i64, stride: i64, bias: bool) -> Conv2d {
+    Conv2d::new(s, cin, cout, 3, stride, 1, bias)
+}
+
+pub fn conv1x1(s: &Scope, cin: i64, cout: i64, bias: bool) -> Conv2d {
+    Conv2d::new(s, cin, cout, 1, 1, 0, bias)
+}
+
+#[derive(Debug)]
+pub struct BatchNorm2d {
+    pub weight: Tensor,
+    pub bias: Tensor,
+    pub running_mean: Tensor,
+    pub running_var: Tensor,
+    pub num_batches_tracked: Tensor,
+    momentum: f64,
+    eps: f64,
+}
+
+impl BatchNorm2d {
+    /// PyTorch defaults: momentum 0.1, eps 1e-5.
+    pub fn new(s: &Scope, c: i64) -> Self {
+        BatchNorm2d {
+            weight: s.param("weight", &[c], Init::Const(1.0)),
+            bias: s.param("bias", &[c], Init::Const(0.0)),
+            running_mean: s.buffer(
+                "running_mean",
+                Tensor::zeros([c], (Kind::Float, tch::Device::Cpu)),
+            ),
+            running_var: s.buffer(
+                "running_var",
+                Tensor::ones([c], (Kind::Float, tch::Device::Cpu)),
+            ),
+            num_batches_tracked: s.buffer(
+                "num_batches_tracked",
+                Tensor::zeros([], (Kind::Int64, tch::Device::Cpu)),
+            ),
+            momentum: 0.1,
+            eps: 1e-5,
+        }
+    }
+
+    /// Batch statistics (and running-stat updates) when `train`, running stats otherwise.
+    pub fn forward(&self, x: &Tensor, train: bool) -> Tensor {
+        if train {
+            tch::no_grad(|| {
+                let _ = self.num_batches_tracked.shallow_clone().g_add_scalar_(1);
+            });
+        }
+        Tensor::batch_norm(
+            x,
+            Some(&self.weight),
+            Some(&self.bias),
+            Some(&self.running_mean),
+            Some(&self.running_var),
+            train,
+            self.momentum,
+            self.eps,
+            true,
+        )
+    }
+}
+
+#[derive(Debug)]
+pub struct Linear {
+    pub weight: Tensor,
+    pub bias: Tensor,
+}
+
+impl Linear {
+    pub fn new(s: &Scope, cin: i64, cout: i64) -> Self {
+        let bound = 1.0 / (cin as f64).sqrt();
+        Linear {
+            weight: s.param("weight", &[cout, cin], nn::init::DEFAULT_KAIMING_UNIFORM),
+            bias: s.param(
+                "bias",
+                &[cout],
+                Init::Uniform {
+                    lo: -bound,
+                    up: bound,
+                },
+            ),
+        }
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Tensor {
+        x.linear(&self.weight, Some(&self.bias))
+    }
+}
+
+/// Conv → BN (→ ReLU), registered as `<scope>.{conv_idx}` and `<scope>.{bn_idx}`.
+#[derive(Debug)]
+pub struct ConvBn {
+    pub conv: Conv2d,
+    pub bn: BatchNorm2d,
+    pub relu: bool,
+}
+
+impl ConvBn {
+    pub fn forward(&self, x: &Tensor, train: bool) -> Tensor {
+        let y = self.bn.forward(&self.conv.forward(x), train);
+        if self.relu {
+            y.relu()
+        } else {
+            y
+        }
+    }
+}
+
+/// Bilinear resize to an exact size, as `F.interpolate(..., size=, mode='bilinear')`.
+pub fn resize_bilinear(x: &Tensor, h: i64, w: i64, align_corners: bool) -> Tensor {
+    let size = x.size();
+    if size[2] == h && size[3] == w {
+        return x.shallow_clone();
+    }
+    x.upsample_bilinear2d([h, w], align_corners, None, None)
+}

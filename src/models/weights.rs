@@ -1,0 +1,253 @@
+//! Weights in and out by official names: safetensors (native) and PyTorch `.pth`
+//! (read with candle-core's pickle reader). Loading is strict by default and
+//! explains a mismatch tensor by tensor.
+use super::Model;
+use anyhow::{bail, Context};
+use std::collections::{HashMap, HashSet};
+use std::fmt::Write as _;
+use std::path::Path;
+use tch::{Kind, Tensor};
+
+/// How to treat names that do not line up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoadMode {
+    /// Every model tensor must come from the file and nothing may be left over.
+    Strict,
+    /// Load what matches (e.g. an ImageNet backbone into a segmentation model);
+    /// names the file lacks keep their initial values, extra names are ignored.
+    Partial,
+}
+
+/// What a load did.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct LoadReport {
+    pub loaded: usize,
+    /// Model tensors the file did not provide (Partial only).
+    pub missing: Vec<String>,
+    /// File tensors the model has no place for (Partial only).
+    pub unexpected: Vec<String>,
+    /// File name → model name renames applied (OCR: `last_layer` → `aux_head`).
+    pub renamed: Vec<(String, String)>,
+}
+
+/// Read every tensor of a `.safetensors` or PyTorch `.pth`/`.pt`/`.bin` file.
+pub fn read_tensors(path: &Path) -> anyhow::Result<Vec<(String, Tensor)>> {
+    if !path.exists() {
+        bail!("weights file {} does not exist", path.display());
+    }
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("safetensors") => Tensor::read_safetensors(path)
+            .with_context(|| format!("reading safetensors {}", path.display())),
+        Some("pth" | "pt" | "bin" | "ckpt") => read_pth(path),
+        _ => bail!(
+            "{}: unknown weights format (expected .safetensors, .pth, .pt or .bin)",
+            path.display()
+        ),
+    }
+}
+
+fn read_pth(path: &Path) -> anyhow::Result<Vec<(String, Tensor)>> {
+    // A bare state dict, or one wrapped as {"state_dict": …} / {"model": …}.
+    let mut last_err = None;
+    for key in [None, Some("state_dict"), Some("model")] {
+        match candle_core::pickle::read_all_with_key(path, key) {
+            Ok(list) if !list.is_empty() => {
+                return list
+                    .into_iter()
+                    .map(|(name, t)| {
+                        Ok((
+                            name.clone(),
+                            from_candle(&t).with_context(|| format!("tensor {name}"))?,
+                        ))
+                    })
+                    .collect::<anyhow::Result<Vec<_>>>()
+                    .with_context(|| format!("reading {}", path.display()));
+            }
+            Ok(_) => {}
+            Err(e) => last_err = Some(e),
+        }
+    }
+    match last_err {
+        Some(e) => Err(anyhow::anyhow!(
+            "{}: not a readable PyTorch checkpoint: {e}",
+            path.display()
+        )),
+        None => bail!("{}: the checkpoint holds no tensors", path.display()),
+    }
+}
+
+fn from_candle(t: &candle_core::Tensor) -> anyhow::Result<Tensor> {
+    use candle_core::DType;
+    let shape: Vec<i64> = t.dims().iter().map(|&d| d as i64).collect();
+    let flat = t.contiguous()?.flatten_all()?;
+    let out = match t.dtype() {
+        DType::F32 => Tensor::from_slice(&flat.to_vec1::<f32>()?),
+        DType::F64 => Tensor::from_slice(&flat.to_vec1::<f64>()?),
+        DType::I64 => Tensor::from_slice(&flat.to_vec1::<i64>()?),
+        DType::U8 => Tensor::from_slice(&flat.to_vec1::<u8>()?),
+        DType::U32 => Tensor::from_slice(&flat.to_dtype(DType::I64)?.to_vec1::<i64>()?),
+        DType::F16 => {
+            Tensor::from_slice(&flat.to_dtype(DType::F32)?.to_vec1::<f32>()?).to_kind(Kind::Half)
+        }
+        DType::BF16 => Tensor::from_slice(&flat.to_dtype(DType::F32)?.to_vec1::<f32>()?)
+            .to_kind(Kind::BFloat16),
+        other => bail!("unsupported dtype {other:?}"),
+    };
+    Ok(out.reshape(shape))
+}
+
+/// Official checkpoint conventions: drop the `model.` (FullModel) or `module.`
+/// (DataParallel) prefix when every weight has it, and the loss's class weights.
+pub fn normalise_names(tensors: Vec<(String, Tensor)>) -> Vec<(String, Tensor)> {
+    let tensors: Vec<(String, Tensor)> = tensors
+        .into_iter()
+        .filter(|(n, _)| !n.starts_with("loss."))
+        .collect();
+    for prefix in ["model.", "module."] {
+        if !tensors.is_empty() && tensors.iter().all(|(n, _)| n.starts_with(prefix)) {
+            return tensors
+                .into_iter()
+                .map(|(n, t)| (n[prefix.len()..].to_string(), t))
+                .collect();
+        }
+    }
+    tensors
+}
+
+fn is_nbt(name: &str) -> bool {
+    name.ends_with("num_batches_tracked")
+}
+
+fn listing(out: &mut String, title: &str, items: &[String]) {
+    if items.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "  {title} ({}):", items.len());
+    for it in items.iter().take(25) {
+        let _ = writeln!(out, "    {it}");
+    }
+    if items.len() > 25 {
+        let _ = writeln!(out, "    … and {} more", items.len() - 25);
+    }
+}
+
+/// Copy `tensors` into `model` by name. `source` names the file in messages.
+pub fn load_into(
+    model: &Model,
+    tensors: Vec<(String, Tensor)>,
+    mode: LoadMode,
+    source: &str,
+) -> anyhow::Result<LoadReport> {
+    let mut file: HashMap<String, Tensor> = normalise_names(tensors).into_iter().collect();
+    let dict = model.state_dict();
+    let mut report = LoadReport::default();
+    if mode == LoadMode::Partial {
+        // OCRNet's official init loads a pretrained seg head into aux_head.
+        for (name, _) in &dict {
+            if let Some(rest) = name.strip_prefix("aux_head.") {
+                let from = format!("last_layer.{rest}");
+                if !file.contains_key(name) {
+                    if let Some(t) = file.remove(&from) {
+                        report.renamed.push((from, name.clone()));
+                        file.insert(name.clone(), t);
+                    }
+                }
+            }
+        }
+    }
+    let model_names: HashSet<&str> = dict.iter().map(|(n, _)| n.as_str()).collect();
+    let mut missing = Vec::new();
+    let mut wrong_shape = Vec::new();
+    for (name, var) in &dict {
+        match file.get(name) {
+            None if is_nbt(name) => {} // InPlaceABN-era checkpoints have none; harmless.
+            None => missing.push(name.clone()),
+            Some(src) if src.size() != var.size() => wrong_shape.push(format!(
+                "{name}: file {:?}, model {:?}",
+                src.size(),
+                var.size()
+            )),
+            Some(_) => {}
+        }
+    }
+    let mut unexpected: Vec<String> = file
+        .keys()
+        .filter(|n| !model_names.contains(n.as_str()))
+        .cloned()
+        .collect();
+    unexpected.sort();
+    let fatal = !wrong_shape.is_empty()
+        || (mode == LoadMode::Strict && (!missing.is_empty() || !unexpected.is_empty()));
+    if fatal {
+        let mut msg = format!(
+            "weights {source} do not fit model {}: {} missing, {} unexpected, {} with the wrong shape\n",
+            model.preset,
+            missing.len(),
+            unexpected.len(),
+            wrong_shape.len()
+        );
+        listing(&mut msg, "missing from the file", &missing);
+        listing(&mut msg, "in the file but not in the model", &unexpected);
+        listing(&mut msg, "wrong shape", &wrong_shape);
+        if mode == LoadMode::Strict && wrong_shape.is_empty() {
+            msg.push_str("  (for a backbone-only load, use the partial mode: --allow-partial / model.pretrained)");
+        }
+        bail!("{}", msg.trim_end());
+    }
+    tch::no_grad(|| -> anyhow::Result<()> {
+        for (name, var) in &dict {
+            if let Some(src) = file.get(name) {
+                let src = src.to_kind(var.kind()).to_device(var.device());
+                var.shallow_clone()
+                    .f_copy_(&src)
+                    .with_context(|| format!("copying {name}"))?;
+                report.loaded += 1;
+            }
+        }
+        Ok(())
+    })?;
+    report.missing = missing;
+    report.unexpected = unexpected;
+    Ok(report)
+}
+
+/// Load a weights file into `model`.
+pub fn load_file(model: &Model, path: &Path, mode: LoadMode) -> anyhow::Result<LoadReport> {
+    let tensors = read_tensors(path)?;
+    load_into(model, tensors, mode, &path.display().to_string())
+}
+
+/// Write named tensors as safetensors through a temporary file and a rename,
+/// so a crash never leaves a half-written file under the real name.
+pub fn write_safetensors_atomic(tensors: &[(String, Tensor)], path: &Path) -> anyhow::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("weights");
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let cpu: Vec<(String, Tensor)> = tensors
+        .iter()
+        .map(|(n, t)| (n.clone(), t.to_device(tch::Device::Cpu).contiguous()))
+        .collect();
+    let result = (|| -> anyhow::Result<()> {
+        Tensor::write_safetensors(&cpu, &tmp)
+            .with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::File::open(&tmp)?.sync_all()?;
+        std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Save a model's full state dict (official names) as safetensors.
+pub fn save(model: &Model, path: &Path) -> anyhow::Result<()> {
+    write_safetensors_atomic(&model.state_dict(), path)
+}

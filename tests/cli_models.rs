@@ -1,0 +1,198 @@
+//! `segzoo model-info`, `forward` and `convert` as a user runs them.
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn segzoo(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_segzoo"))
+        .args(args)
+        .output()
+        .expect("segzoo runs")
+}
+
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+const TINY_OCR: &str = r#"
+[model]
+name = "ocrnet_hrnetv2_w48"
+num_classes = 19
+ocr = { mid_channels = 16, key_channels = 8 }
+
+[model.hrnet.stage1]
+num_modules = 1
+num_branches = 1
+block = "BOTTLENECK"
+num_blocks = [1]
+num_channels = [8]
+
+[model.hrnet.stage2]
+num_modules = 1
+num_branches = 2
+block = "BASIC"
+num_blocks = [1, 1]
+num_channels = [4, 8]
+
+[model.hrnet.stage3]
+num_modules = 1
+num_branches = 3
+block = "BASIC"
+num_blocks = [1, 1, 1]
+num_channels = [4, 8, 16]
+
+[model.hrnet.stage4]
+num_modules = 2
+num_branches = 4
+block = "BASIC"
+num_blocks = [1, 1, 1, 1]
+num_channels = [4, 8, 16, 32]
+fuse_method = "SUM"
+"#;
+
+#[test]
+fn model_info_json_matches_the_reference_manifest() {
+    let v: serde_json::Value = serde_json::from_str(&ok(&segzoo(&[
+        "model-info",
+        "hrnetv2_w18_small_v2",
+        "--json",
+    ])))
+    .expect("JSON");
+    let reference: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/reference/hrnetv2_w18_small_v2_cityscapes.json"),
+        )
+        .expect("manifest"),
+    )
+    .expect("JSON");
+    assert_eq!(v["num_params"], reference["num_params"]);
+    let names = |x: &serde_json::Value| -> Vec<(String, serde_json::Value)> {
+        x["tensors"]
+            .as_array()
+            .expect("tensors")
+            .iter()
+            .map(|t| {
+                (
+                    t["name"].as_str().expect("name").to_string(),
+                    t["shape"].clone(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(names(&v), names(&reference));
+    let text = ok(&segzoo(&["model-info", "hrnet_w18_c", "--tensors"]));
+    assert!(text.contains("parameters: 21299004"), "{text}");
+    assert!(
+        text.contains("classifier.weight") && text.contains("[1000, 2048]"),
+        "{text}"
+    );
+    let out = segzoo(&["model-info", "hrnetv2_w84"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("did you mean `hrnetv2_w48`?"));
+}
+
+#[test]
+fn forward_writes_every_head_from_a_config_described_model() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = dir.path().join("tiny_ocr.toml");
+    std::fs::write(&cfg, TINY_OCR).expect("write");
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let weights = dir.path().join("w.safetensors");
+    let text = ok(&segzoo(&[
+        "convert",
+        fixtures.join("parity_ocrnet.pth").to_str().expect("utf8"),
+        weights.to_str().expect("utf8"),
+        "--model",
+        cfg.to_str().expect("utf8"),
+    ]));
+    assert!(text.contains("wrote"), "{text}");
+    let info = ok(&segzoo(&["model-info", cfg.to_str().expect("utf8")]));
+    assert!(info.contains("outputs:    aux, logits"), "{info}");
+
+    let output = dir.path().join("y.safetensors");
+    let text = ok(&segzoo(&[
+        "forward",
+        "--model",
+        cfg.to_str().expect("utf8"),
+        "--weights",
+        weights.to_str().expect("utf8"),
+        "--input",
+        fixtures
+            .join("parity_ocrnet.safetensors")
+            .to_str()
+            .expect("utf8"),
+        "--output",
+        output.to_str().expect("utf8"),
+    ]));
+    assert!(
+        text.contains("output_aux: [1, 19, 13, 18]")
+            && text.contains("output_logits: [1, 19, 13, 18]"),
+        "{text}"
+    );
+    let got: std::collections::HashMap<String, tch::Tensor> =
+        tch::Tensor::read_safetensors(&output)
+            .expect("output")
+            .into_iter()
+            .collect();
+    let want: std::collections::HashMap<String, tch::Tensor> =
+        tch::Tensor::read_safetensors(fixtures.join("parity_ocrnet.safetensors"))
+            .expect("fixture")
+            .into_iter()
+            .collect();
+    for k in ["output_aux", "output_logits"] {
+        let d = (&got[k] - &want[k]).abs().max().double_value(&[]);
+        assert!(d < 1e-3, "{k}: {d}");
+    }
+}
+
+#[test]
+fn forward_reports_bad_inputs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = dir.path().join("tiny_ocr.toml");
+    std::fs::write(
+        &cfg,
+        TINY_OCR.replace("num_classes = 19", "num_classes = 20"),
+    )
+    .expect("write");
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let out = segzoo(&[
+        "forward",
+        "--model",
+        cfg.to_str().expect("utf8"),
+        "--weights",
+        fixtures.join("parity_ocrnet.pth").to_str().expect("utf8"),
+        "--input",
+        fixtures
+            .join("parity_ocrnet.safetensors")
+            .to_str()
+            .expect("utf8"),
+        "--output",
+        dir.path().join("y.safetensors").to_str().expect("utf8"),
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cls_head.weight: file [19, 16, 1, 1], model [20, 16, 1, 1]"),
+        "{err}"
+    );
+    // An input file without a tensor named `input`.
+    let out = segzoo(&[
+        "forward",
+        "--model",
+        "hrnetv2_w18_small_v1",
+        "--input",
+        dir.path()
+            .join("missing.safetensors")
+            .to_str()
+            .expect("utf8"),
+        "--output",
+        dir.path().join("y.safetensors").to_str().expect("utf8"),
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("missing.safetensors"));
+}
