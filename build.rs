@@ -5,9 +5,8 @@ use std::path::{Path, PathBuf};
 fn main() {
     println!("cargo:rerun-if-env-changed=LIBTORCH");
     println!("cargo:rerun-if-env-changed=SEGZOO_ROOT");
-    let root = std::env::var("SEGZOO_ROOT")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    let root =
+        std::env::var("SEGZOO_ROOT").map(PathBuf::from).unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
     let flavour_file = root.join(".segzoo/torch_flavour");
     println!("cargo:rerun-if-changed={}", flavour_file.display());
 
@@ -15,18 +14,12 @@ fn main() {
         let lib = Path::new(&libtorch).join("lib");
         // Through the .segzoo/libtorch link, so re-running setup re-targets it.
         println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.display());
-        println!(
-            "cargo:rustc-env=SEGZOO_LIBTORCH_VERSION={}",
-            libtorch_version(Path::new(&libtorch))
-        );
+        println!("cargo:rustc-env=SEGZOO_LIBTORCH_VERSION={}", libtorch_version(Path::new(&libtorch)));
     } else {
         println!("cargo:rustc-env=SEGZOO_LIBTORCH_VERSION=unknown");
     }
     // Folder holding the libnccl.so link that cudarc dlopens.
-    println!(
-        "cargo:rustc-link-arg=-Wl,-rpath,{}",
-        root.join(".segzoo/lib").display()
-    );
+    println!("cargo:rustc-link-arg=-Wl,-rpath,{}", root.join(".segzoo/lib").display());
 
     let flavour = std::fs::read_to_string(&flavour_file).unwrap_or_default();
     if flavour.trim() == "cuda" {
@@ -46,11 +39,7 @@ fn libtorch_version(libtorch: &Path) -> String {
     if let Ok(s) = std::fs::read_to_string(libtorch.join("version.py")) {
         for line in s.lines() {
             if let Some(rest) = line.strip_prefix("__version__") {
-                return rest
-                    .trim_start_matches([' ', '='])
-                    .trim()
-                    .trim_matches(['\'', '"'])
-                    .to_string();
+                return rest.trim_start_matches([' ', '=']).trim().trim_matches(['\'', '"']).to_string();
             }
         }
     }

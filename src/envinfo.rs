@@ -21,11 +21,7 @@ pub struct EnvReport {
 impl EnvReport {
     pub fn collect() -> Self {
         let cuda_available = tch::Cuda::is_available();
-        let cuda_device_count = if cuda_available {
-            tch::Cuda::device_count()
-        } else {
-            0
-        };
+        let cuda_device_count = if cuda_available { tch::Cuda::device_count() } else { 0 };
         EnvReport {
             segzoo_version: env!("CARGO_PKG_VERSION").to_string(),
             libtorch_version: env!("SEGZOO_LIBTORCH_VERSION").to_string(),
@@ -48,8 +44,7 @@ impl EnvReport {
 fn device_names(count: i64) -> Vec<String> {
     use cudarc::driver::result;
     // SAFETY: only attempts to dlopen libcuda.
-    if count == 0 || !unsafe { cudarc::driver::sys::is_culib_present() } || result::init().is_err()
-    {
+    if count == 0 || !unsafe { cudarc::driver::sys::is_culib_present() } || result::init().is_err() {
         return Vec::new();
     }
     (0..count as i32)
@@ -64,38 +59,22 @@ fn device_names(count: i64) -> Vec<String> {
 impl fmt::Display for EnvReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "segzoo version:   {}", self.segzoo_version)?;
-        writeln!(
-            f,
-            "libtorch version: {} ({} install)",
-            self.libtorch_version, self.torch_flavour
-        )?;
+        writeln!(f, "libtorch version: {} ({} install)", self.libtorch_version, self.torch_flavour)?;
         if self.cuda_available {
-            writeln!(
-                f,
-                "CUDA available:   yes, {} device(s)",
-                self.cuda_device_count
-            )?;
+            writeln!(f, "CUDA available:   yes, {} device(s)", self.cuda_device_count)?;
             for (i, name) in self.cuda_devices.iter().enumerate() {
                 writeln!(f, "  cuda:{i}          {name}")?;
             }
         } else {
             writeln!(f, "CUDA available:   no")?;
         }
-        writeln!(
-            f,
-            "cuDNN available:  {}",
-            if self.cudnn_available { "yes" } else { "no" }
-        )?;
+        writeln!(f, "cuDNN available:  {}", if self.cudnn_available { "yes" } else { "no" })?;
         match (&self.nccl.version, &self.nccl.detail) {
             (Some(v), _) => writeln!(f, "NCCL:             found, version {v}")?,
             (None, Some(why)) => writeln!(f, "NCCL:             not usable: {why}")?,
             (None, None) => writeln!(f, "NCCL:             not usable")?,
         }
-        writeln!(
-            f,
-            "MPI:              {} (MPI {})",
-            self.mpi.library, self.mpi.standard
-        )?;
+        writeln!(f, "MPI:              {} (MPI {})", self.mpi.library, self.mpi.standard)?;
         write!(f, "torch threads:    {}", self.torch_threads)
     }
 }

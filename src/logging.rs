@@ -28,9 +28,7 @@ pub fn init(format: LogFormat, level: Option<&str>) -> anyhow::Result<()> {
         Some(l) => EnvFilter::try_new(l).map_err(|e| anyhow::anyhow!("--log-level {l:?}: {e}"))?,
         None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
     };
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let result = match format {
         LogFormat::Text => builder.event_format(Line { json: false }).try_init(),
         LogFormat::Json => builder.event_format(Line { json: true }).try_init(),
@@ -54,8 +52,7 @@ impl Visit for Fields {
         if field.name() == "message" {
             self.message = text;
         } else {
-            self.rest
-                .insert(field.name().to_string(), serde_json::Value::String(text));
+            self.rest.insert(field.name().to_string(), serde_json::Value::String(text));
         }
     }
     fn record_str(&mut self, field: &Field, value: &str) {
@@ -84,12 +81,7 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
     N: for<'a> FormatFields<'a> + 'static,
 {
-    fn format_event(
-        &self,
-        _ctx: &FmtContext<'_, S, N>,
-        mut w: Writer<'_>,
-        event: &Event<'_>,
-    ) -> std::fmt::Result {
+    fn format_event(&self, _ctx: &FmtContext<'_, S, N>, mut w: Writer<'_>, event: &Event<'_>) -> std::fmt::Result {
         let mut fields = Fields::default();
         event.record(&mut fields);
         let meta = event.metadata();
@@ -129,9 +121,7 @@ where
 
 /// UTC wall time as `YYYY-MM-DDTHH:MM:SS.mmmZ`, without pulling in a date crate.
 fn humantime_now() -> String {
-    let d = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
+    let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     let secs = d.as_secs() as i64;
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     // Civil-from-days (Howard Hinnant's algorithm).
@@ -159,9 +149,6 @@ mod tests {
     fn timestamp_shape() {
         let t = super::humantime_now();
         assert_eq!(t.len(), 24, "{t}");
-        assert!(
-            t.starts_with("20") && t.ends_with('Z') && &t[10..11] == "T",
-            "{t}"
-        );
+        assert!(t.starts_with("20") && t.ends_with('Z') && &t[10..11] == "T", "{t}");
     }
 }

@@ -10,11 +10,7 @@ use segzoo::models::weights::{
 use std::path::PathBuf;
 
 #[derive(Parser)]
-#[command(
-    name = "segzoo",
-    version,
-    about = "Semantic-segmentation models on libtorch: train, evaluate, serve"
-)]
+#[command(name = "segzoo", version, about = "Semantic-segmentation models on libtorch: train, evaluate, serve")]
 struct Cli {
     /// Log line format.
     #[arg(long, global = true, value_enum, default_value = "text")]
@@ -100,9 +96,7 @@ enum ConfigCommand {
 }
 
 fn parse_overrides(set: &[String]) -> anyhow::Result<Vec<Override>> {
-    set.iter()
-        .map(|s| s.parse::<Override>().map_err(anyhow::Error::from))
-        .collect()
+    set.iter().map(|s| s.parse::<Override>().map_err(anyhow::Error::from)).collect()
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -119,13 +113,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let config = load_config(&file, &parse_overrides(&set)?)?;
             print_out(&toml::to_string(&config).context("serialising the resolved config")?)?;
         }
-        Command::ModelInfo {
-            model,
-            num_classes,
-            tensors,
-            json,
-            set,
-        } => {
+        Command::ModelInfo { model, num_classes, tensors, json, set } => {
             let (mut cfg, default_classes) = resolve_model(&model, &set)?;
             if num_classes.is_some() {
                 cfg.num_classes = num_classes;
@@ -133,10 +121,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let m = registry::build(&cfg, default_classes, tch::Device::Cpu)?;
             let infos = m.tensor_infos();
             if json {
-                let tensors: Vec<serde_json::Value> = infos
-                    .iter()
-                    .map(|t| serde_json::json!({"name": t.name, "shape": t.shape}))
-                    .collect();
+                let tensors: Vec<serde_json::Value> =
+                    infos.iter().map(|t| serde_json::json!({"name": t.name, "shape": t.shape})).collect();
                 let v = serde_json::json!({
                     "model": m.preset,
                     "num_classes": m.num_classes,
@@ -164,71 +150,42 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 print_out(&text)?;
             }
         }
-        Command::Convert {
-            input,
-            output,
-            model,
-            num_classes,
-        } => {
+        Command::Convert { input, output, model, num_classes } => {
             let tensors = normalise_names(read_tensors(&input)?);
             if let Some(model) = model {
                 let (mut cfg, classes) = resolve_model(&model, &[])?;
                 cfg.num_classes = num_classes.or(cfg.num_classes);
                 let m = registry::build(&cfg, classes, tch::Device::Cpu)?;
-                let copies: Vec<(String, tch::Tensor)> = tensors
-                    .iter()
-                    .map(|(n, t)| (n.clone(), t.shallow_clone()))
-                    .collect();
+                let copies: Vec<(String, tch::Tensor)> =
+                    tensors.iter().map(|(n, t)| (n.clone(), t.shallow_clone())).collect();
                 load_into(&m, copies, LoadMode::Strict, &input.display().to_string())?;
             }
             write_safetensors_atomic(&tensors, &output)?;
-            print_out(&format!(
-                "wrote {} tensors to {}\n",
-                tensors.len(),
-                output.display()
-            ))?;
+            print_out(&format!("wrote {} tensors to {}\n", tensors.len(), output.display()))?;
         }
-        Command::Forward {
-            model,
-            weights,
-            input,
-            output,
-            num_classes,
-            allow_partial,
-        } => {
+        Command::Forward { model, weights, input, output, num_classes, allow_partial } => {
             let (mut cfg, classes) = resolve_model(&model, &[])?;
             cfg.num_classes = num_classes.or(cfg.num_classes);
             let m = registry::build(&cfg, classes, tch::Device::Cpu)?;
             if let Some(w) = &weights {
-                let mode = if allow_partial {
-                    LoadMode::Partial
-                } else {
-                    LoadMode::Strict
-                };
+                let mode = if allow_partial { LoadMode::Partial } else { LoadMode::Strict };
                 let report = load_file(&m, w, mode)?;
                 tracing::info!("loaded {} tensors from {}", report.loaded, w.display());
             }
-            let inputs = tch::Tensor::read_safetensors(&input)
-                .with_context(|| format!("reading {}", input.display()))?;
+            let inputs =
+                tch::Tensor::read_safetensors(&input).with_context(|| format!("reading {}", input.display()))?;
             let x = inputs
                 .into_iter()
                 .find(|(n, _)| n == "input")
                 .map(|(_, t)| t)
                 .with_context(|| format!("{} has no tensor named `input`", input.display()))?;
             if x.dim() != 4 || x.size()[1] != 3 {
-                anyhow::bail!(
-                    "{}: `input` must be N×3×H×W, got {:?}",
-                    input.display(),
-                    x.size()
-                );
+                anyhow::bail!("{}: `input` must be N×3×H×W, got {:?}", input.display(), x.size());
             }
+            m.check_input_size(x.size()[2], x.size()[3])?;
             let outs = tch::no_grad(|| m.forward_t(&x.to_kind(tch::Kind::Float), false));
-            let named: Vec<(String, tch::Tensor)> = m
-                .output_names
-                .iter()
-                .zip(outs)
-                .map(|(n, t)| (format!("output_{n}"), t))
-                .collect();
+            let named: Vec<(String, tch::Tensor)> =
+                m.output_names.iter().zip(outs).map(|(n, t)| (format!("output_{n}"), t)).collect();
             write_safetensors_atomic(&named, &output)?;
             let mut text = String::new();
             for (n, t) in &named {
@@ -248,10 +205,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 /// A `[model]` section from a preset name or a config file, and the dataset's class count.
-fn resolve_model(
-    arg: &str,
-    set: &[String],
-) -> anyhow::Result<(segzoo::config::ModelConfig, Option<i64>)> {
+fn resolve_model(arg: &str, set: &[String]) -> anyhow::Result<(segzoo::config::ModelConfig, Option<i64>)> {
     let path = std::path::Path::new(arg);
     if arg.ends_with(".toml") || path.is_file() {
         let cfg = load_config(path, &parse_overrides(set)?)?;
@@ -269,9 +223,7 @@ fn resolve_model(
 fn print_out(text: &str) -> anyhow::Result<()> {
     use std::io::Write;
     match std::io::stdout().lock().write_all(text.as_bytes()) {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
-            Err(anyhow::anyhow!("writing output: {e}"))
-        }
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(anyhow::anyhow!("writing output: {e}")),
         _ => Ok(()),
     }
 }

@@ -2,20 +2,13 @@
 use std::process::Command;
 
 fn segzoo(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_segzoo"))
-        .args(args)
-        .output()
-        .expect("segzoo runs")
+    Command::new(env!("CARGO_BIN_EXE_segzoo")).args(args).output().expect("segzoo runs")
 }
 
 #[test]
 fn env_reports_every_field_without_failing() {
     let out = segzoo(&["env"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8_lossy(&out.stdout);
     for field in [
         "segzoo version:",
@@ -37,30 +30,14 @@ fn env_json_is_consistent() {
     assert!(out.status.success());
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("valid JSON");
     assert_eq!(v["segzoo_version"], env!("CARGO_PKG_VERSION"));
-    assert!(
-        v["libtorch_version"]
-            .as_str()
-            .is_some_and(|s| s.starts_with("2.11.0")),
-        "{v}"
-    );
+    assert!(v["libtorch_version"].as_str().is_some_and(|s| s.starts_with("2.11.0")), "{v}");
     let available = v["cuda_available"].as_bool().expect("bool");
     let count = v["cuda_device_count"].as_i64().expect("int");
     assert_eq!(available, count > 0, "{v}");
-    assert_eq!(
-        v["cuda_devices"].as_array().map(Vec::len),
-        Some(count as usize),
-        "{v}"
-    );
+    assert_eq!(v["cuda_devices"].as_array().map(Vec::len), Some(count as usize), "{v}");
     // NCCL: either a version, or a reason why not.
-    assert!(
-        v["nccl"]["version"].is_string() || v["nccl"]["detail"].is_string(),
-        "{v}"
-    );
-    assert_eq!(
-        v["mpi"]["standard"].as_str().map(|s| s.contains('.')),
-        Some(true),
-        "{v}"
-    );
+    assert!(v["nccl"]["version"].is_string() || v["nccl"]["detail"].is_string(), "{v}");
+    assert_eq!(v["mpi"]["standard"].as_str().map(|s| s.contains('.')), Some(true), "{v}");
     assert!(v["torch_threads"].as_i64().is_some_and(|n| n >= 1), "{v}");
 }
 
@@ -69,36 +46,17 @@ fn config_show_round_trips_and_errors_exit_nonzero() {
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("c.toml");
     std::fs::write(&file, "[train]\nlr = 0.5\n").expect("write");
-    let out = segzoo(&[
-        "config",
-        "show",
-        file.to_str().expect("utf8"),
-        "--set",
-        "train.epochs=7",
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = segzoo(&["config", "show", file.to_str().expect("utf8"), "--set", "train.epochs=7"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let shown = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
-        shown.contains("lr = 0.5") && shown.contains("epochs = 7"),
-        "{shown}"
-    );
+    assert!(shown.contains("lr = 0.5") && shown.contains("epochs = 7"), "{shown}");
     // What `config show` prints is itself a valid config that resolves to the same thing.
     let again = dir.path().join("again.toml");
     std::fs::write(&again, &shown).expect("write");
     let out2 = segzoo(&["config", "show", again.to_str().expect("utf8")]);
     assert_eq!(String::from_utf8_lossy(&out2.stdout), shown);
 
-    let out = segzoo(&[
-        "config",
-        "show",
-        file.to_str().expect("utf8"),
-        "--set",
-        "trian.lr=1",
-    ]);
+    let out = segzoo(&["config", "show", file.to_str().expect("utf8"), "--set", "trian.lr=1"]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("did you mean `train.lr`?"), "{err}");

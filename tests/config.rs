@@ -3,17 +3,12 @@ use segzoo::config::{load_config, parse_config, ConfigError, Optimizer, Override
 use std::path::Path;
 
 fn parse(text: &str, sets: &[&str]) -> Result<segzoo::config::Config, ConfigError> {
-    let overrides: Vec<Override> = sets
-        .iter()
-        .map(|s| s.parse().expect("valid override"))
-        .collect();
+    let overrides: Vec<Override> = sets.iter().map(|s| s.parse().expect("valid override")).collect();
     parse_config(text, Path::new("recipe.toml"), &overrides)
 }
 
 fn err(text: &str, sets: &[&str]) -> String {
-    parse(text, sets)
-        .expect_err("config should be rejected")
-        .to_string()
+    parse(text, sets).expect_err("config should be rejected").to_string()
 }
 
 #[test]
@@ -25,10 +20,7 @@ fn typo_in_section_suggests_the_full_key() {
 
 #[test]
 fn typo_in_file_names_line_and_suggestion() {
-    let msg = err(
-        "[model]\nname = \"x\"\n\n[train]\nmomentum = 0.9\nlrr = 0.1\n",
-        &[],
-    );
+    let msg = err("[model]\nname = \"x\"\n\n[train]\nmomentum = 0.9\nlrr = 0.1\n", &[]);
     assert!(msg.starts_with("recipe.toml:6:"), "{msg}");
     assert!(msg.contains("key `train.lrr`"), "{msg}");
     assert!(msg.contains("did you mean `train.lr`?"), "{msg}");
@@ -39,14 +31,8 @@ fn unknown_section_is_rejected_and_listed() {
     let msg = err("[model]\nname = \"x\"\n\n[augment]\nflip = true\n", &[]);
     assert!(msg.starts_with("recipe.toml:4:"), "{msg}");
     assert!(msg.contains("unknown section"), "{msg}");
-    assert!(
-        msg.contains("valid: model, data, train, eval, dist, log"),
-        "{msg}"
-    );
-    assert!(
-        !msg.contains("did you mean"),
-        "no plausible suggestion for 'augment': {msg}"
-    );
+    assert!(msg.contains("valid: model, data, train, eval, dist, log"), "{msg}");
+    assert!(!msg.contains("did you mean"), "no plausible suggestion for 'augment': {msg}");
 }
 
 #[test]
@@ -54,15 +40,9 @@ fn wrong_type_names_expected_and_found() {
     let msg = err("[train]\nepochs = 10\nlr = \"fast\"\n", &[]);
     assert!(msg.starts_with("recipe.toml:3:"), "{msg}");
     assert!(msg.contains("key `train.lr`"), "{msg}");
-    assert!(
-        msg.contains("string \"fast\"") && msg.contains("expected f64"),
-        "{msg}"
-    );
+    assert!(msg.contains("string \"fast\"") && msg.contains("expected f64"), "{msg}");
     let msg = err("[train]\nepochs = 10\n", &["train.epochs=-3"]);
-    assert!(
-        msg.starts_with("--set train.epochs=-3:") && msg.contains("expected usize"),
-        "{msg}"
-    );
+    assert!(msg.starts_with("--set train.epochs=-3:") && msg.contains("expected usize"), "{msg}");
 }
 
 #[test]
@@ -84,10 +64,7 @@ fn bad_set_arguments() {
         assert!(e.contains(needle), "{arg}: {e}");
     }
     let msg = err("[model]\nname = \"x\"\n", &["model.name.depth=3"]);
-    assert!(
-        msg.contains("`model.name` is a value, not a section"),
-        "{msg}"
-    );
+    assert!(msg.contains("`model.name` is a value, not a section"), "{msg}");
 }
 
 #[test]
@@ -114,15 +91,9 @@ fn overrides_apply_in_order_with_typed_values() {
 #[test]
 fn validation_names_the_key() {
     let msg = err("[data]\nscale_range = [2.0, 0.5]\n", &[]);
-    assert!(
-        msg.starts_with("recipe.toml:2:") && msg.contains("data.scale_range"),
-        "{msg}"
-    );
+    assert!(msg.starts_with("recipe.toml:2:") && msg.contains("data.scale_range"), "{msg}");
     let msg = err("", &["train.lr=-1.0"]);
-    assert!(
-        msg.starts_with("--set train.lr=-1.0:") && msg.contains("positive"),
-        "{msg}"
-    );
+    assert!(msg.starts_with("--set train.lr=-1.0:") && msg.contains("positive"), "{msg}");
 }
 
 #[test]

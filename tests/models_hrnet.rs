@@ -8,11 +8,8 @@ use std::path::Path;
 use tch::{Device, Kind, Tensor};
 
 fn reference(name: &str) -> serde_json::Value {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/reference")
-        .join(format!("{name}.json"));
-    serde_json::from_str(&std::fs::read_to_string(&path).expect("reference manifest"))
-        .expect("valid JSON")
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/reference").join(format!("{name}.json"));
+    serde_json::from_str(&std::fs::read_to_string(&path).expect("reference manifest")).expect("valid JSON")
 }
 
 /// Names, shapes and order identical to the official state dict; same parameter count.
@@ -21,22 +18,13 @@ fn assert_matches_reference(preset: &str, classes: i64, manifest: &str) {
     let mut cfg = registry::preset_config(preset);
     cfg.num_classes = Some(classes);
     let m = registry::build(&cfg, None, Device::Cpu).expect("builds");
-    let ours: Vec<(String, Vec<i64>)> = m
-        .tensor_infos()
-        .into_iter()
-        .map(|t| (t.name, t.shape))
-        .collect();
+    let ours: Vec<(String, Vec<i64>)> = m.tensor_infos().into_iter().map(|t| (t.name, t.shape)).collect();
     let theirs: Vec<(String, Vec<i64>)> = r["tensors"]
         .as_array()
         .expect("tensors")
         .iter()
         .map(|t| {
-            let shape = t["shape"]
-                .as_array()
-                .expect("shape")
-                .iter()
-                .map(|d| d.as_i64().expect("int"))
-                .collect();
+            let shape = t["shape"].as_array().expect("shape").iter().map(|d| d.as_i64().expect("int")).collect();
             (t["name"].as_str().expect("name").to_string(), shape)
         })
         .collect();
@@ -44,16 +32,8 @@ fn assert_matches_reference(preset: &str, classes: i64, manifest: &str) {
     for (i, (a, b)) in ours.iter().zip(&theirs).enumerate() {
         assert_eq!(a, b, "{preset}: state-dict entry {i} differs");
     }
-    assert_eq!(
-        m.num_params(),
-        r["num_params"].as_i64().expect("num_params"),
-        "{preset}: parameter count"
-    );
-    assert_eq!(
-        m.num_buffers() as i64,
-        r["num_buffers"].as_i64().expect("num_buffers"),
-        "{preset}: buffers"
-    );
+    assert_eq!(m.num_params(), r["num_params"].as_i64().expect("num_params"), "{preset}: parameter count");
+    assert_eq!(m.num_buffers() as i64, r["num_buffers"].as_i64().expect("num_buffers"), "{preset}: buffers");
 }
 
 #[test]
@@ -68,11 +48,7 @@ fn hrnetv2_w48_lip_matches_official() {
 
 #[test]
 fn hrnetv2_w18_small_v2_matches_official() {
-    assert_matches_reference(
-        "hrnetv2_w18_small_v2",
-        19,
-        "hrnetv2_w18_small_v2_cityscapes",
-    );
+    assert_matches_reference("hrnetv2_w18_small_v2", 19, "hrnetv2_w18_small_v2_cityscapes");
 }
 
 #[test]
@@ -95,13 +71,8 @@ fn every_preset_builds_with_stated_counts() {
     // Published sizes of the other presets (official configs; counts from the official code).
     for p in registry::presets() {
         let mut cfg = registry::preset_config(p.name);
-        cfg.num_classes = Some(if p.arch == registry::Arch::HrnetCls {
-            10
-        } else {
-            5
-        });
-        let m = registry::build(&cfg, None, Device::Cpu)
-            .unwrap_or_else(|e| panic!("{}: {e:#}", p.name));
+        cfg.num_classes = Some(if p.arch == registry::Arch::HrnetCls { 10 } else { 5 });
+        let m = registry::build(&cfg, None, Device::Cpu).unwrap_or_else(|e| panic!("{}: {e:#}", p.name));
         assert!(m.num_params() > 1_000_000, "{}", p.name);
     }
 }
@@ -109,21 +80,11 @@ fn every_preset_builds_with_stated_counts() {
 #[test]
 fn segmentation_output_is_quarter_resolution() {
     let m = tiny("hrnetv2_w48", 19, 0);
-    let out = tch::no_grad(|| {
-        m.forward_t(
-            &Tensor::randn([1, 3, 64, 128], (Kind::Float, Device::Cpu)),
-            false,
-        )
-    });
+    let out = tch::no_grad(|| m.forward_t(&Tensor::randn([1, 3, 64, 128], (Kind::Float, Device::Cpu)), false));
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].size(), vec![1, 19, 16, 32]);
     // Odd sizes: every stride-2 step rounds up.
-    let out = tch::no_grad(|| {
-        m.forward_t(
-            &Tensor::randn([1, 3, 57, 91], (Kind::Float, Device::Cpu)),
-            false,
-        )
-    });
+    let out = tch::no_grad(|| m.forward_t(&Tensor::randn([1, 3, 57, 91], (Kind::Float, Device::Cpu)), false));
     assert_eq!(out[0].size(), vec![1, 19, 15, 23]);
 }
 
@@ -131,30 +92,17 @@ fn segmentation_output_is_quarter_resolution() {
 fn ocrnet_returns_aux_then_out() {
     let m = tiny("ocrnet_hrnetv2_w48", 19, 0);
     assert_eq!(m.output_names, vec!["aux", "logits"]);
-    let out = tch::no_grad(|| {
-        m.forward_t(
-            &Tensor::randn([2, 3, 57, 91], (Kind::Float, Device::Cpu)),
-            false,
-        )
-    });
+    let out = tch::no_grad(|| m.forward_t(&Tensor::randn([2, 3, 57, 91], (Kind::Float, Device::Cpu)), false));
     assert_eq!(out.len(), 2);
     assert_eq!(out[0].size(), vec![2, 19, 15, 23]);
     assert_eq!(out[1].size(), vec![2, 19, 15, 23]);
-    assert!(
-        max_abs_diff(&out[0], &out[1]) > 0.0,
-        "aux and out are different heads"
-    );
+    assert!(max_abs_diff(&out[0], &out[1]) > 0.0, "aux and out are different heads");
 }
 
 #[test]
 fn classifier_outputs_one_row_per_image() {
     let m = tiny("hrnet_w18_c", 1000, 0);
-    let out = tch::no_grad(|| {
-        m.forward_t(
-            &Tensor::randn([1, 3, 64, 64], (Kind::Float, Device::Cpu)),
-            false,
-        )
-    });
+    let out = tch::no_grad(|| m.forward_t(&Tensor::randn([1, 3, 64, 64], (Kind::Float, Device::Cpu)), false));
     assert_eq!(out[0].size(), vec![1, 1000]);
 }
 
@@ -176,16 +124,9 @@ fn safetensors_round_trip_reproduces_outputs() {
         let ya = tch::no_grad(|| a.forward_t(&x, false));
         let yb = tch::no_grad(|| b.forward_t(&x, false));
         for (p, q) in ya.iter().zip(&yb) {
-            assert_eq!(
-                max_abs_diff(p, q),
-                0.0,
-                "{preset}: outputs differ after reload"
-            );
+            assert_eq!(max_abs_diff(p, q), 0.0, "{preset}: outputs differ after reload");
         }
-        assert!(
-            max_abs_diff(&before[0], &yb[0]) > 0.0,
-            "{preset}: load changed nothing"
-        );
+        assert!(max_abs_diff(&before[0], &yb[0]) > 0.0, "{preset}: load changed nothing");
         // No temporary file is left behind.
         let leftovers: Vec<_> = std::fs::read_dir(dir.path())
             .expect("dir")
@@ -203,44 +144,22 @@ fn shape_mismatch_is_listed_by_name() {
     weights::save(&tiny("hrnetv2_w48", 19, 0), &path).expect("save");
     let other = tiny("hrnetv2_w48", 20, 0);
     for mode in [LoadMode::Strict, LoadMode::Partial] {
-        let e = weights::load_file(&other, &path, mode)
-            .expect_err("classes differ")
-            .to_string();
+        let e = weights::load_file(&other, &path, mode).expect_err("classes differ").to_string();
         assert!(e.contains("2 with the wrong shape"), "{e}");
-        assert!(
-            e.contains("last_layer.3.weight: file [19, 60, 1, 1], model [20, 60, 1, 1]"),
-            "{e}"
-        );
-        assert!(
-            e.contains("last_layer.3.bias: file [19], model [20]"),
-            "{e}"
-        );
+        assert!(e.contains("last_layer.3.weight: file [19, 60, 1, 1], model [20, 60, 1, 1]"), "{e}");
+        assert!(e.contains("last_layer.3.bias: file [19], model [20]"), "{e}");
     }
 }
 
 #[test]
 fn strict_load_lists_missing_and_unexpected() {
     let seg = tiny("hrnetv2_w48", 19, 0);
-    let mut tensors: Vec<(String, Tensor)> = seg
-        .state_dict()
-        .into_iter()
-        .filter(|(n, _)| !n.starts_with("last_layer.0"))
-        .collect();
-    tensors.push((
-        "head.extra.weight".into(),
-        Tensor::zeros([3], (Kind::Float, Device::Cpu)),
-    ));
-    let e = weights::load_into(&seg, tensors, LoadMode::Strict, "x.safetensors")
-        .expect_err("mismatch")
-        .to_string();
-    assert!(
-        e.contains("2 missing, 1 unexpected, 0 with the wrong shape"),
-        "{e}"
-    );
-    assert!(
-        e.contains("last_layer.0.weight") && e.contains("last_layer.0.bias"),
-        "{e}"
-    );
+    let mut tensors: Vec<(String, Tensor)> =
+        seg.state_dict().into_iter().filter(|(n, _)| !n.starts_with("last_layer.0")).collect();
+    tensors.push(("head.extra.weight".into(), Tensor::zeros([3], (Kind::Float, Device::Cpu))));
+    let e = weights::load_into(&seg, tensors, LoadMode::Strict, "x.safetensors").expect_err("mismatch").to_string();
+    assert!(e.contains("2 missing, 1 unexpected, 0 with the wrong shape"), "{e}");
+    assert!(e.contains("last_layer.0.weight") && e.contains("last_layer.0.bias"), "{e}");
     assert!(e.contains("head.extra.weight"), "{e}");
 }
 
@@ -254,13 +173,9 @@ fn official_checkpoint_conventions_are_accepted() {
         .filter(|(n, _)| !n.ends_with("num_batches_tracked"))
         .map(|(n, t)| (format!("model.{n}"), t.copy()))
         .collect();
-    tensors.push((
-        "loss.criterion.weight".into(),
-        Tensor::ones([19], (Kind::Float, Device::Cpu)),
-    ));
+    tensors.push(("loss.criterion.weight".into(), Tensor::ones([19], (Kind::Float, Device::Cpu))));
     let fresh = tiny("hrnetv2_w48", 19, 5);
-    weights::load_into(&fresh, tensors, LoadMode::Strict, "official.pth")
-        .expect("official layout loads strictly");
+    weights::load_into(&fresh, tensors, LoadMode::Strict, "official.pth").expect("official layout loads strictly");
     let x = Tensor::randn([1, 3, 32, 32], (Kind::Float, Device::Cpu));
     let (a, b) = tch::no_grad(|| (m.forward_t(&x, false), fresh.forward_t(&x, false)));
     assert_eq!(max_abs_diff(&a[0], &b[0]), 0.0);
@@ -270,41 +185,22 @@ fn official_checkpoint_conventions_are_accepted() {
 fn imagenet_backbone_loads_partially_into_segmentation() {
     let cls = tiny("hrnet_w18_c", 1000, 3);
     let seg = tiny("hrnetv2_w48", 19, 4);
-    let report = weights::load_into(&seg, cls.state_dict(), LoadMode::Partial, "imagenet.pth")
-        .expect("partial load");
+    let report = weights::load_into(&seg, cls.state_dict(), LoadMode::Partial, "imagenet.pth").expect("partial load");
     // The seg head is new; the classification head is dropped, as the official init does.
-    assert!(
-        report.missing.iter().all(|n| n.starts_with("last_layer.")),
-        "{:?}",
-        report.missing
-    );
+    assert!(report.missing.iter().all(|n| n.starts_with("last_layer.")), "{:?}", report.missing);
     assert_eq!(report.missing.len(), 8); // last_layer.{0,1,3}.*, num_batches_tracked aside
-    assert!(report
-        .unexpected
-        .iter()
-        .any(|n| n.starts_with("incre_modules.")));
-    assert!(report
-        .unexpected
-        .iter()
-        .any(|n| n.starts_with("classifier.")));
+    assert!(report.unexpected.iter().any(|n| n.starts_with("incre_modules.")));
+    assert!(report.unexpected.iter().any(|n| n.starts_with("classifier.")));
     let (a, b) = (cls.state_dict(), seg.state_dict());
-    let get = |d: &[(String, Tensor)], k: &str| {
-        d.iter()
-            .find(|(n, _)| n == k)
-            .map(|(_, t)| t.shallow_clone())
-            .expect(k)
-    };
+    let get =
+        |d: &[(String, Tensor)], k: &str| d.iter().find(|(n, _)| n == k).map(|(_, t)| t.shallow_clone()).expect(k);
     assert_eq!(
-        max_abs_diff(
-            &get(&a, "stage4.0.branches.3.0.conv2.weight"),
-            &get(&b, "stage4.0.branches.3.0.conv2.weight")
-        ),
+        max_abs_diff(&get(&a, "stage4.0.branches.3.0.conv2.weight"), &get(&b, "stage4.0.branches.3.0.conv2.weight")),
         0.0
     );
     // Strict mode refuses the same load and says why.
-    let e = weights::load_into(&seg, cls.state_dict(), LoadMode::Strict, "imagenet.pth")
-        .expect_err("strict")
-        .to_string();
+    let e =
+        weights::load_into(&seg, cls.state_dict(), LoadMode::Strict, "imagenet.pth").expect_err("strict").to_string();
     assert!(e.contains("partial"), "{e}");
 }
 
@@ -314,19 +210,8 @@ fn pth_checkpoints_are_read_natively() {
     let tensors = weights::normalise_names(weights::read_tensors(&path).expect("reads .pth"));
     let names: Vec<&str> = tensors.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(names.len(), 4, "{names:?}");
-    assert!(
-        !names
-            .iter()
-            .any(|n| n.starts_with("model.") || n.starts_with("loss.")),
-        "{names:?}"
-    );
-    let get = |k: &str| {
-        tensors
-            .iter()
-            .find(|(n, _)| n == k)
-            .map(|(_, t)| t.shallow_clone())
-            .expect(k)
-    };
+    assert!(!names.iter().any(|n| n.starts_with("model.") || n.starts_with("loss.")), "{names:?}");
+    let get = |k: &str| tensors.iter().find(|(n, _)| n == k).map(|(_, t)| t.shallow_clone()).expect(k);
     let conv = get("conv.weight");
     assert_eq!(conv.size(), vec![2, 3, 2, 2]);
     assert_eq!(conv.double_value(&[1, 2, 1, 0]), 22.0);
@@ -347,11 +232,8 @@ fn every_parameter_gets_a_gradient() {
     for preset in ["hrnetv2_w48", "ocrnet_hrnetv2_w48", "hrnet_w18_c"] {
         let m = tiny(preset, 5, 0);
         let x = Tensor::randn([2, 3, 64, 64], (Kind::Float, Device::Cpu));
-        let loss = m
-            .forward_t(&x, true)
-            .iter()
-            .map(|o| o.square().mean(Kind::Float))
-            .fold(Tensor::from(0.0f32), |a, b| a + b);
+        let loss =
+            m.forward_t(&x, true).iter().map(|o| o.square().mean(Kind::Float)).fold(Tensor::from(0.0f32), |a, b| a + b);
         loss.backward();
         let mut checked = 0;
         for (name, t) in m.state_dict() {
@@ -360,20 +242,12 @@ fn every_parameter_gets_a_gradient() {
             }
             let g = t.grad();
             assert!(g.defined(), "{preset}: {name} has no gradient");
-            assert!(
-                g.abs().sum(Kind::Float).double_value(&[]) > 0.0,
-                "{preset}: {name} has an all-zero gradient"
-            );
+            assert!(g.abs().sum(Kind::Float).double_value(&[]) > 0.0, "{preset}: {name} has an all-zero gradient");
             checked += 1;
         }
         assert!(checked > 50, "{preset}: only {checked} parameters");
         // Train mode counted the batch in every BN.
-        let nbt = m
-            .state_dict()
-            .into_iter()
-            .find(|(n, _)| n == "bn1.num_batches_tracked")
-            .expect("bn1")
-            .1;
+        let nbt = m.state_dict().into_iter().find(|(n, _)| n == "bn1.num_batches_tracked").expect("bn1").1;
         assert_eq!(nbt.int64_value(&[]), 1);
     }
 }
@@ -384,18 +258,11 @@ fn config_errors_name_the_field() {
     if let Some(s) = cfg.hrnet.as_mut() {
         s.stage3.num_channels.pop();
     }
-    let e = format!(
-        "{:#}",
-        registry::build(&cfg, None, Device::Cpu)
-            .err()
-            .expect("bad spec")
-    );
+    let e = format!("{:#}", registry::build(&cfg, None, Device::Cpu).err().expect("bad spec"));
     assert!(e.contains("model.hrnet.stage3"), "{e}");
     let e = format!(
         "{:#}",
-        registry::build(&registry::preset_config("hrnetv2_w84"), None, Device::Cpu)
-            .err()
-            .expect("unknown")
+        registry::build(&registry::preset_config("hrnetv2_w84"), None, Device::Cpu).err().expect("unknown")
     );
     assert!(e.contains("did you mean `hrnetv2_w48`?"), "{e}");
 }
@@ -411,10 +278,7 @@ fn assert_official_parity(preset: &str, fixture: &str) {
     weights::load_file(&m, &dir.join(format!("{fixture}.pth")), LoadMode::Strict)
         .expect("official checkpoint loads strictly");
     let refs: std::collections::HashMap<String, Tensor> =
-        Tensor::read_safetensors(dir.join(format!("{fixture}.safetensors")))
-            .expect("fixture")
-            .into_iter()
-            .collect();
+        Tensor::read_safetensors(dir.join(format!("{fixture}.safetensors"))).expect("fixture").into_iter().collect();
     let outs = tch::no_grad(|| m.forward_t(&refs["input"], false));
     assert_eq!(outs.len(), m.output_names.len());
     for (name, out) in m.output_names.iter().zip(&outs) {
@@ -422,10 +286,7 @@ fn assert_official_parity(preset: &str, fixture: &str) {
         assert_eq!(out.size(), want.size(), "{preset} {name}");
         let scale = want.abs().max().double_value(&[]);
         let diff = max_abs_diff(out, want);
-        assert!(
-            diff <= 1e-5 * scale.max(1.0),
-            "{preset} {name}: max |diff| {diff} (max |ref| {scale})"
-        );
+        assert!(diff <= 1e-5 * scale.max(1.0), "{preset} {name}: max |diff| {diff} (max |ref| {scale})");
     }
 }
 
@@ -447,25 +308,10 @@ fn pretrained_backbone_from_config() {
     let mut cfg = tiny_config("ocrnet_hrnetv2_w48", 19);
     cfg.pretrained = Some(path.clone());
     let m = registry::build(&cfg, None, Device::Cpu).expect("builds");
-    let report = registry::load_pretrained(&m, &cfg)
-        .expect("loads")
-        .expect("configured");
+    let report = registry::load_pretrained(&m, &cfg).expect("loads").expect("configured");
     assert!(report.loaded > 100);
-    assert!(
-        report
-            .missing
-            .iter()
-            .all(|n| !n.starts_with("stage") && !n.starts_with("layer1")),
-        "{:?}",
-        report.missing
-    );
+    assert!(report.missing.iter().all(|n| !n.starts_with("stage") && !n.starts_with("layer1")), "{:?}", report.missing);
     cfg.pretrained = Some(dir.path().join("nope.safetensors"));
-    let e = format!(
-        "{:#}",
-        registry::load_pretrained(&m, &cfg).expect_err("missing file")
-    );
-    assert!(
-        e.contains("model.pretrained") && e.contains("nope.safetensors"),
-        "{e}"
-    );
+    let e = format!("{:#}", registry::load_pretrained(&m, &cfg).expect_err("missing file"));
+    assert!(e.contains("model.pretrained") && e.contains("nope.safetensors"), "{e}");
 }

@@ -5,11 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(
-    name = "segzoo-launch",
-    version,
-    about = "HCCL-style rank tables for segzoo workers"
-)]
+#[command(name = "segzoo-launch", version, about = "HCCL-style rank tables for segzoo workers")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -57,11 +53,7 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<(), String> {
     match cli.command {
-        Command::Check {
-            rank_table,
-            server_id,
-            master_port,
-        } => {
+        Command::Check { rank_table, server_id, master_port } => {
             let table = rank_table::RankTable::load(&rank_table).map_err(|e| e.to_string())?;
             let index = plan::find_server(&table, server_id.as_deref(), &plan::local_identities())?;
             let server = &table.servers[index];
@@ -79,20 +71,12 @@ fn run(cli: Cli) -> Result<(), String> {
             }
             print_out(&text)
         }
-        Command::GenTable {
-            server_id,
-            devices,
-            device_ip_base,
-            out,
-        } => {
-            let devices =
-                rank_table::parse_device_list(&devices).map_err(|e| format!("--devices: {e}"))?;
+        Command::GenTable { server_id, devices, device_ip_base, out } => {
+            let devices = rank_table::parse_device_list(&devices).map_err(|e| format!("--devices: {e}"))?;
             let json = rank_table::generate(&server_id, &devices, device_ip_base);
             let text = serde_json::to_string_pretty(&json).map_err(|e| e.to_string())? + "\n";
             match out {
-                Some(path) => {
-                    std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))
-                }
+                Some(path) => std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display())),
                 None => print_out(&text),
             }
         }

@@ -14,9 +14,8 @@ pub struct Worker {
 
 /// Names this host answers to: interface addresses and the host name.
 pub fn local_identities() -> Vec<String> {
-    let mut ids: Vec<String> = if_addrs::get_if_addrs()
-        .map(|ifs| ifs.into_iter().map(|i| i.ip().to_string()).collect())
-        .unwrap_or_default();
+    let mut ids: Vec<String> =
+        if_addrs::get_if_addrs().map(|ifs| ifs.into_iter().map(|i| i.ip().to_string()).collect()).unwrap_or_default();
     ids.push(gethostname::gethostname().to_string_lossy().into_owned());
     ids.push("localhost".into());
     ids
@@ -24,51 +23,26 @@ pub fn local_identities() -> Vec<String> {
 
 /// Index of this server in the table: `server_id` if given, else the first
 /// server whose id is one of this host's `identities`.
-pub fn find_server(
-    table: &RankTable,
-    server_id: Option<&str>,
-    identities: &[String],
-) -> Result<usize, String> {
-    let listed = || {
-        table
-            .servers
-            .iter()
-            .map(|s| s.server_id.as_str())
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
+pub fn find_server(table: &RankTable, server_id: Option<&str>, identities: &[String]) -> Result<usize, String> {
+    let listed = || table.servers.iter().map(|s| s.server_id.as_str()).collect::<Vec<_>>().join(", ");
     match server_id {
         Some(id) => table
             .servers
             .iter()
             .position(|s| s.server_id == id)
-            .ok_or_else(|| {
-                format!(
-                    "--server-id {id} is not in the rank table (servers: {})",
-                    listed()
-                )
-            }),
-        None => table
-            .servers
-            .iter()
-            .position(|s| identities.contains(&s.server_id))
-            .ok_or_else(|| {
-                format!(
-                    "this host ({}) is not in the rank table (servers: {}); pass --server-id",
-                    identities.join(", "),
-                    listed()
-                )
-            }),
+            .ok_or_else(|| format!("--server-id {id} is not in the rank table (servers: {})", listed())),
+        None => table.servers.iter().position(|s| identities.contains(&s.server_id)).ok_or_else(|| {
+            format!(
+                "this host ({}) is not in the rank table (servers: {}); pass --server-id",
+                identities.join(", "),
+                listed()
+            )
+        }),
     }
 }
 
 /// The workers of server `index`, ordered by rank, with their environments.
-pub fn workers(
-    table: &RankTable,
-    index: usize,
-    table_file: &Path,
-    master_port: u16,
-) -> Vec<Worker> {
+pub fn workers(table: &RankTable, index: usize, table_file: &Path, master_port: u16) -> Vec<Worker> {
     let server = &table.servers[index];
     let mut devices = server.devices.clone();
     devices.sort_by_key(|d| d.rank_id);
@@ -93,12 +67,7 @@ pub fn workers(
             .into_iter()
             .map(|(k, v)| (k.to_string(), v))
             .collect();
-            Worker {
-                rank: d.rank_id,
-                local_rank,
-                device_id: d.device_id,
-                env,
-            }
+            Worker { rank: d.rank_id, local_rank, device_id: d.device_id, env }
         })
         .collect()
 }

@@ -28,20 +28,11 @@ pub enum TableError {
     #[error("{file}: cannot read: {message}")]
     Io { file: String, message: String },
     #[error("{file}:{line}:{column}: malformed JSON: {message}")]
-    Json {
-        file: String,
-        line: usize,
-        column: usize,
-        message: String,
-    },
+    Json { file: String, line: usize, column: usize, message: String },
     #[error("{file}: missing field `{field}`")]
     Missing { file: String, field: String },
     #[error("{file}: field `{field}`: {message}")]
-    Invalid {
-        file: String,
-        field: String,
-        message: String,
-    },
+    Invalid { file: String, field: String, message: String },
 }
 
 impl RankTable {
@@ -51,10 +42,8 @@ impl RankTable {
 
     pub fn load(path: &Path) -> Result<Self, TableError> {
         let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| TableError::Io {
-            file: file.clone(),
-            message: e.to_string(),
-        })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|e| TableError::Io { file: file.clone(), message: e.to_string() })?;
         Self::parse(&text, &file)
     }
 
@@ -64,19 +53,10 @@ impl RankTable {
             file: file.to_string(),
             line: e.line(),
             column: e.column(),
-            message: e
-                .to_string()
-                .split(" at line")
-                .next()
-                .unwrap_or_default()
-                .to_string(),
+            message: e.to_string().split(" at line").next().unwrap_or_default().to_string(),
         })?;
         let r = Reader { file };
-        let table = if root.get("version").is_some() {
-            r.v1(&root)?
-        } else {
-            r.legacy(&root)?
-        };
+        let table = if root.get("version").is_some() { r.v1(&root)? } else { r.legacy(&root)? };
         r.validate(&table)?;
         Ok(table)
     }
@@ -88,39 +68,22 @@ struct Reader<'a> {
 
 impl Reader<'_> {
     fn missing(&self, field: &str) -> TableError {
-        TableError::Missing {
-            file: self.file.to_string(),
-            field: field.to_string(),
-        }
+        TableError::Missing { file: self.file.to_string(), field: field.to_string() }
     }
 
     fn invalid(&self, field: &str, message: impl Into<String>) -> TableError {
-        TableError::Invalid {
-            file: self.file.to_string(),
-            field: field.to_string(),
-            message: message.into(),
-        }
+        TableError::Invalid { file: self.file.to_string(), field: field.to_string(), message: message.into() }
     }
 
     fn get<'v>(&self, obj: &'v Value, key: &str, path: &str) -> Result<&'v Value, TableError> {
         if !obj.is_object() {
-            return Err(self.invalid(
-                path.rsplit_once('.').map_or("(top level)", |p| p.0),
-                "expected an object",
-            ));
+            return Err(self.invalid(path.rsplit_once('.').map_or("(top level)", |p| p.0), "expected an object"));
         }
         obj.get(key).ok_or_else(|| self.missing(path))
     }
 
-    fn array<'v>(
-        &self,
-        obj: &'v Value,
-        key: &str,
-        path: &str,
-    ) -> Result<&'v Vec<Value>, TableError> {
-        self.get(obj, key, path)?
-            .as_array()
-            .ok_or_else(|| self.invalid(path, "expected an array"))
+    fn array<'v>(&self, obj: &'v Value, key: &str, path: &str) -> Result<&'v Vec<Value>, TableError> {
+        self.get(obj, key, path)?.as_array().ok_or_else(|| self.invalid(path, "expected an array"))
     }
 
     fn string(&self, obj: &Value, key: &str, path: &str) -> Result<String, TableError> {
@@ -138,21 +101,13 @@ impl Reader<'_> {
             Value::String(s) => s.trim().parse::<u64>().ok(),
             _ => None,
         }
-        .ok_or_else(|| {
-            self.invalid(
-                path,
-                format!("expected a non-negative integer, found {}", obj[key]),
-            )
-        })
+        .ok_or_else(|| self.invalid(path, format!("expected a non-negative integer, found {}", obj[key])))
     }
 
     fn status(&self, root: &Value) -> Result<(), TableError> {
         let status = self.string(root, "status", "status")?;
         if status != "completed" {
-            return Err(self.invalid(
-                "status",
-                format!("is {status:?}; the table is usable only when \"completed\""),
-            ));
+            return Err(self.invalid("status", format!("is {status:?}; the table is usable only when \"completed\"")));
         }
         Ok(())
     }
@@ -160,37 +115,26 @@ impl Reader<'_> {
     fn v1(&self, root: &Value) -> Result<RankTable, TableError> {
         let version = self.string(root, "version", "version")?;
         if version != "1.0" {
-            return Err(self.invalid(
-                "version",
-                format!("unsupported version {version:?} (supported: \"1.0\")"),
-            ));
+            return Err(self.invalid("version", format!("unsupported version {version:?} (supported: \"1.0\")")));
         }
         self.status(root)?;
         let list = self.array(root, "server_list", "server_list")?;
         let count = self.number(root, "server_count", "server_count")?;
         if count as usize != list.len() {
-            return Err(self.invalid(
-                "server_count",
-                format!("says {count} but server_list has {} entries", list.len()),
-            ));
+            return Err(
+                self.invalid("server_count", format!("says {count} but server_list has {} entries", list.len()))
+            );
         }
         let mut servers = Vec::new();
         for (i, s) in list.iter().enumerate() {
             let at = format!("server_list[{i}]");
             let server_id = self.string(s, "server_id", &format!("{at}.server_id"))?;
             let mut devices = Vec::new();
-            for (j, d) in self
-                .array(s, "device", &format!("{at}.device"))?
-                .iter()
-                .enumerate()
-            {
+            for (j, d) in self.array(s, "device", &format!("{at}.device"))?.iter().enumerate() {
                 let at = format!("{at}.device[{j}]");
                 devices.push(Device {
                     device_id: self.device_id(d, &at)?,
-                    device_ip: d
-                        .get("device_ip")
-                        .and_then(|v| v.as_str())
-                        .map(str::to_string),
+                    device_ip: d.get("device_ip").and_then(|v| v.as_str()).map(str::to_string),
                     rank_id: self.number(d, "rank_id", &format!("{at}.rank_id"))? as usize,
                 });
             }
@@ -209,17 +153,9 @@ impl Reader<'_> {
         self.status(root)?;
         // Servers keep their order of first appearance; ranks may interleave across groups.
         let mut servers: Vec<Server> = Vec::new();
-        for (g, group) in self
-            .array(root, "group_list", "group_list")?
-            .iter()
-            .enumerate()
-        {
+        for (g, group) in self.array(root, "group_list", "group_list")?.iter().enumerate() {
             let at = format!("group_list[{g}]");
-            for (i, inst) in self
-                .array(group, "instance_list", &format!("{at}.instance_list"))?
-                .iter()
-                .enumerate()
-            {
+            for (i, inst) in self.array(group, "instance_list", &format!("{at}.instance_list"))?.iter().enumerate() {
                 let at = format!("{at}.instance_list[{i}]");
                 let rank_id = self.number(inst, "rank_id", &format!("{at}.rank_id"))? as usize;
                 let server_id = self.string(inst, "server_id", &format!("{at}.server_id"))?;
@@ -233,18 +169,12 @@ impl Reader<'_> {
                 let at = format!("{at}.devices[0]");
                 let device = Device {
                     device_id: self.device_id(&devs[0], &at)?,
-                    device_ip: devs[0]
-                        .get("device_ip")
-                        .and_then(|v| v.as_str())
-                        .map(str::to_string),
+                    device_ip: devs[0].get("device_ip").and_then(|v| v.as_str()).map(str::to_string),
                     rank_id,
                 };
                 match servers.iter_mut().find(|s| s.server_id == server_id) {
                     Some(s) => s.devices.push(device),
-                    None => servers.push(Server {
-                        server_id,
-                        devices: vec![device],
-                    }),
+                    None => servers.push(Server { server_id, devices: vec![device] }),
                 }
             }
         }
@@ -258,29 +188,20 @@ impl Reader<'_> {
         let mut ranks = BTreeMap::new();
         for s in &table.servers {
             if s.devices.is_empty() {
-                return Err(self.invalid(
-                    "server_list",
-                    format!("server {} has no devices", s.server_id),
-                ));
+                return Err(self.invalid("server_list", format!("server {} has no devices", s.server_id)));
             }
             let mut seen = BTreeSet::new();
             for d in &s.devices {
                 if !seen.insert(d.device_id) {
                     return Err(self.invalid(
                         "device_id",
-                        format!(
-                            "device {} appears twice on server {}",
-                            d.device_id, s.server_id
-                        ),
+                        format!("device {} appears twice on server {}", d.device_id, s.server_id),
                     ));
                 }
                 if let Some(other) = ranks.insert(d.rank_id, &s.server_id) {
                     return Err(self.invalid(
                         "rank_id",
-                        format!(
-                            "rank {} is given twice (server {} and server {})",
-                            d.rank_id, other, s.server_id
-                        ),
+                        format!("rank {} is given twice (server {} and server {})", d.rank_id, other, s.server_id),
                     ));
                 }
             }
@@ -288,18 +209,12 @@ impl Reader<'_> {
         let mut ids = BTreeSet::new();
         for s in &table.servers {
             if !ids.insert(&s.server_id) {
-                return Err(self.invalid(
-                    "server_id",
-                    format!("server {} is listed twice", s.server_id),
-                ));
+                return Err(self.invalid("server_id", format!("server {} is listed twice", s.server_id)));
             }
         }
         let n = ranks.len();
         if let Some((&bad, server)) = ranks.iter().find(|(&r, _)| r >= n) {
-            let missing: Vec<String> = (0..n)
-                .filter(|r| !ranks.contains_key(r))
-                .map(|r| r.to_string())
-                .collect();
+            let missing: Vec<String> = (0..n).filter(|r| !ranks.contains_key(r)).map(|r| r.to_string()).collect();
             return Err(self.invalid(
                 "rank_id",
                 format!(
@@ -317,11 +232,7 @@ impl Reader<'_> {
 pub fn parse_device_list(spec: &str) -> Result<Vec<u32>, String> {
     let mut out = Vec::new();
     for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let num = |s: &str| {
-            s.trim()
-                .parse::<u32>()
-                .map_err(|_| format!("{s:?} in {spec:?} is not a device number"))
-        };
+        let num = |s: &str| s.trim().parse::<u32>().map_err(|_| format!("{s:?} in {spec:?} is not a device number"));
         match part.split_once('-') {
             Some((a, b)) => {
                 let (a, b) = (num(a)?, num(b)?);
@@ -351,8 +262,7 @@ pub fn generate(server_id: &str, devices: &[u32], ip_base: Option<std::net::Ipv4
         .iter()
         .enumerate()
         .map(|(rank, &id)| {
-            let mut d =
-                serde_json::json!({ "device_id": id.to_string(), "rank_id": rank.to_string() });
+            let mut d = serde_json::json!({ "device_id": id.to_string(), "rank_id": rank.to_string() });
             if let Some(base) = ip_base {
                 let ip = std::net::Ipv4Addr::from(u32::from(base).wrapping_add(id));
                 d["device_ip"] = Value::String(ip.to_string());

@@ -4,18 +4,12 @@ use segzoo_launch::rank_table::{generate, parse_device_list, RankTable};
 use std::path::Path;
 
 fn shipped(name: &str) -> RankTable {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../rank_tables")
-        .join(name);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../rank_tables").join(name);
     RankTable::load(&path).unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn env_of(w: &segzoo_launch::plan::Worker, key: &str) -> String {
-    w.env
-        .iter()
-        .find(|(k, _)| k == key)
-        .map(|(_, v)| v.clone())
-        .unwrap_or_else(|| panic!("{key} not set"))
+    w.env.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone()).unwrap_or_else(|| panic!("{key} not set"))
 }
 
 #[test]
@@ -44,10 +38,7 @@ fn shipped_tables_give_the_right_environments() {
     assert_eq!(t.world_size(), 16);
     let second = find_server(&t, Some("10.0.0.2"), &[]).expect("listed");
     let ws = workers(&t, second, Path::new("t.json"), 29500);
-    assert_eq!(
-        ws.iter().map(|w| w.rank).collect::<Vec<_>>(),
-        (8..16).collect::<Vec<_>>()
-    );
+    assert_eq!(ws.iter().map(|w| w.rank).collect::<Vec<_>>(), (8..16).collect::<Vec<_>>());
     assert_eq!(env_of(&ws[3], "LOCAL_RANK"), "3");
     assert_eq!(env_of(&ws[3], "DEVICE_ID"), "3");
     assert_eq!(env_of(&ws[3], "SERVER_ID"), "10.0.0.2");
@@ -60,15 +51,9 @@ fn server_found_by_identity_or_rejected() {
     let t = shipped("hccl_16p_2servers.json");
     assert_eq!(find_server(&t, None, &["10.0.0.2".into()]), Ok(1));
     let e = find_server(&t, None, &["10.9.9.9".into(), "myhost".into()]).expect_err("not listed");
-    assert!(
-        e.contains("this host (10.9.9.9, myhost) is not in the rank table"),
-        "{e}"
-    );
+    assert!(e.contains("this host (10.9.9.9, myhost) is not in the rank table"), "{e}");
     let e = find_server(&t, Some("10.0.0.3"), &[]).expect_err("not listed");
-    assert!(
-        e.contains("--server-id 10.0.0.3 is not in the rank table"),
-        "{e}"
-    );
+    assert!(e.contains("--server-id 10.0.0.3 is not in the rank table"), "{e}");
 }
 
 #[test]
@@ -88,12 +73,11 @@ fn legacy_form_with_integers() {
 }
 
 fn v1(servers: &str, count: &str, status: &str) -> String {
-    format!(
-        r#"{{"version": "1.0", "server_count": {count}, "status": "{status}", "server_list": [{servers}]}}"#
-    )
+    format!(r#"{{"version": "1.0", "server_count": {count}, "status": "{status}", "server_list": [{servers}]}}"#)
 }
 
-const S0: &str = r#"{"server_id": "10.0.0.1", "device": [{"device_id": "0", "rank_id": "0"}, {"device_id": "1", "rank_id": "1"}]}"#;
+const S0: &str =
+    r#"{"server_id": "10.0.0.1", "device": [{"device_id": "0", "rank_id": "0"}, {"device_id": "1", "rank_id": "1"}]}"#;
 
 #[test]
 fn malformed_tables_are_rejected_with_the_fault_named() {
@@ -139,14 +123,9 @@ fn malformed_tables_are_rejected_with_the_fault_named() {
     ];
     assert!(cases.len() >= 10);
     for (text, needle) in cases {
-        let e = RankTable::parse(&text, "t.json")
-            .expect_err(&text)
-            .to_string();
+        let e = RankTable::parse(&text, "t.json").expect_err(&text).to_string();
         assert!(e.starts_with("t.json"), "{e}");
-        assert!(
-            e.contains(needle),
-            "expected {needle:?} in {e:?} for {text}"
-        );
+        assert!(e.contains(needle), "expected {needle:?} in {e:?} for {text}");
     }
 }
 
@@ -154,19 +133,12 @@ fn malformed_tables_are_rejected_with_the_fault_named() {
 fn generated_tables_parse_back() {
     let devices = parse_device_list("0-3,6").expect("valid");
     assert_eq!(devices, vec![0, 1, 2, 3, 6]);
-    let json = generate(
-        "10.1.1.1",
-        &devices,
-        Some("192.168.100.101".parse().expect("ip")),
-    );
+    let json = generate("10.1.1.1", &devices, Some("192.168.100.101".parse().expect("ip")));
     let t = RankTable::parse(&json.to_string(), "gen").expect("valid");
     assert_eq!(t.world_size(), 5);
     assert_eq!(t.servers[0].devices[4].device_id, 6);
     assert_eq!(t.servers[0].devices[4].rank_id, 4);
-    assert_eq!(
-        t.servers[0].devices[4].device_ip.as_deref(),
-        Some("192.168.100.107")
-    );
+    assert_eq!(t.servers[0].devices[4].device_ip.as_deref(), Some("192.168.100.107"));
     for bad in ["", "3-1", "0,0", "a"] {
         assert!(parse_device_list(bad).is_err(), "{bad:?} accepted");
     }
@@ -178,13 +150,7 @@ fn cli_exit_codes() {
     let bad = dir.path().join("bad.json");
     std::fs::write(&bad, "{ nope").expect("write");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_segzoo-launch"))
-        .args([
-            "check",
-            "--rank-table",
-            bad.to_str().expect("utf8"),
-            "--server-id",
-            "x",
-        ])
+        .args(["check", "--rank-table", bad.to_str().expect("utf8"), "--server-id", "x"])
         .output()
         .expect("runs");
     assert_eq!(out.status.code(), Some(2));
@@ -195,15 +161,7 @@ fn cli_exit_codes() {
     );
     let out_file = dir.path().join("t.json");
     let st = std::process::Command::new(env!("CARGO_BIN_EXE_segzoo-launch"))
-        .args([
-            "gen-table",
-            "--server-id",
-            "127.0.0.1",
-            "--devices",
-            "0-1",
-            "-o",
-            out_file.to_str().expect("utf8"),
-        ])
+        .args(["gen-table", "--server-id", "127.0.0.1", "--devices", "0-1", "-o", out_file.to_str().expect("utf8")])
         .status()
         .expect("runs");
     assert!(st.success());

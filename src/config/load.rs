@@ -16,10 +16,7 @@ pub enum Origin {
 impl fmt::Display for Origin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Origin::File {
-                path,
-                line: Some(l),
-            } => write!(f, "{}:{}", path.display(), l),
+            Origin::File { path, line: Some(l) } => write!(f, "{}:{}", path.display(), l),
             Origin::File { path, line: None } => write!(f, "{}", path.display()),
             Origin::Set(arg) => write!(f, "--set {arg}"),
         }
@@ -29,26 +26,13 @@ impl fmt::Display for Origin {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config {}", path.display())]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
     #[error("{}:{line}:{column}: TOML syntax error: {message}", path.display())]
-    Syntax {
-        path: PathBuf,
-        line: usize,
-        column: usize,
-        message: String,
-    },
+    Syntax { path: PathBuf, line: usize, column: usize, message: String },
     #[error("{arg:?}: {message}")]
     BadSet { arg: String, message: String },
     #[error("{origin}: {}", key_message(key, message, suggestion))]
-    Key {
-        origin: Origin,
-        key: String,
-        message: String,
-        suggestion: Option<String>,
-    },
+    Key { origin: Origin, key: String, message: String, suggestion: Option<String> },
 }
 
 fn key_message(key: &str, message: &str, suggestion: &Option<String>) -> String {
@@ -71,18 +55,9 @@ impl std::str::FromStr for Override {
     type Err = ConfigError;
 
     fn from_str(arg: &str) -> Result<Self, Self::Err> {
-        let bad = |message: &str| ConfigError::BadSet {
-            arg: arg.to_string(),
-            message: message.to_string(),
-        };
-        let (key, raw) = arg
-            .split_once('=')
-            .ok_or_else(|| bad("expected section.key=value"))?;
-        let path: Vec<String> = key
-            .trim()
-            .split('.')
-            .map(|s| s.trim().to_string())
-            .collect();
+        let bad = |message: &str| ConfigError::BadSet { arg: arg.to_string(), message: message.to_string() };
+        let (key, raw) = arg.split_once('=').ok_or_else(|| bad("expected section.key=value"))?;
+        let path: Vec<String> = key.trim().split('.').map(|s| s.trim().to_string()).collect();
         if path.len() < 2 || path.iter().any(|s| s.is_empty()) {
             return Err(bad("the key must be a dotted path like train.lr"));
         }
@@ -93,37 +68,21 @@ impl std::str::FromStr for Override {
         // A TOML literal where it parses (numbers, booleans, arrays, quoted strings),
         // otherwise the bare text as a string, so `--set model.name=hrnetv2_w48` works.
         let value = raw.parse::<Value>().unwrap_or_else(|_| Value::from(raw));
-        Ok(Override {
-            arg: arg.to_string(),
-            path,
-            value,
-        })
+        Ok(Override { arg: arg.to_string(), path, value })
     }
 }
 
 /// Load `path`, apply `overrides` in order, deserialise and validate.
 pub fn load_config(path: &Path, overrides: &[Override]) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io { path: path.to_path_buf(), source })?;
     parse_config(&text, path, overrides)
 }
 
 /// As [`load_config`] with the text given; `path` is used in messages only.
-pub fn parse_config(
-    text: &str,
-    path: &Path,
-    overrides: &[Override],
-) -> Result<Config, ConfigError> {
+pub fn parse_config(text: &str, path: &Path, overrides: &[Override]) -> Result<Config, ConfigError> {
     let spans = toml_edit::Document::parse(text.to_string()).map_err(|e| {
         let (line, column) = e.span().map(|s| line_col(text, s.start)).unwrap_or((1, 1));
-        ConfigError::Syntax {
-            path: path.to_path_buf(),
-            line,
-            column,
-            message: e.message().trim().to_string(),
-        }
+        ConfigError::Syntax { path: path.to_path_buf(), line, column, message: e.message().trim().to_string() }
     })?;
     let mut doc: DocumentMut = spans.clone().into_mut();
     for o in overrides {
@@ -131,12 +90,7 @@ pub fn parse_config(
     }
     let de = toml_edit::de::Deserializer::from(doc);
     let config: Config = serde_path_to_error::deserialize(de).map_err(|err| {
-        let key: Vec<String> = err
-            .path()
-            .iter()
-            .map(|s| s.to_string())
-            .filter(|s| s != "?")
-            .collect();
+        let key: Vec<String> = err.path().iter().map(|s| s.to_string()).filter(|s| s != "?").collect();
         let message = err.inner().message().trim().to_string();
         describe(text, path, &spans, overrides, key, message)
     })?;
@@ -168,11 +122,7 @@ fn describe(
         let names = expected_names(&message);
         let parent = &key[..key.len().saturating_sub(if what == "key" { 1 } else { 0 })];
         let fix = closest(&name, names.iter().map(String::as_str)).map(str::to_string);
-        let listing = if names.is_empty() {
-            String::new()
-        } else {
-            format!(" (valid: {})", names.join(", "))
-        };
+        let listing = if names.is_empty() { String::new() } else { format!(" (valid: {})", names.join(", ")) };
         message = if what == "key" {
             let place = if parent.is_empty() {
                 "unknown section".to_string()
@@ -186,10 +136,7 @@ fn describe(
         if let Some(fix) = fix {
             suggestion = Some(if what == "key" {
                 // Keep whatever the user wrote below the mistyped segment: trian.lr -> train.lr.
-                let typed = overrides
-                    .iter()
-                    .find(|o| o.path.starts_with(&key))
-                    .map(|o| o.path.clone());
+                let typed = overrides.iter().find(|o| o.path.starts_with(&key)).map(|o| o.path.clone());
                 let mut s = parent.to_vec();
                 s.push(fix);
                 if let Some(typed) = typed {
@@ -203,20 +150,12 @@ fn describe(
     } else if let Some(hint) = message
         .contains("invalid type: integer")
         .then_some(())
-        .and_then(|_| {
-            (message.contains("f64") || message.contains("f32"))
-                .then_some("write it as a float, e.g. 1.0")
-        })
+        .and_then(|_| (message.contains("f64") || message.contains("f32")).then_some("write it as a float, e.g. 1.0"))
     {
         message = format!("{message} ({hint})");
     }
     let origin = origin_of(text, path, spans, overrides, &key);
-    ConfigError::Key {
-        origin,
-        key: key.join("."),
-        message,
-        suggestion,
-    }
+    ConfigError::Key { origin, key: key.join("."), message, suggestion }
 }
 
 /// The last `--set` that wrote at or above `key`, else the file line of `key`.
@@ -227,29 +166,19 @@ fn origin_of(
     overrides: &[Override],
     key: &[String],
 ) -> Origin {
-    if let Some(o) = overrides
-        .iter()
-        .rev()
-        .find(|o| key.starts_with(&o.path) || o.path.starts_with(key))
-    {
+    if let Some(o) = overrides.iter().rev().find(|o| key.starts_with(&o.path) || o.path.starts_with(key)) {
         if !key.is_empty() {
             return Origin::Set(o.arg.clone());
         }
     }
     let line = locate(spans.as_table(), key).map(|offset| line_col(text, offset).0);
-    Origin::File {
-        path: path.to_path_buf(),
-        line,
-    }
+    Origin::File { path: path.to_path_buf(), line }
 }
 
 /// Byte offset of the deepest part of `key` present in the parsed file.
 fn locate(table: &Table, key: &[String]) -> Option<usize> {
     let (first, rest) = key.split_first()?;
-    let here = table
-        .key(first)
-        .and_then(|k| k.span())
-        .or_else(|| table.get(first).and_then(Item::span));
+    let here = table.key(first).and_then(|k| k.span()).or_else(|| table.get(first).and_then(Item::span));
     let deeper = match table.get(first)? {
         Item::Table(t) => locate(t, rest),
         Item::Value(Value::InlineTable(t)) => {
@@ -263,10 +192,7 @@ fn locate(table: &Table, key: &[String]) -> Option<usize> {
 }
 
 fn apply_override(root: &mut Table, o: &Override) -> Result<(), ConfigError> {
-    let (last, parents) = o
-        .path
-        .split_last()
-        .expect("override paths have at least two segments");
+    let (last, parents) = o.path.split_last().expect("override paths have at least two segments");
     let mut table = root;
     for (i, seg) in parents.iter().enumerate() {
         let entry = table.entry(seg).or_insert_with(|| {

@@ -43,6 +43,10 @@ pub struct ModelConfig {
     /// Classification head widths (HRNet-C presets).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cls_head: Option<crate::models::hrnet::ClsHeadSpec>,
+    /// BatchNorm always in eval mode with γ, β not trained (the RefineNet recipe).
+    pub freeze_bn: bool,
+    /// Build BiSeNetV2's four auxiliary heads (training); inference builds may omit them.
+    pub aux_heads: bool,
 }
 
 impl Default for ModelConfig {
@@ -55,6 +59,8 @@ impl Default for ModelConfig {
             hrnet: None,
             ocr: None,
             cls_head: None,
+            freeze_bn: false,
+            aux_heads: true,
         }
     }
 }
@@ -200,11 +206,7 @@ pub struct EvalConfig {
 
 impl Default for EvalConfig {
     fn default() -> Self {
-        Self {
-            start: 1,
-            interval: 1,
-            batch_size: 1,
-        }
+        Self { start: 1, interval: 1, batch_size: 1 }
     }
 }
 
@@ -248,72 +250,28 @@ impl Config {
                 bad.push((key.to_string(), msg.to_string()));
             }
         };
-        need(
-            !self.model.name.trim().is_empty(),
-            "model.name",
-            "must name a model preset",
-        );
-        need(
-            self.model.num_classes.is_none_or(|n| n > 0),
-            "model.num_classes",
-            "must be positive",
-        );
+        need(!self.model.name.trim().is_empty(), "model.name", "must name a model preset");
+        need(self.model.num_classes.is_none_or(|n| n > 0), "model.num_classes", "must be positive");
         let d = &self.data;
-        need(
-            d.crop_size.iter().all(|&s| s > 0),
-            "data.crop_size",
-            "both sides must be positive",
-        );
+        need(d.crop_size.iter().all(|&s| s > 0), "data.crop_size", "both sides must be positive");
         need(
             d.scale_range[0] > 0.0 && d.scale_range[0] <= d.scale_range[1],
             "data.scale_range",
             "must be [min, max] with 0 < min <= max",
         );
-        need(
-            d.std.iter().all(|&s| s > 0.0),
-            "data.std",
-            "every channel must be positive",
-        );
-        need(
-            (0..=255).contains(&d.ignore_label),
-            "data.ignore_label",
-            "must be in 0..=255",
-        );
+        need(d.std.iter().all(|&s| s > 0.0), "data.std", "every channel must be positive");
+        need((0..=255).contains(&d.ignore_label), "data.ignore_label", "must be in 0..=255");
         let t = &self.train;
         need(t.epochs > 0, "train.epochs", "must be positive");
         need(t.batch_size > 0, "train.batch_size", "must be positive");
-        need(
-            t.lr > 0.0 && t.lr.is_finite(),
-            "train.lr",
-            "must be a positive number",
-        );
-        need(
-            (0.0..1.0).contains(&t.momentum),
-            "train.momentum",
-            "must be in [0, 1)",
-        );
-        need(
-            t.weight_decay >= 0.0,
-            "train.weight_decay",
-            "must not be negative",
-        );
+        need(t.lr > 0.0 && t.lr.is_finite(), "train.lr", "must be a positive number");
+        need((0.0..1.0).contains(&t.momentum), "train.momentum", "must be in [0, 1)");
+        need(t.weight_decay >= 0.0, "train.weight_decay", "must not be negative");
         need(t.power > 0.0, "train.power", "must be positive");
-        need(
-            t.checkpoint_interval > 0,
-            "train.checkpoint_interval",
-            "must be positive",
-        );
-        need(
-            t.keep_checkpoints > 0,
-            "train.keep_checkpoints",
-            "must be at least 1",
-        );
+        need(t.checkpoint_interval > 0, "train.checkpoint_interval", "must be positive");
+        need(t.keep_checkpoints > 0, "train.keep_checkpoints", "must be at least 1");
         need(self.eval.interval > 0, "eval.interval", "must be positive");
-        need(
-            self.eval.batch_size > 0,
-            "eval.batch_size",
-            "must be positive",
-        );
+        need(self.eval.batch_size > 0, "eval.batch_size", "must be positive");
         need(self.log.interval > 0, "log.interval", "must be positive");
         bad
     }

@@ -18,27 +18,15 @@ pub(crate) fn expected_names(msg: &str) -> Vec<String> {
     let Some(idx) = msg.find("expected") else {
         return Vec::new();
     };
-    msg[idx..]
-        .split('`')
-        .skip(1)
-        .step_by(2)
-        .map(str::to_string)
-        .collect()
+    msg[idx..].split('`').skip(1).step_by(2).map(str::to_string).collect()
 }
 
 /// The offending name in "unknown field `x`" / "unknown variant `x`".
 pub(crate) fn unknown_name(msg: &str) -> Option<(&'static str, String)> {
     for kind in ["unknown field", "unknown variant"] {
-        if let Some(rest) = msg
-            .strip_prefix(kind)
-            .or_else(|| msg.find(kind).map(|i| &msg[i + kind.len()..]))
-        {
+        if let Some(rest) = msg.strip_prefix(kind).or_else(|| msg.find(kind).map(|i| &msg[i + kind.len()..])) {
             let name = rest.split('`').nth(1)?;
-            let what = if kind == "unknown field" {
-                "key"
-            } else {
-                "value"
-            };
+            let what = if kind == "unknown field" { "key" } else { "value" };
             return Some((what, name.to_string()));
         }
     }

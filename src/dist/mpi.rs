@@ -19,8 +19,5 @@ pub fn probe() -> MpiStatus {
             s.split(',').next().unwrap_or(s).trim().to_string()
         })
         .unwrap_or_else(|e| format!("unreadable version string: {e}"));
-    MpiStatus {
-        library,
-        standard: format!("{major}.{minor}"),
-    }
+    MpiStatus { library, standard: format!("{major}.{minor}") }
 }

@@ -35,16 +35,8 @@ pub fn probe() -> NcclStatus {
         };
     }
     match cudarc::nccl::result::get_nccl_version() {
-        Ok(code) => NcclStatus {
-            found: true,
-            version: Some(decode_version(code)),
-            detail: None,
-        },
-        Err(e) => NcclStatus {
-            found: true,
-            version: None,
-            detail: Some(format!("ncclGetVersion failed: {e:?}")),
-        },
+        Ok(code) => NcclStatus { found: true, version: Some(decode_version(code)), detail: None },
+        Err(e) => NcclStatus { found: true, version: None, detail: Some(format!("ncclGetVersion failed: {e:?}")) },
     }
 }
 

@@ -1,27 +1,12 @@
 //! HRNet (Sun et al.), fully described by [`HrnetSpec`] as the official configs do:
 //! the backbone, the HRNetV2 segmentation head and the HRNet-C classification head,
 //! with the parameter names of HRNet-Semantic-Segmentation and HRNet-Image-Classification.
-use super::layers::{
-    conv1x1, conv3x3, resize_bilinear, BatchNorm2d, Conv2d, ConvBn, Linear, Scope,
-};
+pub use super::blocks::BlockKind;
+use super::blocks::{make_layer, run_layer, Block};
+use super::layers::{conv1x1, conv3x3, resize_bilinear, BatchNorm2d, Conv2d, ConvBn, Linear, Scope};
 use serde::{Deserialize, Serialize};
 use tch::Tensor;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "UPPERCASE")]
-pub enum BlockKind {
-    Basic,
-    Bottleneck,
-}
-
-impl BlockKind {
-    pub fn expansion(self) -> i64 {
-        match self {
-            BlockKind::Basic => 1,
-            BlockKind::Bottleneck => 4,
-        }
-    }
-}
+use BlockKind::{Basic, Bottleneck};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
@@ -67,7 +52,6 @@ impl HrnetSpec {
 
     /// The standard HRNet-W`width` (W18, W30, W32, W40, W44, W48, W64).
     pub fn width(w: i64) -> Self {
-        use BlockKind::*;
         HrnetSpec {
             stage1: Self::stage(1, Bottleneck, &[4], &[64]),
             stage2: Self::stage(1, Basic, &[4, 4], &[w, 2 * w]),
@@ -77,7 +61,6 @@ impl HrnetSpec {
     }
 
     pub fn w18_small_v1() -> Self {
-        use BlockKind::*;
         HrnetSpec {
             stage1: Self::stage(1, Bottleneck, &[1], &[32]),
             stage2: Self::stage(1, Basic, &[2, 2], &[16, 32]),
@@ -87,7 +70,6 @@ impl HrnetSpec {
     }
 
     pub fn w18_small_v2() -> Self {
-        use BlockKind::*;
         HrnetSpec {
             stage1: Self::stage(1, Bottleneck, &[2], &[64]),
             stage2: Self::stage(1, Basic, &[2, 2], &[18, 36]),
@@ -98,17 +80,11 @@ impl HrnetSpec {
 
     /// Problems with the spec, each naming the field (`stage2.num_blocks`, …).
     pub fn check(&self) -> Result<(), String> {
-        for (k, s) in [&self.stage1, &self.stage2, &self.stage3, &self.stage4]
-            .into_iter()
-            .enumerate()
-        {
+        for (k, s) in [&self.stage1, &self.stage2, &self.stage3, &self.stage4].into_iter().enumerate() {
             let name = format!("stage{}", k + 1);
             let want = if k == 0 { 1 } else { k + 1 };
             if s.num_branches != want {
-                return Err(format!(
-                    "{name}.num_branches must be {want}, got {}",
-                    s.num_branches
-                ));
+                return Err(format!("{name}.num_branches must be {want}, got {}", s.num_branches));
             }
             if s.num_blocks.len() != s.num_branches || s.num_channels.len() != s.num_branches {
                 return Err(format!(
@@ -118,13 +94,8 @@ impl HrnetSpec {
                     s.num_branches
                 ));
             }
-            if s.num_modules == 0
-                || s.num_blocks.contains(&0)
-                || s.num_channels.iter().any(|&c| c <= 0)
-            {
-                return Err(format!(
-                    "{name}: modules, blocks and channels must be positive"
-                ));
+            if s.num_modules == 0 || s.num_blocks.contains(&0) || s.num_channels.iter().any(|&c| c <= 0) {
+                return Err(format!("{name}: modules, blocks and channels must be positive"));
             }
         }
         Ok(())
@@ -133,10 +104,7 @@ impl HrnetSpec {
     /// Output channels of each branch after stage 4.
     pub fn out_channels(&self) -> Vec<i64> {
         let s = &self.stage4;
-        s.num_channels
-            .iter()
-            .map(|c| c * s.block.expansion())
-            .collect()
+        s.num_channels.iter().map(|c| c * s.block.expansion()).collect()
     }
 }
 
@@ -147,99 +115,6 @@ pub enum Upsample {
     Bilinear { align_corners: bool },
     /// Classification: nearest by a power-of-two scale factor.
     Nearest,
-}
-
-#[derive(Debug)]
-struct Block {
-    kind: BlockKind,
-    conv1: Conv2d,
-    bn1: BatchNorm2d,
-    conv2: Conv2d,
-    bn2: BatchNorm2d,
-    conv3: Option<(Conv2d, BatchNorm2d)>,
-    downsample: Option<(Conv2d, BatchNorm2d)>,
-}
-
-impl Block {
-    fn new(s: &Scope, kind: BlockKind, inplanes: i64, planes: i64, stride: i64) -> Self {
-        let out = planes * kind.expansion();
-        let (conv1, bn1, conv2, bn2, conv3) = match kind {
-            BlockKind::Basic => {
-                let conv1 = conv3x3(&s.sub("conv1"), inplanes, planes, stride, false);
-                let bn1 = BatchNorm2d::new(&s.sub("bn1"), planes);
-                let conv2 = conv3x3(&s.sub("conv2"), planes, planes, 1, false);
-                let bn2 = BatchNorm2d::new(&s.sub("bn2"), planes);
-                (conv1, bn1, conv2, bn2, None)
-            }
-            BlockKind::Bottleneck => {
-                let conv1 = conv1x1(&s.sub("conv1"), inplanes, planes, false);
-                let bn1 = BatchNorm2d::new(&s.sub("bn1"), planes);
-                let conv2 = conv3x3(&s.sub("conv2"), planes, planes, stride, false);
-                let bn2 = BatchNorm2d::new(&s.sub("bn2"), planes);
-                let conv3 = conv1x1(&s.sub("conv3"), planes, out, false);
-                let bn3 = BatchNorm2d::new(&s.sub("bn3"), out);
-                (conv1, bn1, conv2, bn2, Some((conv3, bn3)))
-            }
-        };
-        let downsample = (stride != 1 || inplanes != out).then(|| {
-            let d = s.sub("downsample");
-            (
-                Conv2d::new(&d.sub(0), inplanes, out, 1, stride, 0, false),
-                BatchNorm2d::new(&d.sub(1), out),
-            )
-        });
-        Block {
-            kind,
-            conv1,
-            bn1,
-            conv2,
-            bn2,
-            conv3,
-            downsample,
-        }
-    }
-
-    fn forward(&self, x: &Tensor, train: bool) -> Tensor {
-        let mut y = self.bn1.forward(&self.conv1.forward(x), train).relu();
-        y = self.bn2.forward(&self.conv2.forward(&y), train);
-        if let Some((c3, b3)) = &self.conv3 {
-            debug_assert_eq!(self.kind, BlockKind::Bottleneck);
-            y = b3.forward(&c3.forward(&y.relu()), train);
-        }
-        let residual = match &self.downsample {
-            Some((c, b)) => b.forward(&c.forward(x), train),
-            None => x.shallow_clone(),
-        };
-        (y + residual).relu()
-    }
-}
-
-/// `_make_layer`: `blocks` blocks, the first possibly with a downsample.
-fn make_layer(
-    s: &Scope,
-    kind: BlockKind,
-    inplanes: i64,
-    planes: i64,
-    blocks: usize,
-    stride: i64,
-) -> Vec<Block> {
-    let mut layer = vec![Block::new(&s.sub(0), kind, inplanes, planes, stride)];
-    for i in 1..blocks {
-        layer.push(Block::new(
-            &s.sub(i),
-            kind,
-            planes * kind.expansion(),
-            planes,
-            1,
-        ));
-    }
-    layer
-}
-
-fn run_layer(layer: &[Block], x: &Tensor, train: bool) -> Tensor {
-    layer
-        .iter()
-        .fold(x.shallow_clone(), |y, b| b.forward(&y, train))
 }
 
 #[derive(Debug)]
@@ -265,14 +140,7 @@ impl HrModule {
         let bs = s.sub("branches");
         let branches: Vec<Vec<Block>> = (0..n)
             .map(|i| {
-                let layer = make_layer(
-                    &bs.sub(i),
-                    spec.block,
-                    inch[i],
-                    spec.num_channels[i],
-                    spec.num_blocks[i],
-                    1,
-                );
+                let layer = make_layer(&bs.sub(i), spec.block, inch[i], spec.num_channels[i], spec.num_blocks[i], 1);
                 inch[i] = spec.num_channels[i] * exp;
                 layer
             })
@@ -288,14 +156,7 @@ impl HrModule {
                     fuse_row.push(if j > i {
                         let conv = conv1x1(&cell.sub(0), inch[j], inch[i], false);
                         let bn = BatchNorm2d::new(&cell.sub(1), inch[i]);
-                        Fuse::Up(
-                            ConvBn {
-                                conv,
-                                bn,
-                                relu: false,
-                            },
-                            1 << (j - i),
-                        )
+                        Fuse::Up(ConvBn { conv, bn, relu: false }, 1 << (j - i))
                     } else if j == i {
                         Fuse::Identity
                     } else {
@@ -305,11 +166,7 @@ impl HrModule {
                                 let cout = if last { inch[i] } else { inch[j] };
                                 let step = cell.sub(k);
                                 let conv = conv3x3(&step.sub(0), inch[j], cout, 2, false);
-                                ConvBn {
-                                    conv,
-                                    bn: BatchNorm2d::new(&step.sub(1), cout),
-                                    relu: !last,
-                                }
+                                ConvBn { conv, bn: BatchNorm2d::new(&step.sub(1), cout), relu: !last }
                             })
                             .collect();
                         Fuse::Down(chain)
@@ -318,20 +175,11 @@ impl HrModule {
                 fuse.push(fuse_row);
             }
         }
-        HrModule {
-            branches,
-            fuse,
-            upsample,
-        }
+        HrModule { branches, fuse, upsample }
     }
 
     fn forward(&self, xs: &[Tensor], train: bool) -> Vec<Tensor> {
-        let xs: Vec<Tensor> = self
-            .branches
-            .iter()
-            .zip(xs)
-            .map(|(b, x)| run_layer(b, x, train))
-            .collect();
+        let xs: Vec<Tensor> = self.branches.iter().zip(xs).map(|(b, x)| run_layer(b, x, train)).collect();
         if self.fuse.is_empty() {
             return xs;
         }
@@ -347,9 +195,7 @@ impl HrModule {
                         Fuse::Up(cb, scale) => {
                             let t = cb.forward(&xs[j], train);
                             match self.upsample {
-                                Upsample::Bilinear { align_corners } => {
-                                    resize_bilinear(&t, h, w, align_corners)
-                                }
+                                Upsample::Bilinear { align_corners } => resize_bilinear(&t, h, w, align_corners),
                                 Upsample::Nearest => {
                                     let s = *scale as f64;
                                     let (th, tw) = (t.size()[2] * *scale, t.size()[3] * *scale);
@@ -357,9 +203,7 @@ impl HrModule {
                                 }
                             }
                         }
-                        Fuse::Down(chain) => chain
-                            .iter()
-                            .fold(xs[j].shallow_clone(), |t, cb| cb.forward(&t, train)),
+                        Fuse::Down(chain) => chain.iter().fold(xs[j].shallow_clone(), |t, cb| cb.forward(&t, train)),
                     };
                     y = Some(match y {
                         None => t,
@@ -390,11 +234,7 @@ fn make_transition(s: &Scope, pre: &[i64], cur: &[i64]) -> Vec<Transition> {
                     Transition::Keep
                 } else {
                     let conv = conv3x3(&t.sub(0), pre[i], cur[i], 1, false);
-                    Transition::Adapt(ConvBn {
-                        conv,
-                        bn: BatchNorm2d::new(&t.sub(1), cur[i]),
-                        relu: true,
-                    })
+                    Transition::Adapt(ConvBn { conv, bn: BatchNorm2d::new(&t.sub(1), cur[i]), relu: true })
                 }
             } else {
                 let steps = i + 1 - pre.len();
@@ -405,11 +245,7 @@ fn make_transition(s: &Scope, pre: &[i64], cur: &[i64]) -> Vec<Transition> {
                             let cout = if k == steps - 1 { cur[i] } else { cin };
                             let step = t.sub(k);
                             let conv = conv3x3(&step.sub(0), cin, cout, 2, false);
-                            ConvBn {
-                                conv,
-                                bn: BatchNorm2d::new(&step.sub(1), cout),
-                                relu: true,
-                            }
+                            ConvBn { conv, bn: BatchNorm2d::new(&step.sub(1), cout), relu: true }
                         })
                         .collect(),
                 )
@@ -427,9 +263,7 @@ fn apply_transition(ts: &[Transition], ys: &[Tensor], train: bool) -> Vec<Tensor
             // New branches grow from the lowest-resolution output.
             Transition::New(chain) => {
                 let src = ys.last().expect("non-empty");
-                chain
-                    .iter()
-                    .fold(src.shallow_clone(), |x, cb| cb.forward(&x, train))
+                chain.iter().fold(src.shallow_clone(), |x, cb| cb.forward(&x, train))
             }
         })
         .collect()
@@ -455,51 +289,22 @@ impl Backbone {
         let conv2 = conv3x3(&s.sub("conv2"), 64, 64, 2, false);
         let bn2 = BatchNorm2d::new(&s.sub("bn2"), 64);
         let st1 = &spec.stage1;
-        let layer1 = make_layer(
-            &s.sub("layer1"),
-            st1.block,
-            64,
-            st1.num_channels[0],
-            st1.num_blocks[0],
-            1,
-        );
+        let layer1 = make_layer(&s.sub("layer1"), st1.block, 64, st1.num_channels[0], st1.num_blocks[0], 1);
         let mut pre = vec![st1.num_channels[0] * st1.block.expansion()];
         let mut transitions = Vec::new();
         let mut stages = Vec::new();
-        for (k, st) in [&spec.stage2, &spec.stage3, &spec.stage4]
-            .into_iter()
-            .enumerate()
-        {
-            let cur: Vec<i64> = st
-                .num_channels
-                .iter()
-                .map(|c| c * st.block.expansion())
-                .collect();
-            transitions.push(make_transition(
-                &s.sub(format!("transition{}", k + 1)),
-                &pre,
-                &cur,
-            ));
+        for (k, st) in [&spec.stage2, &spec.stage3, &spec.stage4].into_iter().enumerate() {
+            let cur: Vec<i64> = st.num_channels.iter().map(|c| c * st.block.expansion()).collect();
+            transitions.push(make_transition(&s.sub(format!("transition{}", k + 1)), &pre, &cur));
             let ss = s.sub(format!("stage{}", k + 2));
             let mut inch = cur.clone();
-            let modules = (0..st.num_modules)
-                .map(|m| HrModule::new(&ss.sub(m), st, &mut inch, upsample))
-                .collect();
+            let modules = (0..st.num_modules).map(|m| HrModule::new(&ss.sub(m), st, &mut inch, upsample)).collect();
             stages.push(modules);
             pre = inch;
         }
         let [t1, t2, t3]: [Vec<Transition>; 3] = transitions.try_into().expect("three transitions");
         let [s2, s3, s4]: [Vec<HrModule>; 3] = stages.try_into().expect("three stages");
-        Backbone {
-            conv1,
-            bn1,
-            conv2,
-            bn2,
-            layer1,
-            transitions: [t1, t2, t3],
-            stages: [s2, s3, s4],
-            out_channels: pre,
-        }
+        Backbone { conv1, bn1, conv2, bn2, layer1, transitions: [t1, t2, t3], stages: [s2, s3, s4], out_channels: pre }
     }
 
     pub fn forward(&self, x: &Tensor, train: bool) -> Vec<Tensor> {
@@ -517,10 +322,7 @@ impl Backbone {
 /// All branches resized to branch 0 and concatenated (HRNetV2 representation).
 pub fn concat_branches(ys: &[Tensor], align_corners: bool) -> Tensor {
     let (h, w) = (ys[0].size()[2], ys[0].size()[3]);
-    let parts: Vec<Tensor> = ys
-        .iter()
-        .map(|y| resize_bilinear(y, h, w, align_corners))
-        .collect();
+    let parts: Vec<Tensor> = ys.iter().map(|y| resize_bilinear(y, h, w, align_corners)).collect();
     Tensor::cat(&parts, 1)
 }
 
@@ -542,8 +344,7 @@ impl SegHead {
     }
 
     pub fn forward(&self, x: &Tensor, train: bool) -> Tensor {
-        self.cls
-            .forward(&self.bn.forward(&self.conv.forward(x), train).relu())
+        self.cls.forward(&self.bn.forward(&self.conv.forward(x), train).relu())
     }
 }
 
@@ -560,11 +361,7 @@ impl HrnetSeg {
         let backbone = Backbone::new(s, spec, Upsample::Bilinear { align_corners });
         let c: i64 = backbone.out_channels.iter().sum();
         let last_layer = SegHead::new(&s.sub("last_layer"), c, num_classes);
-        HrnetSeg {
-            backbone,
-            last_layer,
-            align_corners,
-        }
+        HrnetSeg { backbone, last_layer, align_corners }
     }
 
     pub fn forward(&self, x: &Tensor, train: bool) -> Vec<Tensor> {
@@ -585,10 +382,7 @@ pub struct ClsHeadSpec {
 
 impl Default for ClsHeadSpec {
     fn default() -> Self {
-        ClsHeadSpec {
-            incre_channels: vec![32, 64, 128, 256],
-            final_channels: 2048,
-        }
+        ClsHeadSpec { incre_channels: vec![32, 64, 128, 256], final_channels: 2048 }
     }
 }
 
@@ -622,11 +416,7 @@ impl HrnetCls {
             .map(|(i, w)| {
                 let m = ds.sub(i);
                 let conv = conv3x3(&m.sub(0), w[0] * exp, w[1] * exp, 2, true);
-                ConvBn {
-                    conv,
-                    bn: BatchNorm2d::new(&m.sub(1), w[1] * exp),
-                    relu: true,
-                }
+                ConvBn { conv, bn: BatchNorm2d::new(&m.sub(1), w[1] * exp), relu: true }
             })
             .collect();
         let fl = s.sub("final_layer");
@@ -637,13 +427,7 @@ impl HrnetCls {
             relu: true,
         };
         let classifier = Linear::new(&s.sub("classifier"), head.final_channels, num_classes);
-        HrnetCls {
-            backbone,
-            incre,
-            downsamp,
-            final_layer,
-            classifier,
-        }
+        HrnetCls { backbone, incre, downsamp, final_layer, classifier }
     }
 
     pub fn forward(&self, x: &Tensor, train: bool) -> Vec<Tensor> {
@@ -655,9 +439,7 @@ impl HrnetCls {
         let y = self.final_layer.forward(&y, train);
         // Global average pool as the official classifier does it (avg_pool2d over the whole map).
         let (h, w) = (y.size()[2], y.size()[3]);
-        let pooled = y
-            .avg_pool2d([h, w], [h, w], [0, 0], false, true, None)
-            .flatten(1, -1);
+        let pooled = y.avg_pool2d([h, w], [h, w], [0, 0], false, true, None).flatten(1, -1);
         vec![self.classifier.forward(&pooled)]
     }
 }

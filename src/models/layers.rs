@@ -6,21 +6,27 @@ use std::rc::Rc;
 use tch::nn::{self, Init};
 use tch::{Kind, Tensor};
 
+/// A state-dict entry as the scope created it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub name: String,
+    /// A parameter (as opposed to a buffer), whether or not it is trained.
+    pub is_param: bool,
+}
+
 /// A naming scope over a tch `nn::Path` that logs names in creation order.
 #[derive(Clone)]
 pub struct Scope<'a> {
     path: nn::Path<'a>,
     prefix: String,
-    order: Rc<RefCell<Vec<String>>>,
+    order: Rc<RefCell<Vec<Entry>>>,
+    /// BatchNorm layers always use running statistics and do not train γ, β.
+    pub freeze_bn: bool,
 }
 
 impl<'a> Scope<'a> {
-    pub fn root(path: nn::Path<'a>) -> Self {
-        Scope {
-            path,
-            prefix: String::new(),
-            order: Rc::new(RefCell::new(Vec::new())),
-        }
+    pub fn root(path: nn::Path<'a>, freeze_bn: bool) -> Self {
+        Scope { path, prefix: String::new(), order: Rc::new(RefCell::new(Vec::new())), freeze_bn }
     }
 
     pub fn sub<T: ToString>(&self, name: T) -> Scope<'a> {
@@ -29,27 +35,32 @@ impl<'a> Scope<'a> {
             path: self.path.sub(&name),
             prefix: format!("{}{name}.", self.prefix),
             order: self.order.clone(),
+            freeze_bn: self.freeze_bn,
         }
     }
 
-    fn log(&self, name: &str) {
-        self.order
-            .borrow_mut()
-            .push(format!("{}{name}", self.prefix));
+    fn log(&self, name: &str, is_param: bool) {
+        self.order.borrow_mut().push(Entry { name: format!("{}{name}", self.prefix), is_param });
     }
 
     pub fn param(&self, name: &str, dims: &[i64], init: Init) -> Tensor {
-        self.log(name);
+        self.log(name, true);
         self.path.var(name, dims, init)
     }
 
-    pub fn buffer(&self, name: &str, t: Tensor) -> Tensor {
-        self.log(name);
+    /// A parameter that is not trained (no gradient, not in the trainable set).
+    pub fn frozen_param(&self, name: &str, t: Tensor) -> Tensor {
+        self.log(name, true);
         self.path.add(name, t.to_device(self.path.device()), false)
     }
 
-    /// Tensor names created so far, in order.
-    pub fn names(&self) -> Vec<String> {
+    pub fn buffer(&self, name: &str, t: Tensor) -> Tensor {
+        self.log(name, false);
+        self.path.add(name, t.to_device(self.path.device()), false)
+    }
+
+    /// Entries created so far, in order.
+    pub fn entries(&self) -> Vec<Entry> {
         self.order.borrow().clone()
     }
 }
@@ -60,6 +71,7 @@ pub struct Conv2d {
     pub bias: Option<Tensor>,
     stride: i64,
     padding: i64,
+    groups: i64,
 }
 
 /// He-normal (fan-out) for convolutions, as torchvision does for ReLU networks.
@@ -70,38 +82,24 @@ const CONV_INIT: Init = Init::Kaiming {
 };
 
 impl Conv2d {
-    pub fn new(
-        s: &Scope,
-        cin: i64,
-        cout: i64,
-        k: i64,
-        stride: i64,
-        padding: i64,
-        bias: bool,
-    ) -> Self {
-        let weight = s.param("weight", &[cout, cin, k, k], CONV_INIT);
+    pub fn new(s: &Scope, cin: i64, cout: i64, k: i64, stride: i64, padding: i64, bias: bool) -> Self {
+        Self::grouped(s, cin, cout, k, stride, padding, 1, bias)
+    }
+
+    /// A grouped convolution (`groups == cin` is depthwise).
+    #[allow(clippy::too_many_arguments)]
+    pub fn grouped(s: &Scope, cin: i64, cout: i64, k: i64, stride: i64, padding: i64, groups: i64, bias: bool) -> Self {
+        let weight = s.param("weight", &[cout, cin / groups, k, k], CONV_INIT);
         let bias = bias.then(|| s.param("bias", &[cout], Init::Const(0.0)));
-        Conv2d {
-            weight,
-            bias,
-            stride,
-            padding,
-        }
+        Conv2d { weight, bias, stride, padding, groups }
     }
 
     pub fn forward(&self, x: &Tensor) -> Tensor {
-        x.conv2d(
-            &self.weight,
-            self.bias.as_ref(),
-            [self.stride],
-            [self.padding],
-            [1],
-            1,
-        )
+        x.conv2d(&self.weight, self.bias.as_ref(), [self.stride], [self.padding], [1], self.groups)
     }
 }
 
-/// 3×3 convolution with padding 1, the workhorse of HRNet.
+/// 3×3 convolution with padding 1.
 pub fn conv3x3(s: &Scope, cin: i64, cout: i64, stride: i64, bias: bool) -> Conv2d {
     Conv2d::new(s, cin, cout, 3, stride, 1, bias)
 }
@@ -119,33 +117,40 @@ pub struct BatchNorm2d {
     pub num_batches_tracked: Tensor,
     momentum: f64,
     eps: f64,
+    frozen: bool,
 }
 
 impl BatchNorm2d {
-    /// PyTorch defaults: momentum 0.1, eps 1e-5.
+    /// PyTorch defaults: momentum 0.1, eps 1e-5; γ = 1, β = 0.
     pub fn new(s: &Scope, c: i64) -> Self {
+        Self::with_gamma(s, c, 1.0)
+    }
+
+    /// With γ initialised to `gamma` (0 for the last BN of a residual branch).
+    pub fn with_gamma(s: &Scope, c: i64, gamma: f64) -> Self {
+        let cpu = tch::Device::Cpu;
+        let (weight, bias) = if s.freeze_bn {
+            let w = s.frozen_param("weight", Tensor::full([c], gamma, (Kind::Float, cpu)));
+            (w, s.frozen_param("bias", Tensor::zeros([c], (Kind::Float, cpu))))
+        } else {
+            (s.param("weight", &[c], Init::Const(gamma)), s.param("bias", &[c], Init::Const(0.0)))
+        };
         BatchNorm2d {
-            weight: s.param("weight", &[c], Init::Const(1.0)),
-            bias: s.param("bias", &[c], Init::Const(0.0)),
-            running_mean: s.buffer(
-                "running_mean",
-                Tensor::zeros([c], (Kind::Float, tch::Device::Cpu)),
-            ),
-            running_var: s.buffer(
-                "running_var",
-                Tensor::ones([c], (Kind::Float, tch::Device::Cpu)),
-            ),
-            num_batches_tracked: s.buffer(
-                "num_batches_tracked",
-                Tensor::zeros([], (Kind::Int64, tch::Device::Cpu)),
-            ),
+            weight,
+            bias,
+            running_mean: s.buffer("running_mean", Tensor::zeros([c], (Kind::Float, cpu))),
+            running_var: s.buffer("running_var", Tensor::ones([c], (Kind::Float, cpu))),
+            num_batches_tracked: s.buffer("num_batches_tracked", Tensor::zeros([], (Kind::Int64, cpu))),
             momentum: 0.1,
             eps: 1e-5,
+            frozen: s.freeze_bn,
         }
     }
 
-    /// Batch statistics (and running-stat updates) when `train`, running stats otherwise.
+    /// Batch statistics (and running-stat updates) when `train`, running statistics
+    /// otherwise; a frozen BN always uses its running statistics.
     pub fn forward(&self, x: &Tensor, train: bool) -> Tensor {
+        let train = train && !self.frozen;
         if train {
             tch::no_grad(|| {
                 let _ = self.num_batches_tracked.shallow_clone().g_add_scalar_(1);
@@ -176,14 +181,7 @@ impl Linear {
         let bound = 1.0 / (cin as f64).sqrt();
         Linear {
             weight: s.param("weight", &[cout, cin], nn::init::DEFAULT_KAIMING_UNIFORM),
-            bias: s.param(
-                "bias",
-                &[cout],
-                Init::Uniform {
-                    lo: -bound,
-                    up: bound,
-                },
-            ),
+            bias: s.param("bias", &[cout], Init::Uniform { lo: -bound, up: bound }),
         }
     }
 

@@ -1,9 +1,13 @@
 //! Models with the official PyTorch parameter names: HRNet (seg and cls) and OCRNet.
 //! [`Model`] owns the variables and knows their official state-dict order.
+pub mod bisenetv2;
+pub mod blocks;
 pub mod hrnet;
 pub mod layers;
 pub mod ocr;
+pub mod refinenet;
 pub mod registry;
+pub mod resnet;
 pub mod weights;
 
 use tch::{nn, Device, Tensor};
@@ -19,13 +23,18 @@ pub(crate) enum Net {
     Hrnet(hrnet::HrnetSeg),
     Ocr(Box<ocr::OcrNet>),
     HrnetCls(hrnet::HrnetCls),
+    Bisenet(Box<bisenetv2::BiSeNetV2>),
+    Refine(Box<refinenet::RefineNet>),
 }
 
 /// A built network with its variables.
 pub struct Model {
     pub vs: nn::VarStore,
-    /// State-dict names in official order.
-    names: Vec<String>,
+    /// State-dict entries in official order.
+    entries: Vec<layers::Entry>,
+    /// Checkpoint keys under these prefixes are skipped on load (BiSeNetV2's aux
+    /// heads in an inference build).
+    pub ignored_on_load: Vec<String>,
     net: Net,
     pub preset: String,
     pub task: Task,
@@ -33,6 +42,8 @@ pub struct Model {
     pub align_corners: bool,
     /// Names of the forward outputs in return order (`logits` is the main one).
     pub output_names: Vec<&'static str>,
+    /// Input height and width must be multiples of this (1: any size).
+    pub input_multiple: i64,
 }
 
 /// One state-dict entry, as the reference manifests list them.
@@ -40,6 +51,9 @@ pub struct Model {
 pub struct TensorInfo {
     pub name: String,
     pub shape: Vec<i64>,
+    /// A parameter (else a buffer).
+    pub is_param: bool,
+    /// Receives gradients (false for buffers and frozen BN parameters).
     pub trainable: bool,
 }
 
@@ -50,15 +64,23 @@ impl Model {
             Net::Hrnet(m) => m.forward(x, train),
             Net::Ocr(m) => m.forward(x, train),
             Net::HrnetCls(m) => m.forward(x, train),
+            Net::Bisenet(m) => m.forward(x, train),
+            Net::Refine(m) => m.forward(x, train),
         }
     }
 
-    /// The main output (the last head: `out` for OCRNet, the only one otherwise).
+    /// Index of the main output, `logits` (last for OCRNet, first for BiSeNetV2).
     pub fn main_output_index(&self) -> usize {
-        self.output_names
-            .iter()
-            .position(|n| *n == "logits")
-            .unwrap_or(0)
+        self.output_names.iter().position(|n| *n == "logits").unwrap_or(0)
+    }
+
+    /// An error naming the model when `h`×`w` is not a size it accepts.
+    pub fn check_input_size(&self, h: i64, w: i64) -> anyhow::Result<()> {
+        let m = self.input_multiple;
+        if h % m != 0 || w % m != 0 {
+            anyhow::bail!("{} needs input sides that are multiples of {m}, got {h}×{w}", self.preset);
+        }
+        Ok(())
     }
 
     pub fn device(&self) -> Device {
@@ -68,37 +90,32 @@ impl Model {
     /// Every state-dict tensor (parameters and buffers) in official order.
     pub fn state_dict(&self) -> Vec<(String, Tensor)> {
         let vars = self.vs.variables();
-        self.names
-            .iter()
-            .map(|n| (n.clone(), vars[n].shallow_clone()))
-            .collect()
+        self.entries.iter().map(|e| (e.name.clone(), vars[&e.name].shallow_clone())).collect()
     }
 
     pub fn tensor_infos(&self) -> Vec<TensorInfo> {
-        self.state_dict()
-            .into_iter()
-            .map(|(name, t)| TensorInfo {
-                name,
-                shape: t.size(),
-                trainable: t.requires_grad(),
+        let vars = self.vs.variables();
+        self.entries
+            .iter()
+            .map(|e| {
+                let t = &vars[&e.name];
+                TensorInfo { name: e.name.clone(), shape: t.size(), is_param: e.is_param, trainable: t.requires_grad() }
             })
             .collect()
     }
 
-    /// Number of trainable parameter elements (what PyTorch's `parameters()` counts).
+    /// Parameters that receive gradients, in official order.
+    pub fn trainable_params(&self) -> Vec<(String, Tensor)> {
+        self.state_dict().into_iter().filter(|(_, t)| t.requires_grad()).collect()
+    }
+
+    /// Number of parameter elements, trained or frozen (what PyTorch's `parameters()` counts).
     pub fn num_params(&self) -> i64 {
-        self.state_dict()
-            .iter()
-            .filter(|(_, t)| t.requires_grad())
-            .map(|(_, t)| t.numel() as i64)
-            .sum()
+        self.tensor_infos().iter().filter(|t| t.is_param).map(|t| t.shape.iter().product::<i64>()).sum()
     }
 
     /// Number of buffer tensors (running stats and `num_batches_tracked`).
     pub fn num_buffers(&self) -> usize {
-        self.state_dict()
-            .iter()
-            .filter(|(_, t)| !t.requires_grad())
-            .count()
+        self.tensor_infos().iter().filter(|t| !t.is_param).count()
     }
 }

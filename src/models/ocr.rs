@@ -15,21 +15,13 @@ pub struct OcrSpec {
 
 impl Default for OcrSpec {
     fn default() -> Self {
-        OcrSpec {
-            mid_channels: 512,
-            key_channels: 256,
-            dropout: 0.05,
-        }
+        OcrSpec { mid_channels: 512, key_channels: 256, dropout: 0.05 }
     }
 }
 
 /// 1×1 conv (no bias) + `BNReLU` (a Sequential of BN and ReLU, hence the `.1.0` keys).
 fn conv_bnrelu(s: &Scope, cin: i64, cout: i64) -> ConvBn {
-    ConvBn {
-        conv: conv1x1(&s.sub(0), cin, cout, false),
-        bn: BatchNorm2d::new(&s.sub(1).sub(0), cout),
-        relu: true,
-    }
+    ConvBn { conv: conv1x1(&s.sub(0), cin, cout, false), bn: BatchNorm2d::new(&s.sub(1).sub(0), cout), relu: true }
 }
 
 /// Two conv+BNReLU pairs: `f_pixel`, `f_object` (keys .0, .1.0, .2, .3.0).
@@ -78,25 +70,11 @@ impl ObjectAttention {
     fn forward(&self, x: &Tensor, proxy: &Tensor, train: bool) -> Tensor {
         let (b, h, w) = (x.size()[0], x.size()[2], x.size()[3]);
         let k = self.key_channels;
-        let query = self
-            .f_pixel
-            .forward(x, train)
-            .view([b, k, -1])
-            .permute([0, 2, 1]);
+        let query = self.f_pixel.forward(x, train).view([b, k, -1]).permute([0, 2, 1]);
         let key = self.f_object.forward(proxy, train).view([b, k, -1]);
-        let value = self
-            .f_down
-            .forward(proxy, train)
-            .view([b, k, -1])
-            .permute([0, 2, 1]);
-        let sim = (query.matmul(&key) * (k as f64).powf(-0.5))
-            .softmax(-1, Kind::Float)
-            .to_kind(x.kind());
-        let context = sim
-            .matmul(&value)
-            .permute([0, 2, 1])
-            .contiguous()
-            .view([b, k, h, w]);
+        let value = self.f_down.forward(proxy, train).view([b, k, -1]).permute([0, 2, 1]);
+        let sim = (query.matmul(&key) * (k as f64).powf(-0.5)).softmax(-1, Kind::Float).to_kind(x.kind());
+        let context = sim.matmul(&value).permute([0, 2, 1]).contiguous().view([b, k, h, w]);
         self.f_up.forward(&context, train)
     }
 }
@@ -114,25 +92,15 @@ pub struct OcrNet {
 }
 
 impl OcrNet {
-    pub fn new(
-        s: &Scope,
-        spec: &HrnetSpec,
-        ocr: &OcrSpec,
-        num_classes: i64,
-        align_corners: bool,
-    ) -> Self {
+    pub fn new(s: &Scope, spec: &HrnetSpec, ocr: &OcrSpec, num_classes: i64, align_corners: bool) -> Self {
         let backbone = Backbone::new(s, spec, Upsample::Bilinear { align_corners });
         let c: i64 = backbone.out_channels.iter().sum();
         let mid = ocr.mid_channels;
         let cs = s.sub("conv3x3_ocr");
-        let conv3x3_ocr = ConvBn {
-            conv: conv3x3(&cs.sub(0), c, mid, 1, true),
-            bn: BatchNorm2d::new(&cs.sub(1), mid),
-            relu: true,
-        };
+        let conv3x3_ocr =
+            ConvBn { conv: conv3x3(&cs.sub(0), c, mid, 1, true), bn: BatchNorm2d::new(&cs.sub(1), mid), relu: true };
         let ds = s.sub("ocr_distri_head");
-        let attention =
-            ObjectAttention::new(&ds.sub("object_context_block"), mid, ocr.key_channels);
+        let attention = ObjectAttention::new(&ds.sub("object_context_block"), mid, ocr.key_channels);
         let conv_bn_dropout = conv_bnrelu(&ds.sub("conv_bn_dropout"), 2 * mid, mid);
         let cls_head = conv1x1(&s.sub("cls_head"), mid, num_classes, true);
         let aux_head = SegHead::new(&s.sub("aux_head"), c, num_classes);
@@ -154,16 +122,11 @@ impl OcrNet {
         let feats = self.conv3x3_ocr.forward(&feats, train);
         // Soft object regions: softmax over pixels of the aux logits, then gather features.
         let (b, k) = (aux.size()[0], aux.size()[1]);
-        let probs = aux
-            .view([b, k, -1])
-            .softmax(2, Kind::Float)
-            .to_kind(feats.kind());
+        let probs = aux.view([b, k, -1]).softmax(2, Kind::Float).to_kind(feats.kind());
         let pixels = feats.view([b, feats.size()[1], -1]).permute([0, 2, 1]);
         let proxy = probs.matmul(&pixels).permute([0, 2, 1]).unsqueeze(3);
         let context = self.attention.forward(&feats, &proxy, train);
-        let fused = self
-            .conv_bn_dropout
-            .forward(&Tensor::cat(&[context, feats], 1), train);
+        let fused = self.conv_bn_dropout.forward(&Tensor::cat(&[context, feats], 1), train);
         let fused = fused.feature_dropout(self.dropout, train);
         vec![aux, self.cls_head.forward(&fused)]
     }

@@ -36,13 +36,11 @@ pub fn read_tensors(path: &Path) -> anyhow::Result<Vec<(String, Tensor)>> {
         bail!("weights file {} does not exist", path.display());
     }
     match path.extension().and_then(|e| e.to_str()) {
-        Some("safetensors") => Tensor::read_safetensors(path)
-            .with_context(|| format!("reading safetensors {}", path.display())),
+        Some("safetensors") => {
+            Tensor::read_safetensors(path).with_context(|| format!("reading safetensors {}", path.display()))
+        }
         Some("pth" | "pt" | "bin" | "ckpt") => read_pth(path),
-        _ => bail!(
-            "{}: unknown weights format (expected .safetensors, .pth, .pt or .bin)",
-            path.display()
-        ),
+        _ => bail!("{}: unknown weights format (expected .safetensors, .pth, .pt or .bin)", path.display()),
     }
 }
 
@@ -54,12 +52,7 @@ fn read_pth(path: &Path) -> anyhow::Result<Vec<(String, Tensor)>> {
             Ok(list) if !list.is_empty() => {
                 return list
                     .into_iter()
-                    .map(|(name, t)| {
-                        Ok((
-                            name.clone(),
-                            from_candle(&t).with_context(|| format!("tensor {name}"))?,
-                        ))
-                    })
+                    .map(|(name, t)| Ok((name.clone(), from_candle(&t).with_context(|| format!("tensor {name}"))?)))
                     .collect::<anyhow::Result<Vec<_>>>()
                     .with_context(|| format!("reading {}", path.display()));
             }
@@ -68,10 +61,7 @@ fn read_pth(path: &Path) -> anyhow::Result<Vec<(String, Tensor)>> {
         }
     }
     match last_err {
-        Some(e) => Err(anyhow::anyhow!(
-            "{}: not a readable PyTorch checkpoint: {e}",
-            path.display()
-        )),
+        Some(e) => Err(anyhow::anyhow!("{}: not a readable PyTorch checkpoint: {e}", path.display())),
         None => bail!("{}: the checkpoint holds no tensors", path.display()),
     }
 }
@@ -86,11 +76,8 @@ fn from_candle(t: &candle_core::Tensor) -> anyhow::Result<Tensor> {
         DType::I64 => Tensor::from_slice(&flat.to_vec1::<i64>()?),
         DType::U8 => Tensor::from_slice(&flat.to_vec1::<u8>()?),
         DType::U32 => Tensor::from_slice(&flat.to_dtype(DType::I64)?.to_vec1::<i64>()?),
-        DType::F16 => {
-            Tensor::from_slice(&flat.to_dtype(DType::F32)?.to_vec1::<f32>()?).to_kind(Kind::Half)
-        }
-        DType::BF16 => Tensor::from_slice(&flat.to_dtype(DType::F32)?.to_vec1::<f32>()?)
-            .to_kind(Kind::BFloat16),
+        DType::F16 => Tensor::from_slice(&flat.to_dtype(DType::F32)?.to_vec1::<f32>()?).to_kind(Kind::Half),
+        DType::BF16 => Tensor::from_slice(&flat.to_dtype(DType::F32)?.to_vec1::<f32>()?).to_kind(Kind::BFloat16),
         other => bail!("unsupported dtype {other:?}"),
     };
     Ok(out.reshape(shape))
@@ -99,16 +86,10 @@ fn from_candle(t: &candle_core::Tensor) -> anyhow::Result<Tensor> {
 /// Official checkpoint conventions: drop the `model.` (FullModel) or `module.`
 /// (DataParallel) prefix when every weight has it, and the loss's class weights.
 pub fn normalise_names(tensors: Vec<(String, Tensor)>) -> Vec<(String, Tensor)> {
-    let tensors: Vec<(String, Tensor)> = tensors
-        .into_iter()
-        .filter(|(n, _)| !n.starts_with("loss."))
-        .collect();
+    let tensors: Vec<(String, Tensor)> = tensors.into_iter().filter(|(n, _)| !n.starts_with("loss.")).collect();
     for prefix in ["model.", "module."] {
         if !tensors.is_empty() && tensors.iter().all(|(n, _)| n.starts_with(prefix)) {
-            return tensors
-                .into_iter()
-                .map(|(n, t)| (n[prefix.len()..].to_string(), t))
-                .collect();
+            return tensors.into_iter().map(|(n, t)| (n[prefix.len()..].to_string(), t)).collect();
         }
     }
     tensors
@@ -162,22 +143,21 @@ pub fn load_into(
         match file.get(name) {
             None if is_nbt(name) => {} // InPlaceABN-era checkpoints have none; harmless.
             None => missing.push(name.clone()),
-            Some(src) if src.size() != var.size() => wrong_shape.push(format!(
-                "{name}: file {:?}, model {:?}",
-                src.size(),
-                var.size()
-            )),
+            Some(src) if src.size() != var.size() => {
+                wrong_shape.push(format!("{name}: file {:?}, model {:?}", src.size(), var.size()))
+            }
             Some(_) => {}
         }
     }
     let mut unexpected: Vec<String> = file
         .keys()
         .filter(|n| !model_names.contains(n.as_str()))
+        .filter(|n| !model.ignored_on_load.iter().any(|p| n.starts_with(p.as_str())))
         .cloned()
         .collect();
     unexpected.sort();
-    let fatal = !wrong_shape.is_empty()
-        || (mode == LoadMode::Strict && (!missing.is_empty() || !unexpected.is_empty()));
+    let fatal =
+        !wrong_shape.is_empty() || (mode == LoadMode::Strict && (!missing.is_empty() || !unexpected.is_empty()));
     if fatal {
         let mut msg = format!(
             "weights {source} do not fit model {}: {} missing, {} unexpected, {} with the wrong shape\n",
@@ -198,9 +178,7 @@ pub fn load_into(
         for (name, var) in &dict {
             if let Some(src) = file.get(name) {
                 let src = src.to_kind(var.kind()).to_device(var.device());
-                var.shallow_clone()
-                    .f_copy_(&src)
-                    .with_context(|| format!("copying {name}"))?;
+                var.shallow_clone().f_copy_(&src).with_context(|| format!("copying {name}"))?;
                 report.loaded += 1;
             }
         }
@@ -220,23 +198,14 @@ pub fn load_file(model: &Model, path: &Path, mode: LoadMode) -> anyhow::Result<L
 /// Write named tensors as safetensors through a temporary file and a rename,
 /// so a crash never leaves a half-written file under the real name.
 pub fn write_safetensors_atomic(tensors: &[(String, Tensor)], path: &Path) -> anyhow::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let name = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("weights");
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("weights");
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let cpu: Vec<(String, Tensor)> = tensors
-        .iter()
-        .map(|(n, t)| (n.clone(), t.to_device(tch::Device::Cpu).contiguous()))
-        .collect();
+    let cpu: Vec<(String, Tensor)> =
+        tensors.iter().map(|(n, t)| (n.clone(), t.to_device(tch::Device::Cpu).contiguous())).collect();
     let result = (|| -> anyhow::Result<()> {
-        Tensor::write_safetensors(&cpu, &tmp)
-            .with_context(|| format!("writing {}", tmp.display()))?;
+        Tensor::write_safetensors(&cpu, &tmp).with_context(|| format!("writing {}", tmp.display()))?;
         std::fs::File::open(&tmp)?.sync_all()?;
         std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
         Ok(())

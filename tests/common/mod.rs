@@ -32,25 +32,18 @@ pub fn tiny_config(preset: &str, classes: i64) -> ModelConfig {
     cfg.hrnet = Some(tiny_spec());
     cfg.num_classes = Some(classes);
     if preset.starts_with("ocrnet") {
-        cfg.ocr = Some(segzoo::models::ocr::OcrSpec {
-            mid_channels: 16,
-            key_channels: 8,
-            dropout: 0.05,
-        });
+        cfg.ocr = Some(segzoo::models::ocr::OcrSpec { mid_channels: 16, key_channels: 8, dropout: 0.05 });
     }
     if preset.ends_with("_c") {
-        cfg.cls_head = Some(segzoo::models::hrnet::ClsHeadSpec {
-            incre_channels: vec![4, 8, 16, 32],
-            final_channels: 64,
-        });
+        cfg.cls_head =
+            Some(segzoo::models::hrnet::ClsHeadSpec { incre_channels: vec![4, 8, 16, 32], final_channels: 64 });
     }
     cfg
 }
 
 pub fn tiny(preset: &str, classes: i64, seed: i64) -> Model {
     tch::manual_seed(seed);
-    registry::build(&tiny_config(preset, classes), None, tch::Device::Cpu)
-        .expect("tiny model builds")
+    registry::build(&tiny_config(preset, classes), None, tch::Device::Cpu).expect("tiny model builds")
 }
 
 pub fn max_abs_diff(a: &tch::Tensor, b: &tch::Tensor) -> f64 {
