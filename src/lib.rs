@@ -1,5 +1,6 @@
 //! segzoo: semantic-segmentation training, evaluation and serving on libtorch.
 pub mod config;
+pub mod data;
 pub mod dist;
 pub mod envinfo;
 pub mod logging;

@@ -52,6 +52,24 @@ enum Command {
     },
     /// List the model presets.
     Models,
+    /// Generate a synthetic dataset in a real layout.
+    #[command(subcommand)]
+    Synth(SynthCommand),
+    /// Write the list files of a dataset in its standard layout (and check them).
+    MakeLists {
+        dataset: segzoo::config::DatasetKind,
+        #[arg(long)]
+        root: PathBuf,
+        /// Open every pair: sizes agree, label values valid; print per-class pixel shares.
+        #[arg(long)]
+        check: bool,
+        /// Threads for --check (default: all cores).
+        #[arg(long)]
+        threads: Option<usize>,
+    },
+    /// Benchmarks.
+    #[command(subcommand)]
+    Bench(BenchCommand),
     /// Convert a PyTorch checkpoint (.pth) to safetensors with official names.
     Convert {
         input: PathBuf,
@@ -81,6 +99,96 @@ enum Command {
         #[arg(long)]
         allow_partial: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum SynthCommand {
+    /// Procedural street scenes with Cityscapes file names, label ids and lists.
+    Cityscapes {
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 20)]
+        train: usize,
+        #[arg(long, default_value_t = 5)]
+        val: usize,
+        /// Image size WxH.
+        #[arg(long, default_value = "2048x1024", value_parser = parse_size)]
+        size: (usize, usize),
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        #[arg(long)]
+        threads: Option<usize>,
+    },
+    /// A small LIP-layout fixture (n train + n val).
+    Lip {
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 8)]
+        n: usize,
+        #[arg(long, default_value = "96x128", value_parser = parse_size)]
+        size: (usize, usize),
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
+    /// A small VOC 2012 + SBD fixture (n train + n val, SBD .mat labels).
+    Voc {
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 8)]
+        n: usize,
+        #[arg(long, default_value = "120x90", value_parser = parse_size)]
+        size: (usize, usize),
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
+    /// A small ImageNet-style class-folder fixture.
+    Imagenet {
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 4)]
+        classes: usize,
+        #[arg(long, default_value_t = 4)]
+        per_class: usize,
+        #[arg(long, default_value_t = 64)]
+        size: u32,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Training-pipeline throughput: decode + augment + collate, on the config's train list.
+    Data {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+        #[arg(long, default_value_t = 20)]
+        batches: usize,
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+    },
+}
+
+fn parse_size(s: &str) -> Result<(usize, usize), String> {
+    let (w, h) = s.split_once(['x', 'X']).ok_or_else(|| format!("{s:?}: expected WxH, e.g. 2048x1024"))?;
+    let n = |v: &str| {
+        v.trim().parse::<usize>().ok().filter(|&v| v > 0).ok_or_else(|| format!("{s:?}: {v:?} is not a positive size"))
+    };
+    Ok((n(w)?, n(h)?))
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+fn print_written(written: &[segzoo::data::make_lists::Written]) -> anyhow::Result<()> {
+    let mut text = String::new();
+    for w in written {
+        text += &format!("wrote {} ({} entries)\n", w.path.display(), w.entries);
+    }
+    print_out(&text)
 }
 
 #[derive(Subcommand)]
@@ -193,6 +301,47 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             print_out(&text)?;
         }
+        Command::Synth(cmd) => {
+            use segzoo::data::synth;
+            let written = match cmd {
+                SynthCommand::Cityscapes { out, train, val, size, seed, threads } => {
+                    synth::cityscapes(&out, train, val, size.0, size.1, seed, threads.unwrap_or_else(cores))?
+                }
+                SynthCommand::Lip { out, n, size, seed } => synth::lip(&out, n, size.0, size.1, seed)?,
+                SynthCommand::Voc { out, n, size, seed } => synth::voc(&out, n, size.0, size.1, seed)?,
+                SynthCommand::Imagenet { out, classes, per_class, size, seed } => {
+                    synth::imagenet(&out, classes, per_class, size, seed)?
+                }
+            };
+            print_written(&written)?;
+        }
+        Command::MakeLists { dataset, root, check, threads } => {
+            use segzoo::config::DatasetKind;
+            use segzoo::data::make_lists;
+            let written = match dataset {
+                DatasetKind::Cityscapes => make_lists::cityscapes(&root)?,
+                DatasetKind::Lip => make_lists::lip(&root)?,
+                DatasetKind::Voc => make_lists::voc(&root)?,
+                DatasetKind::Imagenet => make_lists::imagenet(&root)?,
+            };
+            print_written(&written)?;
+            if check {
+                for w in &written {
+                    if w.path.file_name().is_some_and(|n| n == "test.lst") {
+                        continue;
+                    }
+                    // Lists are written into the root; check them by name relative to it.
+                    let name = w.path.file_name().map(std::path::Path::new).unwrap_or(&w.path);
+                    let report = make_lists::check(dataset, &root, name, threads.unwrap_or_else(cores))?;
+                    print_out(&report.render(dataset))?;
+                }
+                print_out("check: no problems found\n")?;
+            }
+        }
+        Command::Bench(BenchCommand::Data { config, threads, batches, set }) => {
+            let cfg = load_config(&config, &parse_overrides(&set)?)?;
+            bench_data(&cfg, threads, batches)?;
+        }
         Command::Models => {
             let mut text = String::new();
             for p in registry::presets() {
@@ -202,6 +351,44 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// `segzoo bench data`: batches of the training pipeline, timed after one warm-up batch.
+fn bench_data(cfg: &segzoo::config::Config, threads: usize, batches: usize) -> anyhow::Result<()> {
+    use segzoo::data::{dataset, loader, sampler::ShardedSampler};
+    let ds: std::sync::Arc<dyn dataset::Dataset> = dataset::from_config(&cfg.data, dataset::Split::Train)?.into();
+    let bs = cfg.train.batch_size;
+    let mut indices = Vec::new();
+    let mut epoch = 0;
+    while indices.len() < (batches + 1) * bs {
+        indices.extend(ShardedSampler::train(ds.len(), 1, 0, cfg.train.seed).indices(epoch));
+        epoch += 1;
+    }
+    indices.truncate((batches + 1) * bs);
+    let opts = loader::LoaderOptions {
+        batch_size: bs,
+        workers: threads,
+        prefetch: cfg.data.prefetch,
+        drop_last: true,
+        seed: cfg.train.seed,
+    };
+    let mut it = loader::epoch(ds, &indices, 0, &opts);
+    let first = it.next().context("no batch")??;
+    let shape = first.images.size();
+    let start = std::time::Instant::now();
+    let mut n = 0;
+    for b in it {
+        b?;
+        n += 1;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    print_out(&format!(
+        "bench data: {} threads, {n} batches of {:?}: {:.1} ms/batch, {:.2} img/s\n",
+        threads,
+        shape,
+        1000.0 * secs / n.max(1) as f64,
+        (n * bs) as f64 / secs
+    ))
 }
 
 /// A `[model]` section from a preset name or a config file, and the dataset's class count.

@@ -65,7 +65,7 @@ impl Default for ModelConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum DatasetKind {
     Cityscapes,
@@ -100,9 +100,15 @@ pub struct DataConfig {
     /// Random rescale range [min, max].
     pub scale_range: [f64; 2],
     pub flip: bool,
+    /// Colour jitter ranges (training only), e.g. `{ contrast = [0.4, 1.6] }`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub color_jitter: Option<crate::data::transforms::ColorJitter>,
     pub mean: [f32; 3],
     pub std: [f32; 3],
+    /// Decoding/augmenting threads.
     pub num_workers: usize,
+    /// Batches prepared ahead of training.
+    pub prefetch: usize,
 }
 
 impl Default for DataConfig {
@@ -119,7 +125,9 @@ impl Default for DataConfig {
             flip: true,
             mean: [0.485, 0.456, 0.406],
             std: [0.229, 0.224, 0.225],
+            color_jitter: None,
             num_workers: 4,
+            prefetch: 4,
         }
     }
 }

@@ -1,0 +1,178 @@
+//! Datasets read from list files: Cityscapes, LIP and VOC/SBD segmentation, and
+//! ImageNet-style classification. Every error names the list line and the file.
+use super::decode::{read_label, read_rgb};
+use super::labels::{LabelMap, LIP_FLIP_PAIRS};
+use super::lists::{read_list, Columns, ListEntry};
+use super::transforms::{ClsTransform, Prepared, SegTransform};
+use crate::config::{DataConfig, DatasetKind};
+use anyhow::{bail, Context};
+use image::RgbImage;
+use rand::rngs::StdRng;
+use std::path::{Path, PathBuf};
+
+/// One prepared sample.
+pub struct Item {
+    pub prepared: Prepared,
+    /// The class index (classification).
+    pub class: Option<i64>,
+}
+
+pub trait Dataset: Send + Sync {
+    fn len(&self) -> usize;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Load and prepare sample `index`, drawing augmentation from `rng`.
+    fn get(&self, index: usize, rng: &mut StdRng) -> anyhow::Result<Item>;
+}
+
+pub struct SegDataset {
+    pub kind: DatasetKind,
+    pub root: PathBuf,
+    pub list: PathBuf,
+    pub entries: Vec<ListEntry>,
+    pub map: LabelMap,
+    pub transform: SegTransform,
+}
+
+impl SegDataset {
+    pub fn open(kind: DatasetKind, root: &Path, list: &Path, transform: SegTransform) -> anyhow::Result<Self> {
+        if kind == DatasetKind::Imagenet {
+            bail!("imagenet is a classification dataset");
+        }
+        let list_path = if list.is_absolute() { list.to_path_buf() } else { root.join(list) };
+        let entries = read_list(&list_path, Columns::Pair)?;
+        Ok(SegDataset {
+            kind,
+            root: root.to_path_buf(),
+            list: list_path,
+            entries,
+            map: LabelMap::for_dataset(kind),
+            transform,
+        })
+    }
+
+    fn at(&self, e: &ListEntry) -> String {
+        format!("{}:{}", self.list.display(), e.line)
+    }
+
+    /// The decoded image and its label map in train ids.
+    pub fn load_raw(&self, index: usize) -> anyhow::Result<(RgbImage, Vec<u8>)> {
+        let e = &self.entries[index];
+        let label_rel = e.target.as_deref().with_context(|| format!("{}: no label path", self.at(e)))?;
+        let (img_path, label_path) = (self.root.join(&e.image), self.root.join(label_rel));
+        let img = read_rgb(&img_path).with_context(|| self.at(e))?;
+        let label = read_label(&label_path).with_context(|| self.at(e))?;
+        if (img.width(), img.height()) != (label.width, label.height) {
+            bail!(
+                "{}: image {} is {}×{} but label {} is {}×{}",
+                self.at(e),
+                img_path.display(),
+                img.width(),
+                img.height(),
+                label_path.display(),
+                label.width,
+                label.height
+            );
+        }
+        let mut data = label.data;
+        self.map.apply(&mut data).map_err(|v| {
+            anyhow::anyhow!(
+                "{}: label {} has value {v}, not a class id (0–{}) nor the ignore value 255",
+                self.at(e),
+                label_path.display(),
+                self.map.num_classes - 1
+            )
+        })?;
+        Ok((img, data))
+    }
+}
+
+impl Dataset for SegDataset {
+    fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    fn get(&self, index: usize, rng: &mut StdRng) -> anyhow::Result<Item> {
+        let (img, label) = self.load_raw(index)?;
+        let prepared = self.transform.apply(&img, &label, rng).with_context(|| self.at(&self.entries[index]))?;
+        Ok(Item { prepared, class: None })
+    }
+}
+
+pub struct ClsDataset {
+    pub root: PathBuf,
+    pub entries: Vec<(PathBuf, i64, String)>,
+    pub transform: ClsTransform,
+}
+
+impl ClsDataset {
+    /// From a list of `path class_index` lines.
+    pub fn open(root: &Path, list: &Path, transform: ClsTransform) -> anyhow::Result<Self> {
+        let list_path = if list.is_absolute() { list.to_path_buf() } else { root.join(list) };
+        let mut entries = Vec::new();
+        for e in read_list(&list_path, Columns::Pair)? {
+            let at = format!("{}:{}", list_path.display(), e.line);
+            let class = e.target.as_deref().unwrap_or_default();
+            let class: i64 =
+                class.parse().map_err(|_| anyhow::anyhow!("{at}: class {class:?} is not an integer index"))?;
+            entries.push((e.image, class, at));
+        }
+        Ok(ClsDataset { root: root.to_path_buf(), entries, transform })
+    }
+
+    /// From `dir/<class>/<image>` folders, classes numbered in sorted order.
+    pub fn from_folder(dir: &Path, transform: ClsTransform) -> anyhow::Result<Self> {
+        let (_, files) = super::make_lists::scan_class_folders(dir)?;
+        if files.is_empty() {
+            bail!("{}: no images in class folders", dir.display());
+        }
+        let entries = files.into_iter().map(|(p, c)| (p.clone(), c as i64, p.display().to_string())).collect();
+        Ok(ClsDataset { root: dir.to_path_buf(), entries, transform })
+    }
+}
+
+impl Dataset for ClsDataset {
+    fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    fn get(&self, index: usize, rng: &mut StdRng) -> anyhow::Result<Item> {
+        let (path, class, at) = &self.entries[index];
+        let img = read_rgb(&self.root.join(path)).with_context(|| at.clone())?;
+        let prepared = self.transform.apply(&img, rng).with_context(|| at.clone())?;
+        Ok(Item { prepared, class: Some(*class) })
+    }
+}
+
+/// Which list of the config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Split {
+    Train,
+    Val,
+}
+
+/// The dataset a config describes for `split`, with its recipe's transforms.
+pub fn from_config(cfg: &DataConfig, split: Split) -> anyhow::Result<Box<dyn Dataset>> {
+    let list = match split {
+        Split::Train => &cfg.train_list,
+        Split::Val => &cfg.val_list,
+    };
+    let train = split == Split::Train;
+    if cfg.dataset == DatasetKind::Imagenet {
+        let t = ClsTransform { size: cfg.crop_size[0], resize: cfg.base_size, train, mean: cfg.mean, std: cfg.std };
+        return Ok(Box::new(ClsDataset::open(&cfg.root, list, t)?));
+    }
+    let transform = SegTransform {
+        crop: train.then_some(cfg.crop_size),
+        base_size: if train { cfg.base_size } else { 0 },
+        scale_range: if train { cfg.scale_range } else { [1.0, 1.0] },
+        flip: train && cfg.flip,
+        flip_pairs: if cfg.dataset == DatasetKind::Lip { LIP_FLIP_PAIRS.to_vec() } else { Vec::new() },
+        jitter: if train { cfg.color_jitter.clone() } else { None },
+        mean: cfg.mean,
+        std: cfg.std,
+        pad_value: 0,
+    };
+    Ok(Box::new(SegDataset::open(cfg.dataset, &cfg.root, list, transform)?))
+}

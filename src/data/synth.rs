@@ -1,0 +1,439 @@
+//! Synthetic datasets in the real layouts, so every command runs without
+//! downloads. Cityscapes scenes are procedural streets (road, sidewalk, buildings,
+//! sky, vegetation, cars, people, poles, signs, …) labelled with real Cityscapes
+//! label ids; colours overlap between classes and carry texture, lighting and
+//! noise, so colour alone does not solve them. Deterministic per seed.
+use super::decode::{write_gray_png, write_rgb_png};
+use super::make_lists::{self, Written};
+use super::rng::derive;
+use anyhow::Context;
+use image::RgbImage;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use std::path::Path;
+
+/// Cityscapes label ids used by the generator.
+mod id {
+    pub const EGO: u8 = 1;
+    pub const ROAD: u8 = 7;
+    pub const SIDEWALK: u8 = 8;
+    pub const BUILDING: u8 = 11;
+    pub const WALL: u8 = 12;
+    pub const FENCE: u8 = 13;
+    pub const POLE: u8 = 17;
+    pub const LIGHT: u8 = 19;
+    pub const SIGN: u8 = 20;
+    pub const VEGETATION: u8 = 21;
+    pub const TERRAIN: u8 = 22;
+    pub const SKY: u8 = 23;
+    pub const PERSON: u8 = 24;
+    pub const RIDER: u8 = 25;
+    pub const CAR: u8 = 26;
+    pub const TRUCK: u8 = 27;
+    pub const BUS: u8 = 28;
+    pub const BICYCLE: u8 = 33;
+}
+
+/// A canvas painted shape by shape: label ids and colours together.
+struct Canvas {
+    w: usize,
+    h: usize,
+    label: Vec<u8>,
+    rgb: Vec<[f32; 3]>,
+}
+
+impl Canvas {
+    fn new(w: usize, h: usize) -> Self {
+        Canvas { w, h, label: vec![0; w * h], rgb: vec![[0.0; 3]; w * h] }
+    }
+
+    /// Paint pixels where `inside(x, y)` with `class` and `color(x, y)`.
+    fn paint(
+        &mut self,
+        bbox: (i64, i64, i64, i64),
+        class: u8,
+        inside: impl Fn(f32, f32) -> bool,
+        color: impl Fn(usize, usize) -> [f32; 3],
+    ) {
+        let (x0, y0) = (bbox.0.max(0) as usize, bbox.1.max(0) as usize);
+        let (x1, y1) = (bbox.2.clamp(0, self.w as i64) as usize, bbox.3.clamp(0, self.h as i64) as usize);
+        for y in y0..y1 {
+            for x in x0..x1 {
+                if inside(x as f32 + 0.5, y as f32 + 0.5) {
+                    self.label[y * self.w + x] = class;
+                    self.rgb[y * self.w + x] = color(x, y);
+                }
+            }
+        }
+    }
+
+    fn rect(&mut self, x0: f32, y0: f32, x1: f32, y1: f32, class: u8, color: impl Fn(usize, usize) -> [f32; 3]) {
+        self.paint((x0 as i64, y0 as i64, x1.ceil() as i64, y1.ceil() as i64), class, |_, _| true, color);
+    }
+
+    fn ellipse(&mut self, cx: f32, cy: f32, rx: f32, ry: f32, class: u8, color: impl Fn(usize, usize) -> [f32; 3]) {
+        let bbox = ((cx - rx) as i64, (cy - ry) as i64, (cx + rx).ceil() as i64, (cy + ry).ceil() as i64);
+        self.paint(bbox, class, |x, y| ((x - cx) / rx).powi(2) + ((y - cy) / ry).powi(2) <= 1.0, color);
+    }
+}
+
+/// Cheap deterministic per-pixel hash noise in [-1, 1].
+fn hash_noise(x: usize, y: usize, salt: u64) -> f32 {
+    let v = derive(&[x as u64, y as u64, salt]);
+    (v >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+}
+
+fn jitter_color(rng: &mut StdRng, base: [f32; 3], spread: f32) -> [f32; 3] {
+    let shift = rng.gen_range(-spread..=spread);
+    std::array::from_fn(|c| base[c] + shift + rng.gen_range(-spread / 2.0..=spread / 2.0))
+}
+
+/// One street scene of `w`×`h`: (RGB image, label-id map).
+pub fn cityscapes_scene(w: usize, h: usize, seed: u64) -> (RgbImage, Vec<u8>) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut c = Canvas::new(w, h);
+    let (wf, hf) = (w as f32, h as f32);
+    let horizon = hf * rng.gen_range(0.36..0.5);
+    let salt = rng.gen::<u64>();
+
+    // Sky: a vertical gradient, sometimes hazy.
+    let sky_top = jitter_color(&mut rng, [70.0, 120.0, 190.0], 25.0);
+    let sky_bottom = jitter_color(&mut rng, [170.0, 190.0, 210.0], 20.0);
+    c.rect(0.0, 0.0, wf, horizon + 2.0, id::SKY, |_, y| {
+        let t = y as f32 / horizon.max(1.0);
+        std::array::from_fn(|k| sky_top[k] * (1.0 - t) + sky_bottom[k] * t)
+    });
+
+    // Buildings along the horizon, with window grids; some walls and fences in front.
+    let mut x = -rng.gen_range(0.0..wf * 0.05);
+    while x < wf {
+        let bw = wf * rng.gen_range(0.08..0.22);
+        let top = horizon - hf * rng.gen_range(0.05..0.35);
+        let base = jitter_color(&mut rng, [110.0, 105.0, 100.0], 35.0);
+        let (cell_w, cell_h) = (rng.gen_range(10.0..24.0) * wf / 2048.0, rng.gen_range(14.0..30.0) * hf / 1024.0);
+        c.rect(x, top, x + bw, horizon + hf * 0.02, id::BUILDING, move |px, py| {
+            let (u, v) = ((px as f32 / cell_w.max(1.0)).fract(), (py as f32 / cell_h.max(1.0)).fract());
+            let window = u > 0.3 && u < 0.75 && v > 0.25 && v < 0.7;
+            let k = if window { 0.45 } else { 1.0 };
+            std::array::from_fn(|i| base[i] * k)
+        });
+        x += bw;
+    }
+    for _ in 0..rng.gen_range(0..3) {
+        let x0 = rng.gen_range(0.0..wf * 0.9);
+        let len = wf * rng.gen_range(0.05..0.2);
+        let (class, base, height) = if rng.gen_bool(0.5) {
+            (id::WALL, jitter_color(&mut rng, [125.0, 120.0, 115.0], 20.0), hf * rng.gen_range(0.03..0.07))
+        } else {
+            (id::FENCE, jitter_color(&mut rng, [140.0, 125.0, 115.0], 20.0), hf * rng.gen_range(0.04..0.08))
+        };
+        let stripes = class == id::FENCE;
+        c.rect(x0, horizon - height + hf * 0.02, x0 + len, horizon + hf * 0.02, class, move |px, _| {
+            let k = if stripes && (px / 6) % 2 == 0 { 0.6 } else { 1.0 };
+            std::array::from_fn(|i| base[i] * k)
+        });
+    }
+
+    // Ground: terrain strips, sidewalks and a road converging to a vanishing point.
+    let vx = wf * rng.gen_range(0.35..0.65);
+    let road_half = wf * rng.gen_range(0.35..0.6);
+    let walk = wf * rng.gen_range(0.12..0.25);
+    let road_col = jitter_color(&mut rng, [95.0, 90.0, 95.0], 15.0);
+    let walk_col = jitter_color(&mut rng, [120.0, 110.0, 115.0], 15.0);
+    let terrain_col = jitter_color(&mut rng, [110.0, 130.0, 70.0], 20.0);
+    let ground_top = horizon + hf * 0.02;
+    c.paint((0, ground_top as i64, w as i64, h as i64), id::TERRAIN, |_, _| true, |_, _| terrain_col);
+    let span = |y: f32, half: f32| half * ((y - horizon) / (hf - horizon)).max(0.0);
+    c.paint(
+        (0, ground_top as i64, w as i64, h as i64),
+        id::SIDEWALK,
+        |x, y| (x - vx).abs() < span(y, road_half + walk),
+        |x, y| {
+            let tile = (x / 12 + y / 12) % 2 == 0;
+            std::array::from_fn(|i| walk_col[i] * if tile { 1.0 } else { 0.92 })
+        },
+    );
+    c.paint(
+        (0, ground_top as i64, w as i64, h as i64),
+        id::ROAD,
+        |x, y| (x - vx).abs() < span(y, road_half),
+        move |x, y| {
+            // A dashed centre line, painted on the road (still road).
+            let dx = (x as f32 - vx).abs();
+            let t = ((y as f32 - horizon) / (hf - horizon)).max(0.0);
+            let on_line = dx < 4.0 * t * wf / 2048.0 + 1.0 && ((y as f32 * 0.05) as i64) % 2 == 0;
+            if on_line {
+                [200.0, 200.0, 190.0]
+            } else {
+                road_col
+            }
+        },
+    );
+
+    // Trees: trunks and crowns on the terrain side.
+    for _ in 0..rng.gen_range(2..7) {
+        let tx = rng.gen_range(0.0..wf);
+        let r = hf * rng.gen_range(0.05..0.12);
+        let cy = horizon - r * rng.gen_range(0.2..1.2);
+        let col = jitter_color(&mut rng, [70.0, 110.0, 40.0], 20.0);
+        let leaf_salt = rng.gen::<u64>();
+        c.ellipse(tx, cy, r * rng.gen_range(0.8..1.4), r, id::VEGETATION, move |x, y| {
+            let n = hash_noise(x / 3, y / 3, leaf_salt) * 30.0;
+            std::array::from_fn(|i| col[i] + n)
+        });
+    }
+
+    // Poles with signs and traffic lights at the road edges.
+    for _ in 0..rng.gen_range(1..5) {
+        let left = rng.gen_bool(0.5);
+        let foot = hf * rng.gen_range(0.6..0.95);
+        let edge = vx + if left { -1.0 } else { 1.0 } * (span(foot, road_half) + span(foot, walk) * 0.5);
+        let ph = (foot - horizon) * rng.gen_range(1.2..2.2);
+        let pw = (wf * 0.004).max(2.0);
+        c.rect(edge - pw / 2.0, foot - ph, edge + pw / 2.0, foot, id::POLE, |_, _| [90.0, 90.0, 95.0]);
+        let sw = pw * rng.gen_range(4.0..7.0);
+        if rng.gen_bool(0.6) {
+            let col = if rng.gen_bool(0.5) { [200.0, 40.0, 40.0] } else { [40.0, 70.0, 180.0] };
+            c.ellipse(edge, foot - ph, sw / 2.0, sw / 2.0, id::SIGN, move |_, _| col);
+        } else {
+            c.rect(edge - sw / 3.0, foot - ph - sw, edge + sw / 3.0, foot - ph + sw * 0.6, id::LIGHT, |_, y| {
+                if y % 7 < 3 {
+                    [230.0, 180.0, 40.0]
+                } else {
+                    [40.0, 40.0, 40.0]
+                }
+            });
+        }
+    }
+
+    // Vehicles on the road, nearer ones larger.
+    let mut vehicles: Vec<f32> = (0..rng.gen_range(1..6)).map(|_| rng.gen_range(0.05f32..1.0)).collect();
+    vehicles.sort_by(|a, b| a.total_cmp(b));
+    for t in vehicles {
+        let y_bottom = horizon + (hf - horizon) * t;
+        let half = span(y_bottom, road_half);
+        let cx = vx + rng.gen_range(-0.8..0.8) * half;
+        let scale = (y_bottom - horizon) / (hf - horizon);
+        let (class, vw, vh) = match rng.gen_range(0..10) {
+            0 => (id::BUS, 0.5, 0.45),
+            1 => (id::TRUCK, 0.42, 0.4),
+            _ => (id::CAR, 0.32, 0.2),
+        };
+        let (vw, vh) = (wf * vw * scale, hf * vh * scale * 1.4);
+        let paint =
+            [[150.0, 30.0, 30.0], [30.0, 40.0, 120.0], [180.0, 180.0, 180.0], [40.0, 40.0, 40.0]][rng.gen_range(0..4)];
+        let body = jitter_color(&mut rng, paint, 20.0);
+        let top = y_bottom - vh;
+        c.rect(cx - vw / 2.0, top, cx + vw / 2.0, y_bottom, class, move |_, y| {
+            let window = (y as f32) < top + vh * 0.35;
+            if window {
+                [60.0, 70.0, 80.0]
+            } else {
+                body
+            }
+        });
+    }
+
+    // People and riders on the sidewalks.
+    for _ in 0..rng.gen_range(0..7) {
+        let foot = hf * rng.gen_range(0.55..0.98);
+        let side = if rng.gen_bool(0.5) { -1.0 } else { 1.0 };
+        let px = vx + side * (span(foot, road_half) + span(foot, walk) * rng.gen_range(0.2..0.8));
+        let ph = (foot - horizon) * rng.gen_range(0.9..1.3);
+        let cloth = jitter_color(&mut rng, [90.0, 60.0, 70.0], 50.0);
+        let rider = rng.gen_bool(0.2);
+        if rider {
+            c.ellipse(px, foot - ph * 0.15, ph * 0.3, ph * 0.15, id::BICYCLE, |_, _| [30.0, 30.0, 35.0]);
+        }
+        let class = if rider { id::RIDER } else { id::PERSON };
+        c.ellipse(px, foot - ph * 0.5, ph * 0.12, ph * 0.38, class, move |_, _| cloth);
+        c.ellipse(px, foot - ph * 0.92, ph * 0.07, ph * 0.08, class, |_, _| [200.0, 160.0, 140.0]);
+    }
+
+    // The ego vehicle's bonnet at the bottom.
+    let hood = hf * rng.gen_range(0.0..0.08);
+    if hood > 2.0 {
+        c.rect(0.0, hf - hood, wf, hf, id::EGO, |_, _| [20.0, 20.0, 25.0]);
+    }
+
+    // Lighting (global gain and a left-right gradient) and sensor noise.
+    let gain = rng.gen_range(0.65..1.3f32);
+    let tilt = rng.gen_range(-0.2..0.2f32);
+    let mut img = RgbImage::new(w as u32, h as u32);
+    for (i, px) in img.pixels_mut().enumerate() {
+        let (x, y) = (i % w, i / w);
+        let light = gain * (1.0 + tilt * (x as f32 / wf - 0.5));
+        let n = hash_noise(x, y, salt) * 10.0;
+        let col = c.rgb[i];
+        px.0 = std::array::from_fn(|k| (col[k] * light + n).clamp(0.0, 255.0) as u8);
+    }
+    (img, c.label)
+}
+
+const TRAIN_CITIES: [&str; 4] = ["aachen", "bochum", "bremen", "cologne"];
+const VAL_CITIES: [&str; 2] = ["frankfurt", "lindau"];
+
+/// Write `train`+`val` scenes in the Cityscapes layout and the lists; returns the lists.
+pub fn cityscapes(
+    out: &Path,
+    train: usize,
+    val: usize,
+    w: usize,
+    h: usize,
+    seed: u64,
+    threads: usize,
+) -> anyhow::Result<Vec<Written>> {
+    let jobs: Vec<(&str, &str, usize)> = (0..train)
+        .map(|i| ("train", TRAIN_CITIES[i % TRAIN_CITIES.len()], i))
+        .chain((0..val).map(|i| ("val", VAL_CITIES[i % VAL_CITIES.len()], train + i)))
+        .collect();
+    let bar = make_lists::progress(jobs.len() as u64, "synth cityscapes");
+    let chunk = jobs.len().div_ceil(threads.max(1)).max(1);
+    std::thread::scope(|s| -> anyhow::Result<()> {
+        let handles: Vec<_> = jobs
+            .chunks(chunk)
+            .map(|part| {
+                let bar = &bar;
+                s.spawn(move || -> anyhow::Result<()> {
+                    for &(split, city, i) in part {
+                        let (img, label) = cityscapes_scene(w, h, derive(&[seed, i as u64]));
+                        let stem = format!("{city}_{:06}_{:06}", i, 19);
+                        let img_path = out.join(format!("leftImg8bit/{split}/{city}/{stem}_leftImg8bit.png"));
+                        let lab_path = out.join(format!("gtFine/{split}/{city}/{stem}_gtFine_labelIds.png"));
+                        write_rgb_png(&img_path, &img)?;
+                        write_gray_png(&lab_path, w as u32, h as u32, &label)?;
+                        bar.inc(1);
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().map_err(|_| anyhow::anyhow!("a generator thread panicked"))??;
+        }
+        Ok(())
+    })?;
+    bar.finish_and_clear();
+    make_lists::cityscapes(out)
+}
+
+/// Random blobs of `classes` labels: a small fixture image and its label map.
+fn blobs(w: usize, h: usize, classes: u8, rng: &mut StdRng) -> (RgbImage, Vec<u8>) {
+    let mut c = Canvas::new(w, h);
+    for _ in 0..6 {
+        let class = rng.gen_range(0..classes);
+        let (cx, cy) = (rng.gen_range(0.0..w as f32), rng.gen_range(0.0..h as f32));
+        let (rx, ry) = (rng.gen_range(2.0..w as f32 / 2.0), rng.gen_range(2.0..h as f32 / 2.0));
+        let col = [class as f32 * 12.0, 255.0 - class as f32 * 12.0, 128.0];
+        c.ellipse(cx, cy, rx, ry, class, move |_, _| col);
+    }
+    let img = RgbImage::from_fn(w as u32, h as u32, |x, y| {
+        let p = c.rgb[y as usize * w + x as usize];
+        image::Rgb(std::array::from_fn(|k| p[k] as u8))
+    });
+    (img, c.label)
+}
+
+fn write_jpeg(path: &Path, img: &RgbImage) -> anyhow::Result<()> {
+    if let Some(d) = path.parent() {
+        std::fs::create_dir_all(d)?;
+    }
+    img.save_with_format(path, image::ImageFormat::Jpeg).with_context(|| format!("writing {}", path.display()))
+}
+
+/// LIP layout with `n` train and `n` val images of 20-class blobs.
+pub fn lip(out: &Path, n: usize, w: usize, h: usize, seed: u64) -> anyhow::Result<Vec<Written>> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    for split in ["train", "val"] {
+        for i in 0..n {
+            let (img, label) = blobs(w, h, 20, &mut rng);
+            write_jpeg(&out.join(format!("TrainVal_images/{split}_images/{i:05}_{split}.jpg")), &img)?;
+            let lab = out.join(format!("TrainVal_parsing_annotations/{split}_segmentations/{i:05}_{split}.png"));
+            write_gray_png(&lab, w as u32, h as u32, &label)?;
+        }
+    }
+    make_lists::lip(out)
+}
+
+/// A palette PNG (VOC `SegmentationClass`): indices are class ids.
+pub fn write_palette_png(path: &Path, w: u32, h: u32, indices: &[u8]) -> anyhow::Result<()> {
+    if let Some(d) = path.parent() {
+        std::fs::create_dir_all(d)?;
+    }
+    let file = std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    let mut enc = png::Encoder::new(std::io::BufWriter::new(file), w, h);
+    enc.set_color(png::ColorType::Indexed);
+    enc.set_depth(png::BitDepth::Eight);
+    let palette: Vec<u8> = (0..=255u8).flat_map(super::labels::voc_color).collect();
+    enc.set_palette(palette);
+    let mut writer = enc.write_header()?;
+    writer.write_image_data(indices)?;
+    Ok(())
+}
+
+/// VOC 2012 layout (`n` train, `n` val) plus an SBD tree of `.mat` labels whose
+/// ids overlap VOC val, to exercise the exclusion rule.
+pub fn voc(out: &Path, n: usize, w: usize, h: usize, seed: u64) -> anyhow::Result<Vec<Written>> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let voc = out.join("VOCdevkit/VOC2012");
+    let mut ids = std::collections::BTreeMap::new();
+    for split in ["train", "val"] {
+        let mut list = Vec::new();
+        for i in 0..n {
+            let id = format!("2007_{:06}", if split == "train" { i } else { 1000 + i });
+            let (img, mut label) = blobs(w, h, 21, &mut rng);
+            label[0] = 255; // a border pixel, as VOC marks object boundaries
+            write_jpeg(&voc.join(format!("JPEGImages/{id}.jpg")), &img)?;
+            write_palette_png(&voc.join(format!("SegmentationClass/{id}.png")), w as u32, h as u32, &label)?;
+            list.push(id);
+        }
+        let dir = voc.join("ImageSets/Segmentation");
+        std::fs::create_dir_all(&dir)?;
+        std::fs::write(dir.join(format!("{split}.txt")), list.join("\n") + "\n")?;
+        ids.insert(split, list);
+    }
+    // SBD: its own images plus the first VOC val id (which must be excluded).
+    let sbd = out.join("benchmark_RELEASE/dataset");
+    let mut sbd_ids: Vec<String> = (0..n).map(|i| format!("2008_{i:06}")).collect();
+    sbd_ids.push(ids["val"][0].clone());
+    for id in &sbd_ids {
+        let (img, label) = blobs(w, h, 21, &mut rng);
+        write_jpeg(&sbd.join(format!("img/{id}.jpg")), &img)?;
+        write_sbd_mat(&sbd.join(format!("cls/{id}.mat")), w, h, &label)?;
+    }
+    std::fs::write(sbd.join("train.txt"), sbd_ids.join("\n") + "\n")?;
+    make_lists::voc(out)
+}
+
+/// An SBD-style `.mat`: struct `GTcls` with a column-major `Segmentation` matrix.
+pub fn write_sbd_mat(path: &Path, w: usize, h: usize, label: &[u8]) -> anyhow::Result<()> {
+    use matrw::{matfile, matvar, save_matfile_v7};
+    if let Some(d) = path.parent() {
+        std::fs::create_dir_all(d)?;
+    }
+    // MATLAB stores matrices column-major.
+    let col_major: Vec<u8> = (0..w).flat_map(|x| (0..h).map(move |y| label[y * w + x])).collect();
+    let seg = matrw::NumericArray::new(vec![h, w], matrw::MatlabType::from(col_major), None)
+        .map_err(|e| anyhow::anyhow!("building the MAT array: {e:?}"))?;
+    let seg = matrw::MatVariable::NumericArray(seg);
+    let mat = matfile!(GTcls: matvar!({ Segmentation: seg, CategoriesPresent: 1.0 }));
+    save_matfile_v7(&path.display().to_string(), mat, true)
+        .map_err(|e| anyhow::anyhow!("writing {}: {e:?}", path.display()))
+}
+
+/// ImageNet-style class folders: `classes` × `per_class` images in train/ and val/.
+pub fn imagenet(out: &Path, classes: usize, per_class: usize, size: u32, seed: u64) -> anyhow::Result<Vec<Written>> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    for split in ["train", "val"] {
+        for c in 0..classes {
+            for i in 0..per_class {
+                let tint: [u8; 3] = [(c * 60 % 256) as u8, (c * 110 % 256) as u8, rng.gen()];
+                let img = RgbImage::from_fn(size + (i as u32 % 3) * 8, size, |x, y| {
+                    image::Rgb(std::array::from_fn(|k| tint[k].wrapping_add(((x ^ y) % 16) as u8)))
+                });
+                write_jpeg(&out.join(format!("{split}/n{c:08}/img_{i:03}.jpg")), &img)?;
+            }
+        }
+    }
+    make_lists::imagenet(out)
+}
