@@ -2,17 +2,11 @@
 //! aux-head loading rules, frozen BN, weights round trip, gradients.
 mod common;
 
-use common::max_abs_diff;
+use common::{assert_same_tensors, max_abs_diff, reference};
 use segzoo::models::registry;
 use segzoo::models::weights::{self, LoadMode};
 use segzoo::models::Model;
-use std::path::Path;
 use tch::{Device, Kind, Tensor};
-
-fn reference(name: &str) -> serde_json::Value {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/reference").join(format!("{name}.json"));
-    serde_json::from_str(&std::fs::read_to_string(path).expect("manifest")).expect("JSON")
-}
 
 fn build(preset: &str, edit: impl FnOnce(&mut segzoo::config::ModelConfig)) -> Model {
     let mut cfg = registry::preset_config(preset);
@@ -20,29 +14,10 @@ fn build(preset: &str, edit: impl FnOnce(&mut segzoo::config::ModelConfig)) -> M
     registry::build(&cfg, None, Device::Cpu).expect("builds")
 }
 
-fn assert_same_tensors(m: &Model, manifest: &serde_json::Value) {
-    let ours: Vec<(String, Vec<i64>)> = m.tensor_infos().into_iter().map(|t| (t.name, t.shape)).collect();
-    let theirs: Vec<(String, Vec<i64>)> = manifest["tensors"]
-        .as_array()
-        .expect("tensors")
-        .iter()
-        .map(|t| {
-            let shape = t["shape"].as_array().expect("shape").iter().map(|d| d.as_i64().expect("int")).collect();
-            (t["name"].as_str().expect("name").to_string(), shape)
-        })
-        .collect();
-    assert_eq!(ours.len(), theirs.len());
-    for (i, (a, b)) in ours.iter().zip(&theirs).enumerate() {
-        assert_eq!(a, b, "entry {i}");
-    }
-    assert_eq!(m.num_params(), manifest["num_params"].as_i64().expect("num_params"));
-    assert_eq!(m.num_buffers() as i64, manifest["num_buffers"].as_i64().expect("num_buffers"));
-}
-
 #[test]
 fn bisenetv2_matches_reference_with_and_without_aux_heads() {
     let r = reference("bisenetv2_cityscapes");
-    assert_same_tensors(&build("bisenetv2", |_| {}), &r);
+    assert_same_tensors(&build("bisenetv2", |_| {}), &r, "bisenetv2");
     let infer = build("bisenetv2", |c| c.aux_heads = false);
     assert_eq!(infer.num_params(), 3_358_627);
     assert_eq!(
@@ -55,10 +30,10 @@ fn bisenetv2_matches_reference_with_and_without_aux_heads() {
 #[test]
 fn refinenet_matches_reference_and_freeze_bn_keeps_the_names() {
     let r = reference("refinenet_resnet101_voc");
-    assert_same_tensors(&build("refinenet_r101", |_| {}), &r);
+    assert_same_tensors(&build("refinenet_r101", |_| {}), &r, "refinenet_r101");
     // Frozen BN: same state dict and parameter count, but BN affine parameters are not trained.
     let frozen = build("refinenet_r101", |c| c.freeze_bn = true);
-    assert_same_tensors(&frozen, &r);
+    assert_same_tensors(&frozen, &r, "refinenet_r101 (frozen BN)");
     let infos = frozen.tensor_infos();
     let bn_affine: i64 = infos
         .iter()

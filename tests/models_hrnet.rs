@@ -1,39 +1,18 @@
 //! HRNet / OCRNet / HRNet-C: official names and shapes, outputs, weights I/O, gradients.
 mod common;
 
-use common::{max_abs_diff, tiny, tiny_config};
+use common::{assert_same_tensors, max_abs_diff, reference, tiny, tiny_config};
 use segzoo::models::registry;
 use segzoo::models::weights::{self, LoadMode};
 use std::path::Path;
 use tch::{Device, Kind, Tensor};
 
-fn reference(name: &str) -> serde_json::Value {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/reference").join(format!("{name}.json"));
-    serde_json::from_str(&std::fs::read_to_string(&path).expect("reference manifest")).expect("valid JSON")
-}
-
 /// Names, shapes and order identical to the official state dict; same parameter count.
 fn assert_matches_reference(preset: &str, classes: i64, manifest: &str) {
-    let r = reference(manifest);
     let mut cfg = registry::preset_config(preset);
     cfg.num_classes = Some(classes);
     let m = registry::build(&cfg, None, Device::Cpu).expect("builds");
-    let ours: Vec<(String, Vec<i64>)> = m.tensor_infos().into_iter().map(|t| (t.name, t.shape)).collect();
-    let theirs: Vec<(String, Vec<i64>)> = r["tensors"]
-        .as_array()
-        .expect("tensors")
-        .iter()
-        .map(|t| {
-            let shape = t["shape"].as_array().expect("shape").iter().map(|d| d.as_i64().expect("int")).collect();
-            (t["name"].as_str().expect("name").to_string(), shape)
-        })
-        .collect();
-    assert_eq!(ours.len(), theirs.len(), "{preset}: entry count");
-    for (i, (a, b)) in ours.iter().zip(&theirs).enumerate() {
-        assert_eq!(a, b, "{preset}: state-dict entry {i} differs");
-    }
-    assert_eq!(m.num_params(), r["num_params"].as_i64().expect("num_params"), "{preset}: parameter count");
-    assert_eq!(m.num_buffers() as i64, r["num_buffers"].as_i64().expect("num_buffers"), "{preset}: buffers");
+    assert_same_tensors(&m, &reference(manifest), preset);
 }
 
 #[test]

@@ -38,8 +38,9 @@ pub struct HrnetSpec {
     pub stage4: StageSpec,
 }
 
-impl HrnetSpec {
-    fn stage(modules: usize, block: BlockKind, blocks: &[usize], channels: &[i64]) -> StageSpec {
+impl StageSpec {
+    /// A stage of `blocks.len()` branches, summed in the fuse layers.
+    pub fn new(modules: usize, block: BlockKind, blocks: &[usize], channels: &[i64]) -> Self {
         StageSpec {
             num_modules: modules,
             num_branches: blocks.len(),
@@ -48,6 +49,12 @@ impl HrnetSpec {
             num_channels: channels.to_vec(),
             fuse_method: FuseMethod::Sum,
         }
+    }
+}
+
+impl HrnetSpec {
+    fn stage(modules: usize, block: BlockKind, blocks: &[usize], channels: &[i64]) -> StageSpec {
+        StageSpec::new(modules, block, blocks, channels)
     }
 
     /// The standard HRNet-W`width` (W18, W30, W32, W40, W44, W48, W64).

@@ -1,29 +1,19 @@
 //! Helpers shared by the model tests.
 #![allow(dead_code)]
 use segzoo::config::ModelConfig;
-use segzoo::models::hrnet::{BlockKind, FuseMethod, HrnetSpec, StageSpec};
+use segzoo::models::hrnet::{BlockKind, HrnetSpec, StageSpec};
 use segzoo::models::registry;
 use segzoo::models::Model;
-
-fn stage(modules: usize, block: BlockKind, blocks: &[usize], channels: &[i64]) -> StageSpec {
-    StageSpec {
-        num_modules: modules,
-        num_branches: blocks.len(),
-        block,
-        num_blocks: blocks.to_vec(),
-        num_channels: channels.to_vec(),
-        fuse_method: FuseMethod::Sum,
-    }
-}
+use std::path::Path;
 
 /// A four-stage HRNet small enough for 2-core tests.
 pub fn tiny_spec() -> HrnetSpec {
     use BlockKind::*;
     HrnetSpec {
-        stage1: stage(1, Bottleneck, &[1], &[8]),
-        stage2: stage(1, Basic, &[1, 1], &[4, 8]),
-        stage3: stage(1, Basic, &[1, 1, 1], &[4, 8, 16]),
-        stage4: stage(2, Basic, &[1, 1, 1, 1], &[4, 8, 16, 32]),
+        stage1: StageSpec::new(1, Bottleneck, &[1], &[8]),
+        stage2: StageSpec::new(1, Basic, &[1, 1], &[4, 8]),
+        stage3: StageSpec::new(1, Basic, &[1, 1, 1], &[4, 8, 16]),
+        stage4: StageSpec::new(2, Basic, &[1, 1, 1, 1], &[4, 8, 16, 32]),
     }
 }
 
@@ -48,4 +38,30 @@ pub fn tiny(preset: &str, classes: i64, seed: i64) -> Model {
 
 pub fn max_abs_diff(a: &tch::Tensor, b: &tch::Tensor) -> f64 {
     (a - b).abs().max().double_value(&[])
+}
+
+/// A reference manifest from tests/reference (copied from ../shared/reference).
+pub fn reference(name: &str) -> serde_json::Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/reference").join(format!("{name}.json"));
+    serde_json::from_str(&std::fs::read_to_string(&path).expect("reference manifest")).expect("valid JSON")
+}
+
+/// Names, shapes and order identical to the manifest's state dict; same parameter and buffer counts.
+pub fn assert_same_tensors(m: &Model, manifest: &serde_json::Value, what: &str) {
+    let ours: Vec<(String, Vec<i64>)> = m.tensor_infos().into_iter().map(|t| (t.name, t.shape)).collect();
+    let theirs: Vec<(String, Vec<i64>)> = manifest["tensors"]
+        .as_array()
+        .expect("tensors")
+        .iter()
+        .map(|t| {
+            let shape = t["shape"].as_array().expect("shape").iter().map(|d| d.as_i64().expect("int")).collect();
+            (t["name"].as_str().expect("name").to_string(), shape)
+        })
+        .collect();
+    assert_eq!(ours.len(), theirs.len(), "{what}: entry count");
+    for (i, (a, b)) in ours.iter().zip(&theirs).enumerate() {
+        assert_eq!(a, b, "{what}: state-dict entry {i} differs");
+    }
+    assert_eq!(m.num_params(), manifest["num_params"].as_i64().expect("num_params"), "{what}: parameter count");
+    assert_eq!(m.num_buffers() as i64, manifest["num_buffers"].as_i64().expect("num_buffers"), "{what}: buffers");
 }
