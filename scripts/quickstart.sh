@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The main job: set up, build release, and run segzoo on this machine.
+# The main job: set up, build release, generate a synthetic Cityscapes-format dataset,
+# train the quickstart model on it, and evaluate the best checkpoint.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 scripts/setup.sh
@@ -7,10 +8,11 @@ cargo build --release --workspace
 SEGZOO=target/release/segzoo
 DATA=data/synth_cityscapes
 "$SEGZOO" env
-# A synthetic Cityscapes-format dataset, generated once.
 if [[ ! -f "$DATA/train.lst" ]]; then
   "$SEGZOO" synth cityscapes --out "$DATA" --train 40 --val 10 --size 512x256 --seed 0
 fi
 "$SEGZOO" make-lists cityscapes --root "$DATA" --check
-"$SEGZOO" bench data --config configs/quickstart.toml --threads 2 --batches 10
-"$SEGZOO" model-info configs/quickstart.toml
+# --resume auto continues an interrupted run; a finished one ends at once.
+"$SEGZOO" train --config configs/quickstart.toml --resume auto
+"$SEGZOO" eval --config configs/quickstart.toml --checkpoint runs/quickstart/checkpoints/best.safetensors \
+  --json runs/quickstart/eval.json

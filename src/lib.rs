@@ -3,5 +3,7 @@ pub mod config;
 pub mod data;
 pub mod dist;
 pub mod envinfo;
+pub mod eval;
 pub mod logging;
 pub mod models;
+pub mod train;

@@ -52,6 +52,39 @@ enum Command {
     },
     /// List the model presets.
     Models,
+    /// Train a model as a config describes (one device; see the README for several).
+    Train {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        /// `auto` (newest valid checkpoint of the run, if any) or a checkpoint file.
+        #[arg(long)]
+        resume: Option<String>,
+        /// Start at this epoch (0-based), schedule included, as the recipes' --begin_epoch.
+        #[arg(long)]
+        begin_epoch: Option<usize>,
+        /// Stop after this many steps in total, saving a checkpoint.
+        #[arg(long)]
+        max_steps: Option<u64>,
+        /// cpu or cuda:N (default: cuda:0 when available).
+        #[arg(long, value_parser = parse_device)]
+        device: Option<tch::Device>,
+    },
+    /// Evaluate a checkpoint on the config's val list (single scale).
+    Eval {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        checkpoint: PathBuf,
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        #[arg(long, value_parser = parse_device)]
+        device: Option<tch::Device>,
+        /// Also write every figure as JSON.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
     /// Generate a synthetic dataset in a real layout.
     #[command(subcommand)]
     Synth(SynthCommand),
@@ -169,6 +202,17 @@ enum BenchCommand {
         #[arg(long = "set", value_name = "KEY=VALUE")]
         set: Vec<String>,
     },
+}
+
+fn parse_device(s: &str) -> Result<tch::Device, String> {
+    match s {
+        "cpu" => Ok(tch::Device::Cpu),
+        _ => s
+            .strip_prefix("cuda:")
+            .and_then(|n| n.parse::<usize>().ok())
+            .map(tch::Device::Cuda)
+            .ok_or_else(|| format!("{s:?}: expected cpu or cuda:N")),
+    }
 }
 
 fn parse_size(s: &str) -> Result<(usize, usize), String> {
@@ -341,6 +385,48 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(BenchCommand::Data { config, threads, batches, set }) => {
             let cfg = load_config(&config, &parse_overrides(&set)?)?;
             bench_data(&cfg, threads, batches)?;
+        }
+        Command::Train { config, set, resume, begin_epoch, max_steps, device } => {
+            use segzoo::train::trainer::{self, Resume, TrainOptions};
+            let cfg = load_config(&config, &parse_overrides(&set)?)?;
+            let resume = resume.map(|r| if r == "auto" { Resume::Auto } else { Resume::Path(PathBuf::from(r)) });
+            let opts =
+                TrainOptions { resume, begin_epoch, max_steps, device: device.unwrap_or_else(trainer::default_device) };
+            let summary = trainer::train(&cfg, &opts)?;
+            let mut text = format!("trained {} steps, last loss {:.4}\n", summary.steps, summary.last_loss);
+            if let Some(b) = summary.best_miou {
+                text += &format!("best score {b:.4}\n");
+            }
+            if let Some(p) = &summary.last_checkpoint {
+                text += &format!("last checkpoint {}\n", p.display());
+            }
+            print_out(&text)?;
+        }
+        Command::Eval { config, checkpoint, set, device, json } => {
+            use segzoo::eval::evaluate::Tally;
+            use segzoo::train::trainer;
+            let cfg = load_config(&config, &parse_overrides(&set)?)?;
+            let start = std::time::Instant::now();
+            let tally =
+                trainer::evaluate_checkpoint(&cfg, &checkpoint, device.unwrap_or_else(trainer::default_device))?;
+            let secs = start.elapsed().as_secs_f64();
+            let value = match tally {
+                Tally::Seg(cm) => {
+                    let m = cm.summary(&segzoo::data::labels::class_names(cfg.data.dataset));
+                    print_out(&format!("{}\n{}", m.recipe_lines(), m.table()))?;
+                    serde_json::to_value(&m)?
+                }
+                Tally::Cls(t1, t5, n) => {
+                    let (a1, a5) = (t1 as f64 / n.max(1) as f64, t5 as f64 / n.max(1) as f64);
+                    print_out(&format!("top-1 {:.2}%  top-5 {:.2}%  ({n} images)\n", 100.0 * a1, 100.0 * a5))?;
+                    serde_json::json!({"top1": a1, "top5": a5, "images": n})
+                }
+            };
+            tracing::info!("evaluated in {secs:.1} s");
+            if let Some(path) = json {
+                std::fs::write(&path, serde_json::to_string_pretty(&value)?)
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
         }
         Command::Models => {
             let mut text = String::new();

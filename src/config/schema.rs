@@ -156,6 +156,39 @@ pub enum Schedule {
     MultiStep,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Warmup {
+    #[default]
+    Linear,
+    Exponential,
+}
+
+/// Loss settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LossConfig {
+    /// Per-class weights of the cross-entropy (e.g. the BiSeNetV2 Cityscapes weights).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub class_weights: Option<Vec<f32>>,
+    /// Online hard example mining.
+    pub ohem: bool,
+    /// OHEM keeps pixels whose true-class probability is below this…
+    pub ohem_thresh: f64,
+    /// …but at least this many.
+    pub ohem_min_kept: i64,
+    /// One weight per model output in output order (OCRNet [aux, out]: [0.4, 1.0]);
+    /// unset: 0.4 for OCRNet's aux head, 1 for every other head.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub head_weights: Option<Vec<f64>>,
+}
+
+impl Default for LossConfig {
+    fn default() -> Self {
+        LossConfig { class_weights: None, ohem: false, ohem_thresh: 0.9, ohem_min_kept: 131_072, head_weights: None }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TrainConfig {
@@ -167,17 +200,33 @@ pub struct TrainConfig {
     pub momentum: f64,
     pub nesterov: bool,
     pub weight_decay: f64,
+    /// Exempt biases and normalisation parameters (1-D tensors) from weight decay.
+    pub no_decay_bias_norm: bool,
+    /// Adam/AdamW moment decay rates.
+    pub betas: [f64; 2],
+    pub eps: f64,
     pub schedule: Schedule,
     /// Exponent of the poly schedule.
     pub power: f64,
+    /// Floor of the poly and cosine schedules.
+    pub min_lr: f64,
+    /// Multi-step: epochs after which the rate is multiplied by `gamma`.
+    pub milestones: Vec<usize>,
+    pub gamma: f64,
     pub warmup_iters: usize,
+    pub warmup: Warmup,
+    /// Warm-up starts at lr × warmup_ratio.
+    pub warmup_ratio: f64,
     pub precision: Precision,
     pub seed: u64,
     pub output_dir: PathBuf,
-    /// Save a checkpoint every this many epochs.
+    /// Save a checkpoint every this many epochs…
     pub checkpoint_interval: usize,
+    /// …and/or every this many steps (0: off).
+    pub checkpoint_steps: u64,
     /// Keep this many recent checkpoints (plus `best`).
     pub keep_checkpoints: usize,
+    pub loss: LossConfig,
 }
 
 impl Default for TrainConfig {
@@ -190,14 +239,24 @@ impl Default for TrainConfig {
             momentum: 0.9,
             nesterov: false,
             weight_decay: 5e-4,
+            no_decay_bias_norm: false,
+            betas: [0.9, 0.999],
+            eps: 1e-8,
             schedule: Schedule::Poly,
             power: 0.9,
+            min_lr: 0.0,
+            milestones: Vec::new(),
+            gamma: 0.1,
             warmup_iters: 0,
+            warmup: Warmup::Linear,
+            warmup_ratio: 0.1,
             precision: Precision::Fp32,
             seed: 304,
             output_dir: PathBuf::from("runs/default"),
             checkpoint_interval: 1,
+            checkpoint_steps: 0,
             keep_checkpoints: 3,
+            loss: LossConfig::default(),
         }
     }
 }
@@ -278,6 +337,17 @@ impl Config {
         need(t.power > 0.0, "train.power", "must be positive");
         need(t.checkpoint_interval > 0, "train.checkpoint_interval", "must be positive");
         need(t.keep_checkpoints > 0, "train.keep_checkpoints", "must be at least 1");
+        need(t.min_lr >= 0.0 && t.min_lr <= t.lr, "train.min_lr", "must be in [0, train.lr]");
+        need(t.warmup_ratio > 0.0 && t.warmup_ratio <= 1.0, "train.warmup_ratio", "must be in (0, 1]");
+        need(t.eps > 0.0, "train.eps", "must be positive");
+        need(t.betas.iter().all(|b| (0.0..1.0).contains(b)), "train.betas", "both must be in [0, 1)");
+        need(t.loss.ohem_thresh > 0.0 && t.loss.ohem_thresh <= 1.0, "train.loss.ohem_thresh", "must be in (0, 1]");
+        need(t.loss.ohem_min_kept >= 0, "train.loss.ohem_min_kept", "must not be negative");
+        need(
+            t.precision == Precision::Fp32,
+            "train.precision",
+            "only \"fp32\" is implemented so far (bf16/fp16 autocast is not yet wired)",
+        );
         need(self.eval.interval > 0, "eval.interval", "must be positive");
         need(self.eval.batch_size > 0, "eval.batch_size", "must be positive");
         need(self.log.interval > 0, "log.interval", "must be positive");

@@ -37,7 +37,16 @@ pub fn read_tensors(path: &Path) -> anyhow::Result<Vec<(String, Tensor)>> {
     }
     match path.extension().and_then(|e| e.to_str()) {
         Some("safetensors") => {
-            Tensor::read_safetensors(path).with_context(|| format!("reading safetensors {}", path.display()))
+            let tensors =
+                Tensor::read_safetensors(path).with_context(|| format!("reading safetensors {}", path.display()))?;
+            // A segzoo training checkpoint: its weights are the `model.` entries.
+            if tensors.iter().any(|(n, _)| n == "meta.json") {
+                return Ok(tensors
+                    .into_iter()
+                    .filter_map(|(n, t)| n.strip_prefix("model.").map(|n| (n.to_string(), t)))
+                    .collect());
+            }
+            Ok(tensors)
         }
         Some("pth" | "pt" | "bin" | "ckpt") => read_pth(path),
         _ => bail!("{}: unknown weights format (expected .safetensors, .pth, .pt or .bin)", path.display()),

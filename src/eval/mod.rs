@@ -1,0 +1,3 @@
+//! Evaluation: metrics (confusion matrix, IoU, top-k).
+pub mod evaluate;
+pub mod metrics;

@@ -1,0 +1,118 @@
+//! Checkpoints: one safetensors file per save holding the model weights (official
+//! names under `model.`), the optimiser state (`optim.`) and a JSON record of the run
+//! (`meta.json`, as bytes): epoch, step, best mIoU, metrics, the resolved config.
+//! Written to a temporary file, fsynced and renamed, so a crash never leaves a
+//! half-written checkpoint under a real name. Randomness needs no saved state: data
+//! augmentation derives from (seed, epoch, index) and torch's generator is reseeded
+//! from (seed, step) every step.
+use crate::config::Config;
+use crate::models::weights::write_safetensors_atomic;
+use anyhow::{bail, Context};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use tch::Tensor;
+
+pub const FORMAT: u32 = 1;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Meta {
+    pub format: u32,
+    pub segzoo_version: String,
+    pub model: String,
+    pub num_classes: i64,
+    /// Completed optimisation steps.
+    pub step: u64,
+    /// The epoch in progress (0-based) when saved at `step`.
+    pub epoch: usize,
+    pub best_miou: Option<f64>,
+    pub metrics: serde_json::Value,
+    pub config: Config,
+}
+
+pub struct Loaded {
+    pub meta: Meta,
+    pub model: Vec<(String, Tensor)>,
+    pub optim: HashMap<String, Tensor>,
+}
+
+pub fn save(path: &Path, model: &[(String, Tensor)], optim: &[(String, Tensor)], meta: &Meta) -> anyhow::Result<()> {
+    let json = serde_json::to_vec(meta).context("serialising checkpoint metadata")?;
+    let mut tensors: Vec<(String, Tensor)> = Vec::with_capacity(model.len() + optim.len() + 1);
+    tensors.extend(model.iter().map(|(n, t)| (format!("model.{n}"), t.shallow_clone())));
+    tensors.extend(optim.iter().map(|(n, t)| (format!("optim.{n}"), t.shallow_clone())));
+    tensors.push(("meta.json".into(), Tensor::from_slice(&json)));
+    write_safetensors_atomic(&tensors, path)?;
+    // Make the rename itself durable.
+    if let Some(dir) = path.parent() {
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+    }
+    Ok(())
+}
+
+pub fn load(path: &Path) -> anyhow::Result<Loaded> {
+    let tensors = Tensor::read_safetensors(path)
+        .map_err(|e| anyhow::anyhow!("checkpoint {} is corrupt or not a segzoo checkpoint: {e}", path.display()))?;
+    let mut meta = None;
+    let (mut model, mut optim) = (Vec::new(), HashMap::new());
+    for (name, t) in tensors {
+        if name == "meta.json" {
+            let bytes = Vec::<u8>::try_from(&t).context("reading meta.json")?;
+            meta = Some(
+                serde_json::from_slice::<Meta>(&bytes)
+                    .with_context(|| format!("checkpoint {}: unreadable meta.json", path.display()))?,
+            );
+        } else if let Some(n) = name.strip_prefix("model.") {
+            model.push((n.to_string(), t));
+        } else if let Some(n) = name.strip_prefix("optim.") {
+            optim.insert(n.to_string(), t);
+        }
+    }
+    let meta = meta.with_context(|| format!("checkpoint {} has no meta.json (weights-only file?)", path.display()))?;
+    if meta.format != FORMAT {
+        bail!("checkpoint {} has format {}, this segzoo reads format {FORMAT}", path.display(), meta.format);
+    }
+    Ok(Loaded { meta, model, optim })
+}
+
+/// The `ckpt_step_<n>.safetensors` files of `dir`, newest first.
+pub fn list(dir: &Path) -> Vec<(u64, PathBuf)> {
+    let mut out: Vec<(u64, PathBuf)> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter_map(|p| {
+            let name = p.file_name()?.to_str()?;
+            let step = name.strip_prefix("ckpt_step_")?.strip_suffix(".safetensors")?.parse().ok()?;
+            Some((step, p))
+        })
+        .collect();
+    out.sort_by_key(|c| std::cmp::Reverse(c.0));
+    out
+}
+
+pub fn path_for_step(dir: &Path, step: u64) -> PathBuf {
+    dir.join(format!("ckpt_step_{step:08}.safetensors"))
+}
+
+/// The newest checkpoint of `dir` that loads; broken ones are skipped with a warning.
+pub fn latest_valid(dir: &Path) -> Option<(PathBuf, Loaded)> {
+    for (_, p) in list(dir) {
+        match load(&p) {
+            Ok(l) => return Some((p, l)),
+            Err(e) => tracing::warn!("skipping {}: {e:#}", p.display()),
+        }
+    }
+    None
+}
+
+/// Delete all but the newest `keep` step checkpoints (`best` is never touched).
+pub fn prune(dir: &Path, keep: usize) {
+    for (_, p) in list(dir).into_iter().skip(keep) {
+        if let Err(e) = std::fs::remove_file(&p) {
+            tracing::warn!("cannot remove old checkpoint {}: {e}", p.display());
+        }
+    }
+}

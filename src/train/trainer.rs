@@ -1,0 +1,416 @@
+//! The training loop: one device, data-parallel ready (the sampler takes a rank and
+//! world size). Exact resume: the position is the step count; everything random is a
+//! function of (seed, epoch, index) or (seed, step).
+use super::checkpoint::{self, Meta};
+use super::loss::{Ohem, SegLoss};
+use super::optim::{Optimizer, Param};
+use super::schedule::LrSchedule;
+use crate::config::{Config, Schedule};
+use crate::data::dataset::{self, Dataset, Split};
+use crate::data::labels::class_names;
+use crate::data::loader::{self, LoaderOptions};
+use crate::data::rng::derive;
+use crate::data::sampler::ShardedSampler;
+use crate::eval::evaluate::{self, Tally};
+use crate::models::weights::{load_into, LoadMode};
+use crate::models::{registry, Model, Task};
+use anyhow::{bail, Context};
+use serde_json::json;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+use tch::{Device, Tensor};
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Resume {
+    /// The newest valid checkpoint in the run's checkpoint folder, if any.
+    Auto,
+    Path(PathBuf),
+}
+
+#[derive(Debug, Clone)]
+pub struct TrainOptions {
+    pub resume: Option<Resume>,
+    /// Start at this epoch (schedule position included), as the recipes' `--begin_epoch`.
+    pub begin_epoch: Option<usize>,
+    /// Stop (with a checkpoint) after this many steps in total.
+    pub max_steps: Option<u64>,
+    pub device: Device,
+}
+
+#[derive(Debug, Clone)]
+pub struct TrainSummary {
+    pub steps: u64,
+    pub last_loss: f64,
+    pub best_miou: Option<f64>,
+    /// The last evaluation's metrics (JSON), if any.
+    pub last_eval: Option<serde_json::Value>,
+    pub last_checkpoint: Option<PathBuf>,
+}
+
+/// Appends one JSON object per line to `metrics.jsonl`.
+struct MetricsLog(std::fs::File);
+
+impl MetricsLog {
+    fn write(&mut self, v: serde_json::Value) {
+        if let Err(e) = writeln!(self.0, "{v}") {
+            tracing::warn!("cannot append to metrics.jsonl: {e}");
+        }
+    }
+}
+
+struct Run<'a> {
+    cfg: &'a Config,
+    model: Model,
+    optim: Optimizer,
+    schedule: LrSchedule,
+    loss: SegLoss,
+    train_ds: Arc<dyn Dataset>,
+    steps_per_epoch: u64,
+    step: u64,
+    best: Option<f64>,
+    ckpt_dir: PathBuf,
+    log: MetricsLog,
+    last_checkpoint: Option<PathBuf>,
+    last_eval: Option<serde_json::Value>,
+}
+
+pub fn train(cfg: &Config, opts: &TrainOptions) -> anyhow::Result<TrainSummary> {
+    let out = &cfg.train.output_dir;
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    std::fs::write(out.join("config.toml"), toml::to_string(cfg)?).context("writing the resolved config")?;
+    let train_ds: Arc<dyn Dataset> = dataset::from_config(&cfg.data, Split::Train)?.into();
+    let bs = cfg.train.batch_size as u64;
+    let steps_per_epoch = train_ds.len() as u64 / bs;
+    if steps_per_epoch == 0 {
+        bail!("the train list has {} samples, fewer than train.batch_size = {bs}", train_ds.len());
+    }
+    // Initial weights are a function of the seed too.
+    tch::manual_seed(derive(&[cfg.train.seed, u64::MAX - 1]) as i64 & i64::MAX);
+    let model = registry::build(&cfg.model, Some(cfg.data.dataset.num_classes()), opts.device)?;
+    let optim = build_optimizer(cfg, &model);
+    let total = steps_per_epoch * cfg.train.epochs as u64;
+    let t = &cfg.train;
+    let schedule = LrSchedule {
+        base_lr: t.lr,
+        min_lr: t.min_lr,
+        kind: t.schedule,
+        total_iters: total,
+        power: t.power,
+        milestones: t.milestones.iter().map(|&e| e as u64 * steps_per_epoch).collect(),
+        gamma: t.gamma,
+        warmup_iters: t.warmup_iters as u64,
+        warmup: t.warmup,
+        warmup_ratio: t.warmup_ratio,
+    };
+    if t.schedule == Schedule::MultiStep && t.milestones.is_empty() {
+        bail!("train.schedule = \"multi_step\" needs train.milestones (epochs)");
+    }
+    let loss = build_loss(cfg, &model)?;
+    let log = MetricsLog(
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(out.join("metrics.jsonl"))
+            .context("opening metrics.jsonl")?,
+    );
+    let mut run = Run {
+        cfg,
+        model,
+        optim,
+        schedule,
+        loss,
+        train_ds,
+        steps_per_epoch,
+        step: 0,
+        best: None,
+        ckpt_dir: out.join("checkpoints"),
+        log,
+        last_checkpoint: None,
+        last_eval: None,
+    };
+    run.restore(opts)?;
+    run.fit(opts)
+}
+
+fn build_optimizer(cfg: &Config, model: &Model) -> Optimizer {
+    let t = &cfg.train;
+    let params = model
+        .trainable_params()
+        .into_iter()
+        .map(|(name, tensor)| {
+            let decay = !(t.no_decay_bias_norm && tensor.dim() <= 1);
+            Param { name, tensor, decay }
+        })
+        .collect();
+    Optimizer::new(t.optimizer, params, t.momentum, t.nesterov, t.weight_decay, (t.betas[0], t.betas[1]), t.eps)
+}
+
+fn build_loss(cfg: &Config, model: &Model) -> anyhow::Result<SegLoss> {
+    let l = &cfg.train.loss;
+    let n_out = model.output_names.len();
+    let head_weights = match &l.head_weights {
+        Some(w) if w.len() != n_out => bail!(
+            "train.loss.head_weights has {} entries but {} returns {n_out} outputs ({})",
+            w.len(),
+            model.preset,
+            model.output_names.join(", ")
+        ),
+        Some(w) => w.clone(),
+        None => model.output_names.iter().map(|n| if *n == "aux" { 0.4 } else { 1.0 }).collect(),
+    };
+    let class_weights = match &l.class_weights {
+        Some(w) if w.len() as i64 != model.num_classes => {
+            bail!("train.loss.class_weights has {} entries for {} classes", w.len(), model.num_classes)
+        }
+        Some(w) => Some(Tensor::from_slice(w)),
+        None => None,
+    };
+    Ok(SegLoss {
+        ignore: cfg.data.ignore_label,
+        class_weights,
+        ohem: l.ohem.then_some(Ohem { thresh: l.ohem_thresh, min_kept: l.ohem_min_kept }),
+        head_weights,
+        align_corners: model.align_corners,
+    })
+}
+
+impl Run<'_> {
+    fn restore(&mut self, opts: &TrainOptions) -> anyhow::Result<()> {
+        let loaded = match &opts.resume {
+            None => None,
+            Some(Resume::Auto) => {
+                let found = checkpoint::latest_valid(&self.ckpt_dir);
+                if found.is_none() {
+                    tracing::info!("no checkpoint in {} — starting from scratch", self.ckpt_dir.display());
+                }
+                found
+            }
+            Some(Resume::Path(p)) => Some((p.clone(), checkpoint::load(p)?)),
+        };
+        if let Some((path, l)) = loaded {
+            if l.meta.model != self.model.preset || l.meta.num_classes != self.model.num_classes {
+                bail!(
+                    "checkpoint {} was written for {} with {} classes; this config builds {} with {} classes",
+                    path.display(),
+                    l.meta.model,
+                    l.meta.num_classes,
+                    self.model.preset,
+                    self.model.num_classes
+                );
+            }
+            load_into(&self.model, l.model, LoadMode::Strict, &path.display().to_string())?;
+            self.optim.load_state(&l.optim).with_context(|| format!("checkpoint {}", path.display()))?;
+            self.step = l.meta.step;
+            self.best = l.meta.best_miou;
+            tracing::info!("resumed from {} at step {} (epoch {})", path.display(), self.step, l.meta.epoch + 1);
+        } else if let Some(report) = registry::load_pretrained(&self.model, &self.cfg.model)? {
+            let _ = report;
+        }
+        if let Some(e) = opts.begin_epoch {
+            self.step = e as u64 * self.steps_per_epoch;
+            tracing::info!("beginning at epoch {} (step {})", e + 1, self.step);
+        }
+        Ok(())
+    }
+
+    fn meta(&self, epoch: usize, metrics: serde_json::Value) -> Meta {
+        Meta {
+            format: checkpoint::FORMAT,
+            segzoo_version: env!("CARGO_PKG_VERSION").into(),
+            model: self.model.preset.clone(),
+            num_classes: self.model.num_classes,
+            step: self.step,
+            epoch,
+            best_miou: self.best,
+            metrics,
+            config: self.cfg.clone(),
+        }
+    }
+
+    fn save(&mut self, epoch: usize) -> anyhow::Result<()> {
+        let path = checkpoint::path_for_step(&self.ckpt_dir, self.step);
+        if self.last_checkpoint.as_ref() == Some(&path) {
+            return Ok(());
+        }
+        let meta = self.meta(epoch, self.last_eval.clone().unwrap_or(serde_json::Value::Null));
+        checkpoint::save(&path, &self.model.state_dict(), &self.optim.state_tensors(), &meta)?;
+        checkpoint::prune(&self.ckpt_dir, self.cfg.train.keep_checkpoints);
+        tracing::info!("saved {}", path.display());
+        self.last_checkpoint = Some(path);
+        Ok(())
+    }
+
+    fn fit(mut self, opts: &TrainOptions) -> anyhow::Result<TrainSummary> {
+        let cfg = self.cfg;
+        let (t, bs) = (&cfg.train, cfg.train.batch_size);
+        let epochs = t.epochs;
+        let loader_opts = LoaderOptions {
+            batch_size: bs,
+            workers: cfg.data.num_workers.max(1),
+            prefetch: cfg.data.prefetch.max(1),
+            drop_last: true,
+            seed: t.seed,
+        };
+        let mut last_loss = f64::NAN;
+        let mut last_finite = f64::NAN;
+        let device = self.model.device();
+        while (self.step / self.steps_per_epoch) < epochs as u64 {
+            let epoch = (self.step / self.steps_per_epoch) as usize;
+            let offset = (self.step % self.steps_per_epoch) as usize;
+            let indices = ShardedSampler::train(self.train_ds.len(), 1, 0, t.seed).indices(epoch as u64);
+            let todo = &indices[offset * bs..self.steps_per_epoch as usize * bs];
+            let mut timer = Instant::now();
+            let mut since_log = 0u64;
+            for batch in loader::epoch(self.train_ds.clone(), todo, epoch as u64, &loader_opts) {
+                let batch = batch?;
+                tch::manual_seed(derive(&[t.seed, self.step]) as i64 & i64::MAX);
+                let lr = self.schedule.lr(self.step);
+                let x = batch.images.to_device(device);
+                let y = batch.targets.to_device(device);
+                let outputs = self.model.forward_t(&x, true);
+                let loss = match self.model.task {
+                    Task::Segmentation => self.loss.total(&outputs, &y),
+                    Task::Classification => outputs[0].cross_entropy_for_logits(&y),
+                };
+                let value = loss.double_value(&[]);
+                if !value.is_finite() {
+                    let kept =
+                        self.last_checkpoint.as_ref().map_or("none yet".to_string(), |p| p.display().to_string());
+                    bail!(
+                        "loss became {value} at step {} (epoch {}); last finite loss {last_finite:.4}; last good checkpoint: {kept}",
+                        self.step + 1,
+                        epoch + 1
+                    );
+                }
+                self.optim.zero_grad();
+                loss.backward();
+                self.optim.step(lr);
+                self.step += 1;
+                last_loss = value;
+                last_finite = value;
+                since_log += 1;
+                let in_epoch = self.step - epoch as u64 * self.steps_per_epoch;
+                if self.step % cfg.log.interval as u64 == 0 || in_epoch == self.steps_per_epoch {
+                    let secs = timer.elapsed().as_secs_f64();
+                    let ms = 1000.0 * secs / since_log as f64;
+                    let ips = (since_log as usize * bs) as f64 / secs.max(1e-9);
+                    tracing::info!(
+                        "epoch [{:>3}/{epochs}] step {in_epoch}/{}  loss {value:.4}  lr {lr:.3e}  {ms:.1} ms/step  {ips:.1} img/s",
+                        epoch + 1,
+                        self.steps_per_epoch
+                    );
+                    self.log.write(json!({"kind": "train", "epoch": epoch + 1, "step": self.step, "loss": value, "lr": lr, "ms_per_step": ms, "img_per_s": ips}));
+                    timer = Instant::now();
+                    since_log = 0;
+                }
+                if t.checkpoint_steps > 0 && self.step % t.checkpoint_steps == 0 {
+                    self.save(epoch)?;
+                }
+                if opts.max_steps.is_some_and(|m| self.step >= m) {
+                    self.save(epoch)?;
+                    return Ok(self.summary(last_loss));
+                }
+            }
+            let done = epoch + 1;
+            let e = &cfg.eval;
+            if done >= e.start && ((done - e.start) % e.interval == 0 || done == epochs) {
+                self.evaluate(done)?;
+            }
+            if done % t.checkpoint_interval == 0 || done == epochs {
+                // Saved at the start of the next epoch's position.
+                self.save(done)?;
+            }
+        }
+        Ok(self.summary(last_loss))
+    }
+
+    fn evaluate(&mut self, epoch: usize) -> anyhow::Result<()> {
+        let cfg = self.cfg;
+        let val: Arc<dyn Dataset> = dataset::from_config(&cfg.data, Split::Val)?.into();
+        let indices = ShardedSampler::eval(val.len(), 1, 0).indices(0);
+        let opts = LoaderOptions {
+            batch_size: cfg.eval.batch_size,
+            workers: cfg.data.num_workers.max(1),
+            prefetch: cfg.data.prefetch.max(1),
+            drop_last: false,
+            seed: 0,
+        };
+        let start = Instant::now();
+        let tally = evaluate::run(&self.model, val, &indices, &opts, cfg.data.ignore_label)?;
+        let secs = start.elapsed().as_secs_f64();
+        let (score, record) = match tally {
+            Tally::Seg(cm) => {
+                let m = cm.summary(&class_names(cfg.data.dataset));
+                tracing::info!(
+                    "epoch {epoch} eval ({:.1} img/s)\n{}\n{}",
+                    indices.len() as f64 / secs,
+                    m.recipe_lines(),
+                    m.table()
+                );
+                (
+                    m.miou,
+                    json!({"kind": "eval", "epoch": epoch, "step": self.step, "miou": m.miou, "iou": m.iou, "pixel_acc": m.pixel_acc, "mean_class_acc": m.mean_class_acc}),
+                )
+            }
+            Tally::Cls(t1, t5, n) => {
+                let (a1, a5) = (t1 as f64 / n.max(1) as f64, t5 as f64 / n.max(1) as f64);
+                tracing::info!("epoch {epoch} eval: top-1 {:.2}%  top-5 {:.2}%", 100.0 * a1, 100.0 * a5);
+                (a1, json!({"kind": "eval", "epoch": epoch, "step": self.step, "top1": a1, "top5": a5}))
+            }
+        };
+        self.log.write(record.clone());
+        self.last_eval = Some(record.clone());
+        if score.is_finite() && self.best.is_none_or(|b| score > b) {
+            self.best = Some(score);
+            let path = self.ckpt_dir.join("best.safetensors");
+            let meta = self.meta(epoch, record);
+            checkpoint::save(&path, &self.model.state_dict(), &self.optim.state_tensors(), &meta)?;
+            tracing::info!("new best {score:.4} → {}", path.display());
+        }
+        Ok(())
+    }
+
+    fn summary(&self, last_loss: f64) -> TrainSummary {
+        TrainSummary {
+            steps: self.step,
+            last_loss,
+            best_miou: self.best,
+            last_eval: self.last_eval.clone(),
+            last_checkpoint: self.last_checkpoint.clone(),
+        }
+    }
+}
+
+/// Evaluate a checkpoint (or weights file) on the config's val list.
+pub fn evaluate_checkpoint(cfg: &Config, weights: &Path, device: Device) -> anyhow::Result<Tally> {
+    let model = registry::build(&cfg.model, Some(cfg.data.dataset.num_classes()), device)?;
+    match checkpoint::load(weights) {
+        Ok(l) => {
+            load_into(&model, l.model, LoadMode::Strict, &weights.display().to_string())?;
+        }
+        Err(_) => {
+            crate::models::weights::load_file(&model, weights, LoadMode::Strict)?;
+        }
+    }
+    let val: Arc<dyn Dataset> = dataset::from_config(&cfg.data, Split::Val)?.into();
+    let indices = ShardedSampler::eval(val.len(), 1, 0).indices(0);
+    let opts = LoaderOptions {
+        batch_size: cfg.eval.batch_size,
+        workers: cfg.data.num_workers.max(1),
+        prefetch: cfg.data.prefetch.max(1),
+        drop_last: false,
+        seed: 0,
+    };
+    evaluate::run(&model, val, &indices, &opts, cfg.data.ignore_label)
+}
+
+/// `cuda:N` when CUDA is available, else the CPU.
+pub fn default_device() -> Device {
+    if tch::Cuda::is_available() {
+        Device::Cuda(0)
+    } else {
+        Device::Cpu
+    }
+}
