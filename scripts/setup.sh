@@ -13,7 +13,7 @@ CPU_EXTRAS=("nvidia-cuda-runtime==13.0.96" "nvidia-cuda-cupti==13.0.85")
 log() { echo "[setup] $*"; }
 
 # --- Debian packages -------------------------------------------------------
-APT_PKGS=(libopenmpi-dev openmpi-bin libclang1-14 libclang-common-14-dev pkg-config)
+APT_PKGS=(libopenmpi-dev openmpi-bin libclang1-14 libclang-common-14-dev pkg-config fonts-dejavu-core)
 missing=()
 for p in "${APT_PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -191,6 +191,17 @@ enum SynthCommand {
 
 #[derive(Subcommand)]
 enum BenchCommand {
+    /// Training-step throughput (forward + backward + optimiser) on synthetic tensors of the crop size.
+    Train {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long, default_value_t = 10)]
+        steps: usize,
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        #[arg(long, value_parser = parse_device)]
+        device: Option<tch::Device>,
+    },
     /// Training-pipeline throughput: decode + augment + collate, on the config's train list.
     Data {
         #[arg(long)]
@@ -381,6 +392,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 }
                 print_out("check: no problems found\n")?;
             }
+        }
+        Command::Bench(BenchCommand::Train { config, steps, set, device }) => {
+            use segzoo::train::trainer;
+            let cfg = load_config(&config, &parse_overrides(&set)?)?;
+            let device = device.unwrap_or_else(trainer::default_device);
+            let (ms, ips) = trainer::bench(&cfg, steps, device)?;
+            print_out(&format!(
+                "bench train: {} on {device:?}, batch {} of {}×{}: {ms:.1} ms/step, {ips:.2} img/s\n",
+                cfg.model.name, cfg.train.batch_size, cfg.data.crop_size[0], cfg.data.crop_size[1]
+            ))?;
         }
         Command::Bench(BenchCommand::Data { config, threads, batches, set }) => {
             let cfg = load_config(&config, &parse_overrides(&set)?)?;

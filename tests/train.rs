@@ -188,3 +188,24 @@ fn every_recipe_parses_and_builds() {
     }
     assert_eq!(n, 8);
 }
+
+#[test]
+fn mixed_precision_trains_on_cpu() {
+    let _turn = serial();
+    let data = tempfile::tempdir().expect("tempdir");
+    synth::lip(data.path(), 4, 40, 36, 6).expect("fixture");
+    for (precision, scale) in [(segzoo::config::Precision::Bf16, None), (segzoo::config::Precision::Fp16, Some(128.0))]
+    {
+        let out = tempfile::tempdir().expect("tempdir");
+        let mut cfg = tiny_run(data.path(), out.path());
+        cfg.train.precision = precision;
+        cfg.train.loss_scale = scale;
+        let s = trainer::train(&cfg, &opts(None, Some(2))).expect("train");
+        assert!(s.last_loss.is_finite(), "{precision:?}: {}", s.last_loss);
+        let state = checkpoint::load(&s.last_checkpoint.expect("saved")).expect("load").optim;
+        assert_eq!(state.contains_key("amp.scale"), scale.is_some(), "{precision:?}");
+        if let Some(v) = scale {
+            assert_eq!(state["amp.scale"].double_value(&[]), v);
+        }
+    }
+}

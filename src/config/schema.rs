@@ -217,7 +217,11 @@ pub struct TrainConfig {
     pub warmup: Warmup,
     /// Warm-up starts at lr × warmup_ratio.
     pub warmup_ratio: f64,
+    /// `fp32`, or autocast to `bf16` / `fp16` (fp16 with gradient scaling).
     pub precision: Precision,
+    /// A static fp16 loss scale (the recipes' `loss_scale`); unset: dynamic scaling.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub loss_scale: Option<f64>,
     pub seed: u64,
     pub output_dir: PathBuf,
     /// Save a checkpoint every this many epochs…
@@ -251,6 +255,7 @@ impl Default for TrainConfig {
             warmup: Warmup::Linear,
             warmup_ratio: 0.1,
             precision: Precision::Fp32,
+            loss_scale: None,
             seed: 304,
             output_dir: PathBuf::from("runs/default"),
             checkpoint_interval: 1,
@@ -343,10 +348,11 @@ impl Config {
         need(t.betas.iter().all(|b| (0.0..1.0).contains(b)), "train.betas", "both must be in [0, 1)");
         need(t.loss.ohem_thresh > 0.0 && t.loss.ohem_thresh <= 1.0, "train.loss.ohem_thresh", "must be in (0, 1]");
         need(t.loss.ohem_min_kept >= 0, "train.loss.ohem_min_kept", "must not be negative");
+        need(t.loss_scale.is_none_or(|v| v > 0.0), "train.loss_scale", "must be positive");
         need(
-            t.precision == Precision::Fp32,
-            "train.precision",
-            "only \"fp32\" is implemented so far (bf16/fp16 autocast is not yet wired)",
+            t.loss_scale.is_none() || t.precision == Precision::Fp16,
+            "train.loss_scale",
+            "applies to precision = \"fp16\" only",
         );
         need(self.eval.interval > 0, "eval.interval", "must be positive");
         need(self.eval.batch_size > 0, "eval.batch_size", "must be positive");

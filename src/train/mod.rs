@@ -1,5 +1,7 @@
 //! Training: losses, optimisers, schedules, checkpoints and the trainer loop.
+pub mod amp;
 pub mod checkpoint;
+pub mod curves;
 pub mod loss;
 pub mod optim;
 pub mod schedule;

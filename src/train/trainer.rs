@@ -1,11 +1,12 @@
 //! The training loop: one device, data-parallel ready (the sampler takes a rank and
 //! world size). Exact resume: the position is the step count; everything random is a
 //! function of (seed, epoch, index) or (seed, step).
+use super::amp::{self, GradScaler};
 use super::checkpoint::{self, Meta};
 use super::loss::{Ohem, SegLoss};
 use super::optim::{Optimizer, Param};
 use super::schedule::LrSchedule;
-use crate::config::{Config, Schedule};
+use crate::config::{Config, Precision, Schedule};
 use crate::data::dataset::{self, Dataset, Split};
 use crate::data::labels::class_names;
 use crate::data::loader::{self, LoaderOptions};
@@ -74,6 +75,7 @@ struct Run<'a> {
     log: MetricsLog,
     last_checkpoint: Option<PathBuf>,
     last_eval: Option<serde_json::Value>,
+    scaler: Option<GradScaler>,
 }
 
 pub fn train(cfg: &Config, opts: &TrainOptions) -> anyhow::Result<TrainSummary> {
@@ -129,6 +131,8 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> anyhow::Result<TrainSummary> 
         log,
         last_checkpoint: None,
         last_eval: None,
+        scaler: (cfg.train.precision == Precision::Fp16)
+            .then(|| cfg.train.loss_scale.map_or_else(GradScaler::dynamic, GradScaler::fixed)),
     };
     run.restore(opts)?;
     run.fit(opts)
@@ -202,6 +206,14 @@ impl Run<'_> {
             }
             load_into(&self.model, l.model, LoadMode::Strict, &path.display().to_string())?;
             self.optim.load_state(&l.optim).with_context(|| format!("checkpoint {}", path.display()))?;
+            if let Some(s) = &mut self.scaler {
+                let get = |k: &str| l.optim.get(k).map(|t| t.double_value(&[]));
+                if let (Some(scale), Some(good), Some(skipped)) =
+                    (get("amp.scale"), get("amp.good_steps"), get("amp.skipped"))
+                {
+                    (s.scale, s.good_steps, s.skipped) = (scale, good as u64, skipped as u64);
+                }
+            }
             self.step = l.meta.step;
             self.best = l.meta.best_miou;
             tracing::info!("resumed from {} at step {} (epoch {})", path.display(), self.step, l.meta.epoch + 1);
@@ -229,13 +241,24 @@ impl Run<'_> {
         }
     }
 
+    /// Optimiser state plus the fp16 loss scaler's.
+    fn optim_state(&self) -> Vec<(String, Tensor)> {
+        let mut state = self.optim.state_tensors();
+        if let Some(s) = &self.scaler {
+            state.push(("amp.scale".into(), Tensor::from(s.scale)));
+            state.push(("amp.good_steps".into(), Tensor::from(s.good_steps as i64)));
+            state.push(("amp.skipped".into(), Tensor::from(s.skipped as i64)));
+        }
+        state
+    }
+
     fn save(&mut self, epoch: usize) -> anyhow::Result<()> {
         let path = checkpoint::path_for_step(&self.ckpt_dir, self.step);
         if self.last_checkpoint.as_ref() == Some(&path) {
             return Ok(());
         }
         let meta = self.meta(epoch, self.last_eval.clone().unwrap_or(serde_json::Value::Null));
-        checkpoint::save(&path, &self.model.state_dict(), &self.optim.state_tensors(), &meta)?;
+        checkpoint::save(&path, &self.model.state_dict(), &self.optim_state(), &meta)?;
         checkpoint::prune(&self.ckpt_dir, self.cfg.train.keep_checkpoints);
         tracing::info!("saved {}", path.display());
         self.last_checkpoint = Some(path);
@@ -263,19 +286,23 @@ impl Run<'_> {
             let todo = &indices[offset * bs..self.steps_per_epoch as usize * bs];
             let mut timer = Instant::now();
             let mut since_log = 0u64;
+            let mut loss_sum = 0.0;
             for batch in loader::epoch(self.train_ds.clone(), todo, epoch as u64, &loader_opts) {
                 let batch = batch?;
                 tch::manual_seed(derive(&[t.seed, self.step]) as i64 & i64::MAX);
                 let lr = self.schedule.lr(self.step);
                 let x = batch.images.to_device(device);
                 let y = batch.targets.to_device(device);
-                let outputs = self.model.forward_t(&x, true);
-                let loss = match self.model.task {
-                    Task::Segmentation => self.loss.total(&outputs, &y),
-                    Task::Classification => outputs[0].cross_entropy_for_logits(&y),
-                };
+                let loss = amp::autocast(device, t.precision, || {
+                    let outputs = self.model.forward_t(&x, true);
+                    match self.model.task {
+                        Task::Segmentation => self.loss.total(&outputs, &y),
+                        Task::Classification => outputs[0].cross_entropy_for_logits(&y),
+                    }
+                })?;
                 let value = loss.double_value(&[]);
-                if !value.is_finite() {
+                // fp16 overflow is the scaler's to handle (the step is skipped); in fp32/bf16 it is fatal.
+                if !value.is_finite() && self.scaler.is_none() {
                     let kept =
                         self.last_checkpoint.as_ref().map_or("none yet".to_string(), |p| p.display().to_string());
                     bail!(
@@ -285,25 +312,49 @@ impl Run<'_> {
                     );
                 }
                 self.optim.zero_grad();
-                loss.backward();
-                self.optim.step(lr);
+                match &mut self.scaler {
+                    None => {
+                        loss.backward();
+                        self.optim.step(lr);
+                    }
+                    Some(scaler) => {
+                        scaler.scale_loss(&loss).backward();
+                        let params: Vec<Tensor> = self.optim.params.iter().map(|p| p.tensor.shallow_clone()).collect();
+                        let finite = scaler.unscale(&params);
+                        if scaler.update(finite) {
+                            self.optim.step(lr);
+                        } else {
+                            tracing::warn!(
+                                "fp16 overflow at step {}: step skipped, loss scale now {}",
+                                self.step + 1,
+                                scaler.scale
+                            );
+                        }
+                    }
+                }
                 self.step += 1;
                 last_loss = value;
-                last_finite = value;
+                if value.is_finite() {
+                    last_finite = value;
+                }
                 since_log += 1;
+                loss_sum += value;
                 let in_epoch = self.step - epoch as u64 * self.steps_per_epoch;
                 if self.step % cfg.log.interval as u64 == 0 || in_epoch == self.steps_per_epoch {
                     let secs = timer.elapsed().as_secs_f64();
                     let ms = 1000.0 * secs / since_log as f64;
+                    // The mean over the interval, as the recipes log it.
+                    let avg = loss_sum / since_log as f64;
                     let ips = (since_log as usize * bs) as f64 / secs.max(1e-9);
                     tracing::info!(
-                        "epoch [{:>3}/{epochs}] step {in_epoch}/{}  loss {value:.4}  lr {lr:.3e}  {ms:.1} ms/step  {ips:.1} img/s",
+                        "epoch [{:>3}/{epochs}] step {in_epoch}/{}  loss {avg:.4}  lr {lr:.3e}  {ms:.1} ms/step  {ips:.1} img/s",
                         epoch + 1,
                         self.steps_per_epoch
                     );
-                    self.log.write(json!({"kind": "train", "epoch": epoch + 1, "step": self.step, "loss": value, "lr": lr, "ms_per_step": ms, "img_per_s": ips}));
+                    self.log.write(json!({"kind": "train", "epoch": epoch + 1, "step": self.step, "loss": avg, "lr": lr, "ms_per_step": ms, "img_per_s": ips}));
                     timer = Instant::now();
                     since_log = 0;
+                    loss_sum = 0.0;
                 }
                 if t.checkpoint_steps > 0 && self.step % t.checkpoint_steps == 0 {
                     self.save(epoch)?;
@@ -323,6 +374,7 @@ impl Run<'_> {
                 self.save(done)?;
             }
         }
+        self.draw_curves();
         Ok(self.summary(last_loss))
     }
 
@@ -361,15 +413,23 @@ impl Run<'_> {
             }
         };
         self.log.write(record.clone());
+        self.draw_curves();
         self.last_eval = Some(record.clone());
         if score.is_finite() && self.best.is_none_or(|b| score > b) {
             self.best = Some(score);
             let path = self.ckpt_dir.join("best.safetensors");
             let meta = self.meta(epoch, record);
-            checkpoint::save(&path, &self.model.state_dict(), &self.optim.state_tensors(), &meta)?;
+            checkpoint::save(&path, &self.model.state_dict(), &self.optim_state(), &meta)?;
             tracing::info!("new best {score:.4} → {}", path.display());
         }
         Ok(())
+    }
+
+    fn draw_curves(&self) {
+        let out = &self.cfg.train.output_dir;
+        if let Err(e) = super::curves::render(&out.join("metrics.jsonl"), &out.join("curves.png")) {
+            tracing::warn!("curves.png not drawn: {e:#}");
+        }
     }
 
     fn summary(&self, last_loss: f64) -> TrainSummary {
@@ -413,4 +473,48 @@ pub fn default_device() -> Device {
     } else {
         Device::Cpu
     }
+}
+
+/// `segzoo bench train`: forward + loss + backward + optimiser step on synthetic tensors
+/// of the config's crop size; returns (ms/step, images/s) over `steps` after 2 warm-up steps.
+pub fn bench(cfg: &Config, steps: usize, device: Device) -> anyhow::Result<(f64, f64)> {
+    tch::manual_seed(cfg.train.seed as i64);
+    let model = registry::build(&cfg.model, Some(cfg.data.dataset.num_classes()), device)?;
+    let mut optim = build_optimizer(cfg, &model);
+    let loss = build_loss(cfg, &model)?;
+    let [h, w] = cfg.data.crop_size;
+    let bs = cfg.train.batch_size as i64;
+    let x = Tensor::randn([bs, 3, h as i64, w as i64], (tch::Kind::Float, device));
+    let y = match model.task {
+        Task::Segmentation => Tensor::randint(model.num_classes, [bs, h as i64, w as i64], (tch::Kind::Int64, device)),
+        Task::Classification => Tensor::randint(model.num_classes, [bs], (tch::Kind::Int64, device)),
+    };
+    let one = |optim: &mut Optimizer| -> anyhow::Result<f64> {
+        let l = amp::autocast(device, cfg.train.precision, || {
+            let outputs = model.forward_t(&x, true);
+            match model.task {
+                Task::Segmentation => loss.total(&outputs, &y),
+                Task::Classification => outputs[0].cross_entropy_for_logits(&y),
+            }
+        })?;
+        optim.zero_grad();
+        l.backward();
+        optim.step(cfg.train.lr);
+        Ok(l.double_value(&[]))
+    };
+    for _ in 0..2 {
+        one(&mut optim)?;
+    }
+    if let Device::Cuda(_) = device {
+        tch::Cuda::synchronize(0);
+    }
+    let start = Instant::now();
+    for _ in 0..steps {
+        one(&mut optim)?;
+    }
+    if let Device::Cuda(_) = device {
+        tch::Cuda::synchronize(0);
+    }
+    let secs = start.elapsed().as_secs_f64();
+    Ok((1000.0 * secs / steps.max(1) as f64, (steps as i64 * bs) as f64 / secs))
 }
