@@ -35,6 +35,9 @@ pub struct EpochIter {
     results: Receiver<Done>,
     permits: crossbeam_channel::Sender<()>,
     pending: HashMap<usize, Vec<Option<Item>>>,
+    /// A sample's error waits here until its batch is the next one, so batches before
+    /// it are still delivered in order.
+    errors: HashMap<usize, anyhow::Error>,
     failed: bool,
     threads: Vec<std::thread::JoinHandle<()>>,
 }
@@ -80,7 +83,16 @@ pub fn epoch(dataset: Arc<dyn Dataset>, indices: &[usize], epoch: u64, opts: &Lo
             }
         }));
     }
-    EpochIter { batches, next: 0, results: res_rx, permits: permit_tx, pending: HashMap::new(), failed: false, threads }
+    EpochIter {
+        batches,
+        next: 0,
+        results: res_rx,
+        permits: permit_tx,
+        pending: HashMap::new(),
+        errors: HashMap::new(),
+        failed: false,
+        threads,
+    }
 }
 
 impl EpochIter {
@@ -103,6 +115,10 @@ impl Iterator for EpochIter {
         let b = self.next;
         let want = self.batches[b].len();
         loop {
+            if let Some(e) = self.errors.remove(&b) {
+                self.failed = true;
+                return Some(Err(e));
+            }
             if self.pending.get(&b).is_some_and(|v| v.iter().all(Option::is_some)) {
                 break;
             }
@@ -119,8 +135,7 @@ impl Iterator for EpochIter {
                     entry[slot] = Some(item);
                 }
                 Err(e) => {
-                    self.failed = true;
-                    return Some(Err(e));
+                    self.errors.entry(bi).or_insert(e);
                 }
             }
         }
