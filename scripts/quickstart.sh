@@ -16,3 +16,6 @@ fi
 "$SEGZOO" train --config configs/quickstart.toml --resume auto
 "$SEGZOO" eval --config configs/quickstart.toml --checkpoint runs/quickstart/checkpoints/best.safetensors \
   --json runs/quickstart/eval.json
+"$SEGZOO" infer --config configs/quickstart.toml --checkpoint runs/quickstart/checkpoints/best.safetensors \
+  --input "$DATA/val.lst" --output runs/quickstart/predictions
+echo "quickstart done: runs/quickstart/{curves.png,metrics.jsonl,eval.json,predictions/}"

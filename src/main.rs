@@ -71,6 +71,27 @@ enum Command {
         #[arg(long, value_parser = parse_device)]
         device: Option<tch::Device>,
     },
+    /// Predict every input image and write one PNG each.
+    Infer {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        checkpoint: PathBuf,
+        /// An image, a folder of images (searched recursively), or a list file (first column, relative to data.root).
+        #[arg(long)]
+        input: PathBuf,
+        #[arg(long)]
+        output: PathBuf,
+        #[arg(long, value_enum, default_value = "color")]
+        format: OutputFormat,
+        /// Blend the colours over the image (with --format color).
+        #[arg(long)]
+        overlay: bool,
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        #[arg(long, value_parser = parse_device)]
+        device: Option<tch::Device>,
+    },
     /// Evaluate a checkpoint on the config's val list (single scale).
     Eval {
         #[arg(long)]
@@ -132,6 +153,48 @@ enum Command {
         #[arg(long)]
         allow_partial: bool,
     },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum OutputFormat {
+    /// The dataset palette (`<name>_infer.png`).
+    Color,
+    /// Train ids as grey values (`<name>.png`).
+    Trainid,
+    /// Cityscapes label ids for the benchmark server (`<name>.png`).
+    Labelid,
+}
+
+/// The images `--input` names: one image, a folder (recursively), or a list file.
+fn infer_inputs(input: &std::path::Path, root: &std::path::Path) -> anyhow::Result<Vec<PathBuf>> {
+    let is_image = |p: &std::path::Path| {
+        matches!(
+            p.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref(),
+            Some("png" | "jpg" | "jpeg")
+        )
+    };
+    if input.is_dir() {
+        let mut out = Vec::new();
+        let mut stack = vec![input.to_path_buf()];
+        while let Some(dir) = stack.pop() {
+            for e in std::fs::read_dir(&dir).with_context(|| format!("{}: cannot list", dir.display()))? {
+                let p = e?.path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else if is_image(&p) {
+                    out.push(p);
+                }
+            }
+        }
+        out.sort();
+        anyhow::ensure!(!out.is_empty(), "{}: no PNG or JPEG images", input.display());
+        return Ok(out);
+    }
+    if is_image(input) {
+        return Ok(vec![input.to_path_buf()]);
+    }
+    let entries = segzoo::data::lists::read_list(input, segzoo::data::lists::Columns::ImageOnly)?;
+    Ok(entries.into_iter().map(|e| root.join(e.image)).collect())
 }
 
 #[derive(Subcommand)]
@@ -422,6 +485,52 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 text += &format!("last checkpoint {}\n", p.display());
             }
             print_out(&text)?;
+        }
+        Command::Infer { config, checkpoint, input, output, format, overlay, set, device } => {
+            use segzoo::eval::{predict, visualise};
+            use segzoo::train::trainer;
+            let cfg = load_config(&config, &parse_overrides(&set)?)?;
+            let device = device.unwrap_or_else(trainer::default_device);
+            let model = registry::build(&cfg.model, Some(cfg.data.dataset.num_classes()), device)?;
+            load_file(&model, &checkpoint, LoadMode::Strict)?;
+            if format == OutputFormat::Labelid && cfg.data.dataset != segzoo::config::DatasetKind::Cityscapes {
+                anyhow::bail!("--format labelid is for Cityscapes; use trainid for {:?}", cfg.data.dataset);
+            }
+            let inputs = infer_inputs(&input, &cfg.data.root)?;
+            std::fs::create_dir_all(&output).with_context(|| format!("creating {}", output.display()))?;
+            let bar = segzoo::data::make_lists::progress(inputs.len() as u64, "infer");
+            let start = std::time::Instant::now();
+            for path in &inputs {
+                let img = segzoo::data::decode::read_rgb(path)?;
+                let ids = predict::predict(&model, &img, cfg.data.mean, cfg.data.std)?;
+                let (w, h) = (img.width(), img.height());
+                let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("image");
+                match format {
+                    OutputFormat::Color => {
+                        let color = visualise::colorize(cfg.data.dataset, &ids, w, h);
+                        let color = if overlay { visualise::overlay(&img, &color, 0.5) } else { color };
+                        segzoo::data::decode::write_rgb_png(&output.join(format!("{stem}_infer.png")), &color)?;
+                    }
+                    OutputFormat::Trainid => {
+                        segzoo::data::decode::write_gray_png(&output.join(format!("{stem}.png")), w, h, &ids)?
+                    }
+                    OutputFormat::Labelid => segzoo::data::decode::write_gray_png(
+                        &output.join(format!("{stem}.png")),
+                        w,
+                        h,
+                        &visualise::to_label_ids(&ids),
+                    )?,
+                }
+                bar.inc(1);
+            }
+            bar.finish_and_clear();
+            let secs = start.elapsed().as_secs_f64();
+            print_out(&format!(
+                "wrote {} predictions to {} ({:.2} img/s)\n",
+                inputs.len(),
+                output.display(),
+                inputs.len() as f64 / secs.max(1e-9)
+            ))?;
         }
         Command::Eval { config, checkpoint, set, device, json } => {
             use segzoo::eval::evaluate::Tally;

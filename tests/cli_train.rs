@@ -59,6 +59,47 @@ fn train_eval_and_bench_from_the_command_line() {
     assert!(text.contains("miou:") && text.contains("mIoU"), "{text}");
     let m: serde_json::Value = serde_json::from_slice(&std::fs::read(d.join("m.json")).expect("json")).expect("valid");
     assert_eq!(m["iou"].as_array().map(Vec::len), Some(19));
+    // Predictions: one PNG per input, the input's size, palette colours or label ids.
+    let ckpt = "run/checkpoints/best.safetensors";
+    let text = ok(segzoo(
+        d,
+        &["infer", "--config", "c.toml", "--checkpoint", ckpt, "--input", "data/val.lst", "--output", "pred"],
+    ));
+    assert!(text.contains("wrote 2 predictions"), "{text}");
+    let palette: Vec<[u8; 3]> =
+        (0..19).map(|i| segzoo::data::labels::palette(segzoo::config::DatasetKind::Cityscapes, i)).collect();
+    let mut pngs: Vec<_> = std::fs::read_dir(d.join("pred")).expect("dir").map(|e| e.expect("entry").path()).collect();
+    pngs.sort();
+    assert_eq!(pngs.len(), 2);
+    assert!(pngs[0].to_string_lossy().ends_with("_leftImg8bit_infer.png"), "{pngs:?}");
+    let img = image::open(&pngs[0]).expect("png").to_rgb8();
+    assert_eq!((img.width(), img.height()), (96, 48));
+    assert!(img.pixels().all(|p| palette.contains(&p.0)), "only palette colours");
+    ok(segzoo(
+        d,
+        &[
+            "infer",
+            "--config",
+            "c.toml",
+            "--checkpoint",
+            ckpt,
+            "--input",
+            "data/leftImg8bit/val",
+            "--output",
+            "ids",
+            "--format",
+            "labelid",
+        ],
+    ));
+    let ids = image::open(d.join("ids/frankfurt_000004_000019_leftImg8bit.png")).expect("png").to_luma8();
+    let valid = [7u8, 8, 11, 12, 13, 17, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 31, 32, 33];
+    assert!(ids.pixels().all(|p| valid.contains(&p.0[0])), "Cityscapes label ids only");
+    let one = "data/leftImg8bit/val/lindau/lindau_000005_000019_leftImg8bit.png";
+    ok(segzoo(
+        d,
+        &["infer", "--config", "c.toml", "--checkpoint", ckpt, "--input", one, "--output", "ov", "--overlay"],
+    ));
+    assert!(d.join("ov/lindau_000005_000019_leftImg8bit_infer.png").is_file());
     let text = ok(segzoo(d, &["bench", "train", "--config", "c.toml", "--steps", "2"]));
     assert!(text.contains("ms/step") && text.contains("batch 2 of 32×64"), "{text}");
     // Bad input: a missing checkpoint, a wrong --resume path.
