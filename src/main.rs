@@ -105,6 +105,41 @@ enum Command {
         /// Also write every figure as JSON.
         #[arg(long)]
         json: Option<PathBuf>,
+        /// Image scales, e.g. 0.5,0.75,1.0,1.25,1.5,1.75 (default: eval.scales).
+        #[arg(long, value_delimiter = ',')]
+        scales: Option<Vec<f64>>,
+        /// Add the mirrored image's prediction.
+        #[arg(long)]
+        flip: bool,
+        /// Sliding-window inference (tiles of eval.crop_size, default data.crop_size).
+        #[arg(long)]
+        sliding: bool,
+    },
+    /// Evaluate prediction PNGs made elsewhere against a list's labels.
+    EvalPreds {
+        #[arg(long)]
+        dataset: segzoo::config::DatasetKind,
+        /// Folder of `<image name>.png` predictions.
+        #[arg(long)]
+        pred_dir: PathBuf,
+        /// The list of `image label` pairs.
+        #[arg(long)]
+        list: PathBuf,
+        /// Root the list's paths are relative to (default: the list's folder).
+        #[arg(long)]
+        root: Option<PathBuf>,
+        /// What the predictions hold: train ids, or Cityscapes label ids.
+        #[arg(long, value_enum, default_value = "trainid")]
+        pred_ids: PredIds,
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
+    /// Write a checkpoint's weights alone (official names) for PyTorch users.
+    Export {
+        #[arg(long)]
+        checkpoint: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Generate a synthetic dataset in a real layout.
     #[command(subcommand)]
@@ -153,6 +188,12 @@ enum Command {
         #[arg(long)]
         allow_partial: bool,
     },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum PredIds {
+    Trainid,
+    Labelid,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -532,10 +573,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 inputs.len() as f64 / secs.max(1e-9)
             ))?;
         }
-        Command::Eval { config, checkpoint, set, device, json } => {
+        Command::Eval { config, checkpoint, set, device, json, scales, flip, sliding } => {
             use segzoo::eval::evaluate::Tally;
             use segzoo::train::trainer;
-            let cfg = load_config(&config, &parse_overrides(&set)?)?;
+            let mut cfg = load_config(&config, &parse_overrides(&set)?)?;
+            if let Some(scales) = scales {
+                anyhow::ensure!(
+                    !scales.is_empty() && scales.iter().all(|&s| s > 0.0),
+                    "--scales must be positive numbers"
+                );
+                cfg.eval.scales = scales;
+            }
+            cfg.eval.flip |= flip;
+            cfg.eval.sliding |= sliding;
             let start = std::time::Instant::now();
             let tally =
                 trainer::evaluate_checkpoint(&cfg, &checkpoint, device.unwrap_or_else(trainer::default_device))?;
@@ -552,11 +602,30 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     serde_json::json!({"top1": a1, "top5": a5, "images": n})
                 }
             };
-            tracing::info!("evaluated in {secs:.1} s");
+            let images = match &value {
+                v if v.get("images").is_some() => v["images"].as_f64().unwrap_or(0.0),
+                _ => segzoo::data::dataset::from_config(&cfg.data, segzoo::data::dataset::Split::Val)?.len() as f64,
+            };
+            print_out(&format!("evaluated {images} images in {secs:.1} s ({:.2} img/s)\n", images / secs.max(1e-9)))?;
             if let Some(path) = json {
                 std::fs::write(&path, serde_json::to_string_pretty(&value)?)
                     .with_context(|| format!("writing {}", path.display()))?;
             }
+        }
+        Command::EvalPreds { dataset, pred_dir, list, root, pred_ids, json } => {
+            let root = root.unwrap_or_else(|| list.parent().map(PathBuf::from).unwrap_or_default());
+            let m = segzoo::eval::preds::evaluate(dataset, &root, &list, &pred_dir, pred_ids == PredIds::Labelid)?;
+            print_out(&format!("{}\n{}", m.recipe_lines(), m.table()))?;
+            if let Some(path) = json {
+                std::fs::write(&path, serde_json::to_string_pretty(&m)?)
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+        }
+        Command::Export { checkpoint, out } => {
+            let tensors = normalise_names(read_tensors(&checkpoint)?);
+            anyhow::ensure!(!tensors.is_empty(), "{}: no weights", checkpoint.display());
+            write_safetensors_atomic(&tensors, &out)?;
+            print_out(&format!("wrote {} tensors to {}\n", tensors.len(), out.display()))?;
         }
         Command::Models => {
             let mut text = String::new();

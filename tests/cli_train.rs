@@ -40,6 +40,8 @@ fn train_eval_and_bench_from_the_command_line() {
     let d = dir.path();
     ok(segzoo(d, &["synth", "cityscapes", "--out", "data", "--train", "4", "--val", "2", "--size", "96x48"]));
     std::fs::write(d.join("c.toml"), CONFIG).expect("config");
+    let x = tch::Tensor::randn([1, 3, 48, 96], (tch::Kind::Float, tch::Device::Cpu));
+    tch::Tensor::write_safetensors(&[("input", &x)], d.join("x.safetensors")).expect("input");
     let text = ok(segzoo(d, &["train", "--config", "c.toml", "--device", "cpu"]));
     assert!(text.contains("epoch [  1/2] step 1/2  loss"), "{text}");
     assert!(text.contains("miou:") && text.contains("iou array: ["), "{text}");
@@ -100,6 +102,35 @@ fn train_eval_and_bench_from_the_command_line() {
         &["infer", "--config", "c.toml", "--checkpoint", ckpt, "--input", one, "--output", "ov", "--overlay"],
     ));
     assert!(d.join("ov/lindau_000005_000019_leftImg8bit_infer.png").is_file());
+    // Multi-scale + flip + sliding window evaluation reports throughput.
+    let text = ok(segzoo(
+        d,
+        &["eval", "--config", "c.toml", "--checkpoint", ckpt, "--scales", "0.5,1.0,1.5", "--flip", "--sliding"],
+    ));
+    assert!(text.contains("miou:") && text.contains("img/s"), "{text}");
+    // Export: weights only, official names, loadable strictly.
+    ok(segzoo(d, &["export", "--checkpoint", ckpt, "--out", "w.safetensors"]));
+    let names: Vec<String> =
+        tch::Tensor::read_safetensors(d.join("w.safetensors")).expect("read").into_iter().map(|(n, _)| n).collect();
+    assert!(
+        names.contains(&"last_layer.3.weight".to_string())
+            && !names.iter().any(|n| n.starts_with("optim.") || n == "meta.json")
+    );
+    let text = ok(segzoo(
+        d,
+        &[
+            "forward",
+            "--model",
+            "c.toml",
+            "--weights",
+            "w.safetensors",
+            "--input",
+            "x.safetensors",
+            "--output",
+            "y.safetensors",
+        ],
+    ));
+    assert!(text.contains("output_logits"), "{text}");
     let text = ok(segzoo(d, &["bench", "train", "--config", "c.toml", "--steps", "2"]));
     assert!(text.contains("ms/step") && text.contains("batch 2 of 32×64"), "{text}");
     // Bad input: a missing checkpoint, a wrong --resume path.

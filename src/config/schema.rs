@@ -266,6 +266,16 @@ impl Default for TrainConfig {
     }
 }
 
+/// How scores from several scales/flips are combined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Averaging {
+    /// Sum of softmax probabilities (BiSeNetV2, RefineNet, mmsegmentation).
+    Probs,
+    /// Sum of exp(logits) (the official HRNet/OCR inference).
+    ExpLogits,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct EvalConfig {
@@ -274,11 +284,36 @@ pub struct EvalConfig {
     /// Evaluate every this many epochs.
     pub interval: usize,
     pub batch_size: usize,
+    /// Image scales for `segzoo eval` (e.g. [0.5, 0.75, 1.0, 1.25, 1.5, 1.75]).
+    pub scales: Vec<f64>,
+    /// Also predict the mirrored image.
+    pub flip: bool,
+    /// Sliding-window inference with `crop_size` tiles every `stride`.
+    pub sliding: bool,
+    /// Tile size (default: data.crop_size).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub crop_size: Option<[usize; 2]>,
+    /// Tile step (default: 2/3 of the tile).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stride: Option<[usize; 2]>,
+    /// Default: exp_logits for HRNet/OCRNet, probs otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub averaging: Option<Averaging>,
 }
 
 impl Default for EvalConfig {
     fn default() -> Self {
-        Self { start: 1, interval: 1, batch_size: 1 }
+        EvalConfig {
+            start: 1,
+            interval: 1,
+            batch_size: 1,
+            scales: vec![1.0],
+            flip: false,
+            sliding: false,
+            crop_size: None,
+            stride: None,
+            averaging: None,
+        }
     }
 }
 
@@ -356,6 +391,12 @@ impl Config {
         );
         need(self.eval.interval > 0, "eval.interval", "must be positive");
         need(self.eval.batch_size > 0, "eval.batch_size", "must be positive");
+        need(
+            !self.eval.scales.is_empty() && self.eval.scales.iter().all(|&s| s > 0.0),
+            "eval.scales",
+            "must list positive scales",
+        );
+        need(self.eval.stride.is_none_or(|s| s.iter().all(|&v| v > 0)), "eval.stride", "must be positive");
         need(self.log.interval > 0, "log.interval", "must be positive");
         bad
     }

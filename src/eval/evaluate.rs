@@ -1,7 +1,10 @@
-//! Single-scale evaluation over a dataset: confusion matrix (segmentation) or
-//! top-1/top-5 (classification), accumulated on the model's device.
+//! Evaluation over a dataset: confusion matrix (segmentation, with the inference modes
+//! of `[eval]`) or top-1/top-5 (classification), accumulated on the model's device.
+use super::inference::{self, Averaging, InferenceOptions, Sliding};
 use super::metrics::{topk_correct, ConfusionMatrix};
+use crate::config::{Config, DatasetKind};
 use crate::data::dataset::Dataset;
+use crate::data::labels::LIP_FLIP_PAIRS;
 use crate::data::loader::{self, LoaderOptions};
 use crate::models::{Model, Task};
 use std::sync::Arc;
@@ -13,34 +16,77 @@ pub enum Tally {
     Cls(i64, i64, i64),
 }
 
-/// Evaluate `model` (eval mode) on `indices` of `ds`.
+/// Inference settings of the `[eval]` section for `model`.
+pub fn inference_options(cfg: &Config, model: &Model) -> InferenceOptions {
+    let e = &cfg.eval;
+    let crop = e.crop_size.unwrap_or(cfg.data.crop_size);
+    let stride = e.stride.unwrap_or([(crop[0] * 2 / 3).max(1), (crop[1] * 2 / 3).max(1)]);
+    let hrnet_family = model.preset.starts_with("hrnetv2") || model.preset.starts_with("ocrnet");
+    let averaging = match e.averaging {
+        Some(crate::config::Averaging::Probs) => Averaging::Probs,
+        Some(crate::config::Averaging::ExpLogits) => Averaging::ExpLogits,
+        None if hrnet_family => Averaging::ExpLogits,
+        None => Averaging::Probs,
+    };
+    InferenceOptions {
+        scales: e.scales.clone(),
+        flip: e.flip,
+        sliding: e.sliding.then_some(Sliding {
+            crop: [crop[0] as i64, crop[1] as i64],
+            stride: [stride[0] as i64, stride[1] as i64],
+        }),
+        averaging,
+        flip_pairs: if cfg.data.dataset == DatasetKind::Lip {
+            LIP_FLIP_PAIRS.iter().map(|&(a, b)| (a as i64, b as i64)).collect()
+        } else {
+            Vec::new()
+        },
+        align_corners: model.align_corners,
+        input_multiple: model.input_multiple,
+    }
+}
+
+/// Evaluate `model` (eval mode) on `indices` of `ds` with `modes` (segmentation); with
+/// `progress`, a progress bar shows images/s and the time left.
 pub fn run(
     model: &Model,
     ds: Arc<dyn Dataset>,
     indices: &[usize],
     opts: &LoaderOptions,
     ignore: i64,
+    modes: &InferenceOptions,
+    progress: bool,
 ) -> anyhow::Result<Tally> {
     let device = model.device();
     let mut tally = match model.task {
         Task::Segmentation => Tally::Seg(ConfusionMatrix::new(model.num_classes, ignore, device)),
         Task::Classification => Tally::Cls(0, 0, 0),
     };
+    let bar = progress.then(|| crate::data::make_lists::progress(indices.len() as u64, "eval"));
+    let net = |x: &tch::Tensor| model.forward_t(x, false).swap_remove(model.main_output_index());
     for batch in loader::epoch(ds, indices, 0, opts) {
         let batch = batch?;
         let x = batch.images.to_device(device);
         let y = batch.targets.to_device(device);
-        let outs = tch::no_grad(|| model.forward_t(&x, false));
-        let main = &outs[model.main_output_index()];
         match &mut tally {
-            Tally::Seg(cm) => cm.update_logits(main, &y, model.align_corners),
+            Tally::Seg(cm) => {
+                let scores = tch::no_grad(|| inference::scores(&net, &x, modes));
+                cm.update_logits(&scores, &y, model.align_corners);
+            }
             Tally::Cls(t1, t5, n) => {
-                let (a, b) = topk_correct(main, &y, 5);
+                let main = tch::no_grad(|| net(&x));
+                let (a, b) = topk_correct(&main, &y, 5);
                 *t1 += a;
                 *t5 += b;
                 *n += y.size()[0];
             }
         }
+        if let Some(b) = &bar {
+            b.inc(batch.indices.len() as u64);
+        }
+    }
+    if let Some(b) = bar {
+        b.finish_and_clear();
     }
     Ok(tally)
 }

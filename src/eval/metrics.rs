@@ -65,9 +65,11 @@ fn nan_mean(v: &[f64]) -> f64 {
 
 impl SegMetrics {
     pub fn from_matrix(matrix: &Tensor, class_names: &[String]) -> Self {
-        let n = matrix.size()[0] as usize;
-        let flat: Vec<i64> = Vec::<i64>::try_from(matrix.to_device(Device::Cpu).flatten(0, -1)).unwrap_or_default();
-        let m: Vec<Vec<i64>> = flat.chunks(n.max(1)).map(<[i64]>::to_vec).collect();
+        // Rows are labels; there may be extra prediction columns (e.g. "void") beyond the classes.
+        let (n, cols) = (matrix.size()[0] as usize, matrix.size()[1] as usize);
+        let flat: Vec<i64> =
+            Vec::<i64>::try_from(matrix.to_device(Device::Cpu).contiguous().flatten(0, -1)).unwrap_or_default();
+        let m: Vec<Vec<i64>> = flat.chunks(cols.max(1)).map(<[i64]>::to_vec).collect();
         let (mut iou, mut acc) = (Vec::with_capacity(n), Vec::with_capacity(n));
         let (mut correct, mut total) = (0i64, 0i64);
         for (c, row) in m.iter().enumerate() {

@@ -390,7 +390,10 @@ impl Run<'_> {
             seed: 0,
         };
         let start = Instant::now();
-        let tally = evaluate::run(&self.model, val, &indices, &opts, cfg.data.ignore_label)?;
+        // Evaluation while training is single scale, whole image.
+        let modes =
+            crate::eval::inference::InferenceOptions::whole(self.model.align_corners, self.model.input_multiple);
+        let tally = evaluate::run(&self.model, val, &indices, &opts, cfg.data.ignore_label, &modes, false)?;
         let secs = start.elapsed().as_secs_f64();
         let (score, record) = match tally {
             Tally::Seg(cm) => {
@@ -443,7 +446,8 @@ impl Run<'_> {
     }
 }
 
-/// Evaluate a checkpoint (or weights file) on the config's val list.
+/// Evaluate a checkpoint (or weights file) on the config's val list with the `[eval]`
+/// inference modes (scales, flip, sliding window).
 pub fn evaluate_checkpoint(cfg: &Config, weights: &Path, device: Device) -> anyhow::Result<Tally> {
     let model = registry::build(&cfg.model, Some(cfg.data.dataset.num_classes()), device)?;
     match checkpoint::load(weights) {
@@ -463,7 +467,8 @@ pub fn evaluate_checkpoint(cfg: &Config, weights: &Path, device: Device) -> anyh
         drop_last: false,
         seed: 0,
     };
-    evaluate::run(&model, val, &indices, &opts, cfg.data.ignore_label)
+    let modes = evaluate::inference_options(cfg, &model);
+    evaluate::run(&model, val, &indices, &opts, cfg.data.ignore_label, &modes, true)
 }
 
 /// `cuda:N` when CUDA is available, else the CPU.
