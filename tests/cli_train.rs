@@ -138,3 +138,36 @@ fn train_eval_and_bench_from_the_command_line() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("nope.safetensors"));
 }
+
+#[test]
+fn classification_trains_and_reports_top1_top5() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    ok(segzoo(d, &["synth", "imagenet", "--out", "inet", "--classes", "6", "--per-class", "2", "--size", "40"]));
+    let cfg = r#"
+[model]
+name = "hrnet_w18_small_v1_c"
+num_classes = 6
+cls_head = { incre_channels = [4, 8, 16, 32], final_channels = 32 }
+
+[data]
+dataset = "imagenet"
+root = "inet"
+crop_size = [32, 32]
+base_size = 36
+num_workers = 2
+
+[train]
+epochs = 1
+batch_size = 4
+output_dir = "cls_run"
+
+[eval]
+batch_size = 4
+"#;
+    std::fs::write(d.join("cls.toml"), cfg).expect("config");
+    let text = ok(segzoo(d, &["train", "--config", "cls.toml"]));
+    assert!(text.contains("top-1") && text.contains("top-5"), "{text}");
+    let text = ok(segzoo(d, &["eval", "--config", "cls.toml", "--checkpoint", "cls_run/checkpoints/best.safetensors"]));
+    assert!(text.contains("top-1") && text.contains("(12 images)"), "{text}");
+}
