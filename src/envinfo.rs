@@ -1,6 +1,6 @@
 //! `segzoo env`: what this process sees of libtorch, CUDA, NCCL and MPI.
 //! Users run it first when a cluster misbehaves, so nothing here may fail hard.
-use crate::dist::{mpi, nccl};
+use crate::dist::{mpi, nccl, world};
 use serde::Serialize;
 use std::fmt;
 
@@ -16,6 +16,40 @@ pub struct EnvReport {
     pub nccl: nccl::NcclStatus,
     pub mpi: mpi::MpiStatus,
     pub torch_threads: i32,
+    /// This process's place in the job, or why it could not be determined.
+    pub world: Result<WorldLine, String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct WorldLine {
+    pub rank: usize,
+    pub size: usize,
+    pub local_rank: usize,
+    pub launch: String,
+    pub device: String,
+    /// The collective backend `dist.backend = "auto"` picks: nccl on GPUs, mpi on CPU, single alone.
+    pub backend: String,
+}
+
+fn world_line(cuda_devices: i64) -> Result<WorldLine, String> {
+    let w = world::from_process_env().map_err(|e| e.to_string())?;
+    let device = w.device(cuda_devices).map_err(|e| e.to_string())?;
+    let backend = match (w.size, device) {
+        (1, _) => "single",
+        (_, tch::Device::Cuda(_)) => "nccl",
+        _ => "mpi",
+    };
+    Ok(WorldLine {
+        rank: w.rank,
+        size: w.size,
+        local_rank: w.local_rank,
+        launch: format!("{:?}", w.launch).to_lowercase(),
+        device: match device {
+            tch::Device::Cuda(i) => format!("cuda:{i}"),
+            _ => "cpu".into(),
+        },
+        backend: backend.into(),
+    })
 }
 
 impl EnvReport {
@@ -36,6 +70,7 @@ impl EnvReport {
             nccl: nccl::probe(),
             mpi: mpi::probe(),
             torch_threads: tch::get_num_threads(),
+            world: world_line(cuda_device_count),
         }
     }
 }
@@ -75,6 +110,14 @@ impl fmt::Display for EnvReport {
             (None, None) => writeln!(f, "NCCL:             not usable")?,
         }
         writeln!(f, "MPI:              {} (MPI {})", self.mpi.library, self.mpi.standard)?;
-        write!(f, "torch threads:    {}", self.torch_threads)
+        writeln!(f, "torch threads:    {}", self.torch_threads)?;
+        match &self.world {
+            Ok(w) => write!(
+                f,
+                "world:            rank {}/{} local rank {} device {} backend {} ({})",
+                w.rank, w.size, w.local_rank, w.device, w.backend, w.launch
+            ),
+            Err(e) => write!(f, "world:            not usable: {e}"),
+        }
     }
 }

@@ -706,6 +706,12 @@ fn main() -> std::process::ExitCode {
         eprintln!("error: {e:#}");
         return std::process::ExitCode::from(2);
     }
+    // Every log line of a multi-process job carries `rank k/N`.
+    if let Ok(w) = segzoo::dist::world::from_process_env() {
+        if w.size > 1 {
+            logging::set_rank(w.rank, w.size);
+        }
+    }
     match run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

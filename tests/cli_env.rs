@@ -70,3 +70,37 @@ fn json_log_format_is_accepted() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--log-level"));
 }
+
+#[test]
+fn env_reports_the_world_and_names_bad_variables() {
+    let out = segzoo(&["env"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("world:            rank 0/1 local rank 0 device cpu backend single (single)"), "{text}");
+    let out = Command::new(env!("CARGO_BIN_EXE_segzoo"))
+        .args(["env", "--json"])
+        .env("RANK_ID", "3")
+        .env("RANK_SIZE", "2")
+        .output()
+        .expect("runs");
+    assert!(out.status.success(), "env reports, it does not fail");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["world"]["Err"], "RANK_ID=3 is not below RANK_SIZE=2");
+}
+
+#[test]
+fn env_under_mpirun_prints_one_line_per_rank() {
+    if Command::new("mpirun").arg("--version").output().is_err() {
+        panic!("mpirun missing: scripts/setup.sh installs openmpi-bin");
+    }
+    let out = Command::new("mpirun")
+        .args(["--allow-run-as-root", "--oversubscribe", "-n", "2", env!("CARGO_BIN_EXE_segzoo"), "env"])
+        .output()
+        .expect("mpirun runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut lines: Vec<&str> = text.lines().filter(|l| l.starts_with("world:")).collect();
+    lines.sort();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(lines[0].contains("rank 0/2 local rank 0 device cpu backend mpi (mpi)"), "{text}");
+    assert!(lines[1].contains("rank 1/2 local rank 1 device cpu backend mpi (mpi)"), "{text}");
+}

@@ -1,3 +1,4 @@
 //! Distribution: collective backends and the probes `segzoo env` reports.
 pub mod mpi;
 pub mod nccl;
+pub mod world;
