@@ -56,7 +56,10 @@ SITE="$($VPY -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
 mkdir -p .segzoo/lib
 ln -sfn "$SITE/torch" .segzoo/libtorch
 echo "$FLAVOUR" > .segzoo/torch_flavour
-# cudarc dlopens "libnccl.so"; pip ships only libnccl.so.2.
-NCCL="$SITE/nvidia/nccl/lib/libnccl.so.2"
-if [[ -e "$NCCL" ]]; then ln -sfn "$NCCL" .segzoo/lib/libnccl.so; else rm -f .segzoo/lib/libnccl.so; fi
+# cudarc dlopens "libnccl.so"; pip ships only libnccl.so.2 (nvidia/nccl/lib, or nvidia/cu13/lib).
+NCCL=""
+for cand in "$SITE/nvidia/nccl/lib/libnccl.so.2" "$SITE/nvidia/cu13/lib/libnccl.so.2"; do
+  if [[ -e "$cand" ]]; then NCCL="$cand"; break; fi
+done
+if [[ -n "$NCCL" ]]; then ln -sfn "$NCCL" .segzoo/lib/libnccl.so; else rm -f .segzoo/lib/libnccl.so; fi
 log "ready: torch $TORCH_VERSION ($FLAVOUR), LIBTORCH=.segzoo/libtorch, nccl link: $([[ -e .segzoo/lib/libnccl.so ]] && echo yes || echo 'none (CPU set)')"
