@@ -380,15 +380,7 @@ impl Run<'_> {
 
     fn evaluate(&mut self, epoch: usize) -> anyhow::Result<()> {
         let cfg = self.cfg;
-        let val: Arc<dyn Dataset> = dataset::from_config(&cfg.data, Split::Val)?.into();
-        let indices = ShardedSampler::eval(val.len(), 1, 0).indices(0);
-        let opts = LoaderOptions {
-            batch_size: cfg.eval.batch_size,
-            workers: cfg.data.num_workers.max(1),
-            prefetch: cfg.data.prefetch.max(1),
-            drop_last: false,
-            seed: 0,
-        };
+        let (val, indices, opts) = val_split(cfg)?;
         let start = Instant::now();
         // Evaluation while training is single scale, whole image.
         let modes =
@@ -450,14 +442,15 @@ impl Run<'_> {
 /// inference modes (scales, flip, sliding window).
 pub fn evaluate_checkpoint(cfg: &Config, weights: &Path, device: Device) -> anyhow::Result<Tally> {
     let model = registry::build(&cfg.model, Some(cfg.data.dataset.num_classes()), device)?;
-    match checkpoint::load(weights) {
-        Ok(l) => {
-            load_into(&model, l.model, LoadMode::Strict, &weights.display().to_string())?;
-        }
-        Err(_) => {
-            crate::models::weights::load_file(&model, weights, LoadMode::Strict)?;
-        }
-    }
+    // Training checkpoints and weights-only files (safetensors or .pth) alike.
+    crate::models::weights::load_file(&model, weights, LoadMode::Strict)?;
+    let (val, indices, opts) = val_split(cfg)?;
+    let modes = evaluate::inference_options(cfg, &model);
+    evaluate::run(&model, val, &indices, &opts, cfg.data.ignore_label, &modes, true)
+}
+
+/// The val dataset, all its indices (one process), and evaluation loader settings.
+fn val_split(cfg: &Config) -> anyhow::Result<(Arc<dyn Dataset>, Vec<usize>, LoaderOptions)> {
     let val: Arc<dyn Dataset> = dataset::from_config(&cfg.data, Split::Val)?.into();
     let indices = ShardedSampler::eval(val.len(), 1, 0).indices(0);
     let opts = LoaderOptions {
@@ -467,8 +460,7 @@ pub fn evaluate_checkpoint(cfg: &Config, weights: &Path, device: Device) -> anyh
         drop_last: false,
         seed: 0,
     };
-    let modes = evaluate::inference_options(cfg, &model);
-    evaluate::run(&model, val, &indices, &opts, cfg.data.ignore_label, &modes, true)
+    Ok((val, indices, opts))
 }
 
 /// `cuda:N` when CUDA is available, else the CPU.
