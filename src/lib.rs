@@ -6,4 +6,5 @@ pub mod envinfo;
 pub mod eval;
 pub mod logging;
 pub mod models;
+pub mod progress;
 pub mod train;

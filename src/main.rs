@@ -92,7 +92,7 @@ enum Command {
         #[arg(long, value_parser = parse_device)]
         device: Option<tch::Device>,
     },
-    /// Evaluate a checkpoint on the config's val list (single scale).
+    /// Evaluate a checkpoint on the config's val list (scales, flip and sliding window from [eval] or the flags).
     Eval {
         #[arg(long)]
         config: PathBuf,
@@ -539,7 +539,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             let inputs = infer_inputs(&input, &cfg.data.root)?;
             std::fs::create_dir_all(&output).with_context(|| format!("creating {}", output.display()))?;
-            let bar = segzoo::data::make_lists::progress(inputs.len() as u64, "infer");
+            let bar = segzoo::progress::progress(inputs.len() as u64, "infer");
             let start = std::time::Instant::now();
             for path in &inputs {
                 let img = segzoo::data::decode::read_rgb(path)?;
@@ -587,7 +587,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             cfg.eval.flip |= flip;
             cfg.eval.sliding |= sliding;
             let start = std::time::Instant::now();
-            let tally =
+            let (tally, images) =
                 trainer::evaluate_checkpoint(&cfg, &checkpoint, device.unwrap_or_else(trainer::default_device))?;
             let secs = start.elapsed().as_secs_f64();
             let value = match tally {
@@ -602,11 +602,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     serde_json::json!({"top1": a1, "top5": a5, "images": n})
                 }
             };
-            let images = match &value {
-                v if v.get("images").is_some() => v["images"].as_f64().unwrap_or(0.0),
-                _ => segzoo::data::dataset::from_config(&cfg.data, segzoo::data::dataset::Split::Val)?.len() as f64,
-            };
-            print_out(&format!("evaluated {images} images in {secs:.1} s ({:.2} img/s)\n", images / secs.max(1e-9)))?;
+            print_out(&format!(
+                "evaluated {images} images in {secs:.1} s ({:.2} img/s)\n",
+                images as f64 / secs.max(1e-9)
+            ))?;
             if let Some(path) = json {
                 std::fs::write(&path, serde_json::to_string_pretty(&value)?)
                     .with_context(|| format!("writing {}", path.display()))?;

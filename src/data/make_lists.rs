@@ -4,8 +4,8 @@ use super::decode::{read_label, read_rgb, write_gray_png};
 use super::labels::{class_names, LabelMap, IGNORE};
 use super::lists::{read_list, write_list, Columns};
 use crate::config::DatasetKind;
+use crate::progress::progress;
 use anyhow::{bail, Context};
-use indicatif::{ProgressBar, ProgressStyle};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
@@ -37,16 +37,6 @@ fn write(root: &Path, name: &str, lines: Vec<String>, out: &mut Vec<Written>) ->
     write_list(&path, &lines).with_context(|| format!("writing {}", path.display()))?;
     out.push(Written { path, entries: lines.len() });
     Ok(())
-}
-
-pub fn progress(len: u64, what: &str) -> ProgressBar {
-    let bar = ProgressBar::new(len);
-    bar.set_style(
-        ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} {per_sec} eta {eta}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    bar.set_message(what.to_string());
-    bar
 }
 
 /// Cityscapes: `leftImg8bit/<split>/<city>/*_leftImg8bit.png` with

@@ -287,7 +287,7 @@ pub fn cityscapes(
         .map(|i| ("train", TRAIN_CITIES[i % TRAIN_CITIES.len()], i))
         .chain((0..val).map(|i| ("val", VAL_CITIES[i % VAL_CITIES.len()], train + i)))
         .collect();
-    let bar = make_lists::progress(jobs.len() as u64, "synth cityscapes");
+    let bar = crate::progress::progress(jobs.len() as u64, "synth cityscapes");
     let chunk = jobs.len().div_ceil(threads.max(1)).max(1);
     std::thread::scope(|s| -> anyhow::Result<()> {
         let handles: Vec<_> = jobs

@@ -6,6 +6,7 @@ use crate::config::{Config, DatasetKind};
 use crate::data::dataset::Dataset;
 use crate::data::labels::LIP_FLIP_PAIRS;
 use crate::data::loader::{self, LoaderOptions};
+use crate::models::registry::Arch;
 use crate::models::{Model, Task};
 use std::sync::Arc;
 
@@ -21,7 +22,8 @@ pub fn inference_options(cfg: &Config, model: &Model) -> InferenceOptions {
     let e = &cfg.eval;
     let crop = e.crop_size.unwrap_or(cfg.data.crop_size);
     let stride = e.stride.unwrap_or([(crop[0] * 2 / 3).max(1), (crop[1] * 2 / 3).max(1)]);
-    let hrnet_family = model.preset.starts_with("hrnetv2") || model.preset.starts_with("ocrnet");
+    let hrnet_family =
+        crate::models::registry::find_preset(&model.preset).is_ok_and(|p| matches!(p.arch, Arch::HrnetSeg | Arch::Ocr));
     let averaging = match e.averaging {
         Some(crate::config::Averaging::Probs) => Averaging::Probs,
         Some(crate::config::Averaging::ExpLogits) => Averaging::ExpLogits,
@@ -62,7 +64,7 @@ pub fn run(
         Task::Segmentation => Tally::Seg(ConfusionMatrix::new(model.num_classes, ignore, device)),
         Task::Classification => Tally::Cls(0, 0, 0),
     };
-    let bar = progress.then(|| crate::data::make_lists::progress(indices.len() as u64, "eval"));
+    let bar = progress.then(|| crate::progress::progress(indices.len() as u64, "eval"));
     let net = |x: &tch::Tensor| model.forward_t(x, false).swap_remove(model.main_output_index());
     for batch in loader::epoch(ds, indices, 0, opts) {
         let batch = batch?;

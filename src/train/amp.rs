@@ -71,22 +71,25 @@ impl GradScaler {
     }
 
     /// Divide the gradients by the scale; false when any is inf/NaN (then skip the step).
+    /// The check stays on the device and reaches the host once per step.
     pub fn unscale(&self, params: &[Tensor]) -> bool {
         let inv = 1.0 / self.scale;
-        let mut finite = true;
         tch::no_grad(|| {
+            let mut bad: Option<Tensor> = None;
             for p in params {
                 let mut g = p.grad();
                 if !g.defined() {
                     continue;
                 }
                 let _ = g.g_mul_scalar_(inv);
-                if finite && !bool::try_from(g.isfinite().all()).unwrap_or(false) {
-                    finite = false;
-                }
+                let here = g.isfinite().logical_not().any();
+                bad = Some(match bad {
+                    None => here,
+                    Some(b) => b.logical_or(&here),
+                });
             }
-        });
-        finite
+            bad.is_none_or(|b| !bool::try_from(b).unwrap_or(true))
+        })
     }
 
     /// Record a step's outcome; returns whether the optimiser step should be taken.

@@ -95,9 +95,18 @@ impl Optimizer {
         });
     }
 
+    /// Names of the per-parameter state tensors, as PyTorch's optimisers call them.
+    fn slot_names(&self) -> &'static [&'static str] {
+        if self.kind == Kind_::Sgd {
+            &["momentum_buffer"]
+        } else {
+            &["exp_avg", "exp_avg_sq"]
+        }
+    }
+
     /// The state as named tensors (`<param>.<slot>`) plus the step count.
     pub fn state_tensors(&self) -> Vec<(String, Tensor)> {
-        let slots: &[&str] = if self.kind == Kind_::Sgd { &["momentum_buffer"] } else { &["exp_avg", "exp_avg_sq"] };
+        let slots = self.slot_names();
         let mut out: Vec<(String, Tensor)> = self
             .params
             .iter()
@@ -110,7 +119,7 @@ impl Optimizer {
 
     /// Restore [`state_tensors`](Self::state_tensors); every slot must be present with the right shape.
     pub fn load_state(&mut self, tensors: &std::collections::HashMap<String, Tensor>) -> anyhow::Result<()> {
-        let slots: &[&str] = if self.kind == Kind_::Sgd { &["momentum_buffer"] } else { &["exp_avg", "exp_avg_sq"] };
+        let slots = self.slot_names();
         tch::no_grad(|| -> anyhow::Result<()> {
             for (p, st) in self.params.iter().zip(&mut self.state) {
                 for (s, t) in slots.iter().zip(st.iter_mut()) {

@@ -217,8 +217,8 @@ impl Run<'_> {
             self.step = l.meta.step;
             self.best = l.meta.best_miou;
             tracing::info!("resumed from {} at step {} (epoch {})", path.display(), self.step, l.meta.epoch + 1);
-        } else if let Some(report) = registry::load_pretrained(&self.model, &self.cfg.model)? {
-            let _ = report;
+        } else {
+            registry::load_pretrained(&self.model, &self.cfg.model)?;
         }
         if let Some(e) = opts.begin_epoch {
             self.step = e as u64 * self.steps_per_epoch;
@@ -439,14 +439,15 @@ impl Run<'_> {
 }
 
 /// Evaluate a checkpoint (or weights file) on the config's val list with the `[eval]`
-/// inference modes (scales, flip, sliding window).
-pub fn evaluate_checkpoint(cfg: &Config, weights: &Path, device: Device) -> anyhow::Result<Tally> {
+/// inference modes (scales, flip, sliding window); returns the tally and the image count.
+pub fn evaluate_checkpoint(cfg: &Config, weights: &Path, device: Device) -> anyhow::Result<(Tally, usize)> {
     let model = registry::build(&cfg.model, Some(cfg.data.dataset.num_classes()), device)?;
     // Training checkpoints and weights-only files (safetensors or .pth) alike.
     crate::models::weights::load_file(&model, weights, LoadMode::Strict)?;
     let (val, indices, opts) = val_split(cfg)?;
     let modes = evaluate::inference_options(cfg, &model);
-    evaluate::run(&model, val, &indices, &opts, cfg.data.ignore_label, &modes, true)
+    let tally = evaluate::run(&model, val, &indices, &opts, cfg.data.ignore_label, &modes, true)?;
+    Ok((tally, indices.len()))
 }
 
 /// The val dataset, all its indices (one process), and evaluation loader settings.
