@@ -44,12 +44,17 @@ fn world_line(cuda_devices: i64) -> Result<WorldLine, String> {
         size: w.size,
         local_rank: w.local_rank,
         launch: format!("{:?}", w.launch).to_lowercase(),
-        device: match device {
-            tch::Device::Cuda(i) => format!("cuda:{i}"),
-            _ => "cpu".into(),
-        },
+        device: device_name(device),
         backend: backend.into(),
     })
+}
+
+/// `cuda:N` or `cpu`.
+pub fn device_name(device: tch::Device) -> String {
+    match device {
+        tch::Device::Cuda(i) => format!("cuda:{i}"),
+        _ => "cpu".into(),
+    }
 }
 
 impl EnvReport {

@@ -159,6 +159,20 @@ enum Command {
     /// Benchmarks.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Check this job's collectives (run it under mpirun or segzoo-launch): all-reduce and
+    /// broadcast of every tensor kind with known values, a barrier, then all-reduce bandwidth.
+    DistCheck {
+        /// Collective backend (as dist.backend).
+        #[arg(long, value_enum, default_value = "auto")]
+        backend: segzoo::config::Backend,
+        /// All-reduce size for the bandwidth figure, MiB.
+        #[arg(long, default_value_t = 64.0)]
+        mib: f64,
+        #[arg(long, default_value_t = 10)]
+        iters: usize,
+        #[arg(long, value_parser = parse_device)]
+        device: Option<tch::Device>,
+    },
     /// Convert a PyTorch checkpoint (.pth) to safetensors with official names.
     Convert {
         input: PathBuf,
@@ -515,9 +529,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             use segzoo::train::trainer::{self, Resume, TrainOptions};
             let cfg = load_config(&config, &parse_overrides(&set)?)?;
             let resume = resume.map(|r| if r == "auto" { Resume::Auto } else { Resume::Path(PathBuf::from(r)) });
-            let opts =
-                TrainOptions { resume, begin_epoch, max_steps, device: device.unwrap_or_else(trainer::default_device) };
-            let summary = trainer::train(&cfg, &opts)?;
+            let (_, device, comm) = segzoo::dist::join(device, cfg.dist.backend)?;
+            let opts = TrainOptions { resume, begin_epoch, max_steps, device, comm: comm.clone() };
+            let summary = fail_together(&comm, trainer::train(&cfg, &opts))?;
+            if comm.rank() != 0 {
+                return Ok(());
+            }
             let mut text = format!("trained {} steps, last loss {:.4}\n", summary.steps, summary.last_loss);
             if let Some(b) = summary.best_miou {
                 text += &format!("best score {b:.4}\n");
@@ -586,10 +603,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             cfg.eval.flip |= flip;
             cfg.eval.sliding |= sliding;
+            let (_, device, comm) = segzoo::dist::join(device, cfg.dist.backend)?;
             let start = std::time::Instant::now();
             let (tally, images) =
-                trainer::evaluate_checkpoint(&cfg, &checkpoint, device.unwrap_or_else(trainer::default_device))?;
+                fail_together(&comm, trainer::evaluate_checkpoint(&cfg, &checkpoint, device, comm.as_ref()))?;
             let secs = start.elapsed().as_secs_f64();
+            if comm.rank() != 0 {
+                return Ok(());
+            }
             let value = match tally {
                 Tally::Seg(cm) => {
                     let m = cm.summary(&segzoo::data::labels::class_names(cfg.data.dataset));
@@ -609,6 +630,32 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             if let Some(path) = json {
                 std::fs::write(&path, serde_json::to_string_pretty(&value)?)
                     .with_context(|| format!("writing {}", path.display()))?;
+            }
+        }
+        Command::DistCheck { backend, mib, iters, device } => {
+            let (w, device, comm) = segzoo::dist::join(device, backend)?;
+            let checked = segzoo::dist::check::verify(comm.as_ref(), device)
+                .and_then(|()| segzoo::dist::check::bandwidth(comm.as_ref(), device, mib, iters));
+            let bw = fail_together(&comm, checked)?;
+            println!(
+                "rank {}/{} ({:?}, local rank {}) on {}: {} collectives ok for {}",
+                w.rank,
+                w.size,
+                w.launch,
+                w.local_rank,
+                segzoo::envinfo::device_name(device),
+                comm.kind(),
+                segzoo::dist::check::KINDS.map(|k| format!("{k:?}")).join(", ")
+            );
+            if comm.rank() == 0 {
+                println!(
+                    "all-reduce of {:.1} MiB f32 over {} rank(s): {:.2} ms, algorithm bandwidth {:.2} GB/s, bus bandwidth {:.2} GB/s",
+                    bw.bytes as f64 / (1 << 20) as f64,
+                    w.size,
+                    bw.ms,
+                    bw.alg_gbps,
+                    bw.bus_gbps
+                );
             }
         }
         Command::EvalPreds { dataset, pred_dir, list, root, pred_ids, json } => {
@@ -699,22 +746,36 @@ fn print_out(text: &str) -> anyhow::Result<()> {
     }
 }
 
+/// On one rank of several, a failure ends the whole job with this rank named: under
+/// mpirun MPI_Abort stops every rank; under segzoo-launch the exit code does.
+fn fail_together<T>(comm: &segzoo::dist::Comm, result: anyhow::Result<T>) -> anyhow::Result<T> {
+    match result {
+        Err(e) if comm.size() > 1 => {
+            eprintln!("error: rank {}/{} failed: {e:#}", comm.rank(), comm.size());
+            comm.abort(1)
+        }
+        r => r,
+    }
+}
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     if let Err(e) = logging::init(cli.log_format, cli.log_level.as_deref()) {
         eprintln!("error: {e:#}");
         return std::process::ExitCode::from(2);
     }
-    // Every log line of a multi-process job carries `rank k/N`.
+    // Every log line of a multi-process job carries `rank k/N`, and so does its error.
+    let mut who = String::new();
     if let Ok(w) = segzoo::dist::world::from_process_env() {
         if w.size > 1 {
             logging::set_rank(w.rank, w.size);
+            who = format!("rank {}/{}: ", w.rank, w.size);
         }
     }
     match run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {who}{e:#}");
             std::process::ExitCode::FAILURE
         }
     }

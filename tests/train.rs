@@ -49,7 +49,7 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 }
 
 fn opts(resume: Option<Resume>, max_steps: Option<u64>) -> TrainOptions {
-    TrainOptions { resume, begin_epoch: None, max_steps, device: Device::Cpu }
+    TrainOptions { resume, begin_epoch: None, max_steps, device: Device::Cpu, comm: segzoo::dist::collective::single() }
 }
 
 fn weights(path: &Path) -> Vec<(String, Tensor)> {

@@ -317,7 +317,7 @@ impl Default for EvalConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Backend {
     /// NCCL on GPUs, MPI on CPU, nothing when alone.
@@ -328,11 +328,18 @@ pub enum Backend {
     Single,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DistConfig {
-    #[serde(default)]
     pub backend: Backend,
+    /// Gradients are all-reduced in flat buckets of about this many MiB.
+    pub bucket_mb: f64,
+}
+
+impl Default for DistConfig {
+    fn default() -> Self {
+        Self { backend: Backend::Auto, bucket_mb: 25.0 }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -398,6 +405,7 @@ impl Config {
         );
         need(self.eval.stride.is_none_or(|s| s.iter().all(|&v| v > 0)), "eval.stride", "must be positive");
         need(self.log.interval > 0, "log.interval", "must be positive");
+        need(self.dist.bucket_mb > 0.0, "dist.bucket_mb", "must be positive");
         bad
     }
 }

@@ -1,5 +1,15 @@
-//! MPI through rsmpi (OpenMPI from Debian).
+//! MPI through rsmpi (OpenMPI from Debian): the CPU collective backend, and the
+//! channel NCCL's unique id travels over under mpirun.
+use super::collective::{BackendKind, Collective};
+use super::world::World;
+use anyhow::Context;
+use mpi::collective::SystemOperation;
+use mpi::datatype::Equivalence;
+use mpi::environment::Threading;
+use mpi::traits::{Communicator, CommunicatorCollectives, Root};
 use serde::Serialize;
+use tch::kind::Element;
+use tch::{Kind, Tensor};
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct MpiStatus {
@@ -20,4 +30,115 @@ pub fn probe() -> MpiStatus {
         })
         .unwrap_or_else(|e| format!("unreadable version string: {e}"));
     MpiStatus { library, standard: format!("{major}.{minor}") }
+}
+
+/// Collectives over MPI_COMM_WORLD. Tensors travel through host memory (a GPU tensor is
+/// copied to the CPU and back); f16/bf16 are summed in f32, which MPI has a type for.
+pub struct MpiCollective {
+    world: mpi::topology::SimpleCommunicator,
+    // Dropped last: finalises MPI.
+    _universe: mpi::environment::Universe,
+    rank: usize,
+    size: usize,
+}
+
+/// MPI counts are C ints: larger buffers go in pieces.
+const CHUNK: usize = 1 << 30;
+
+fn host_kind(kind: Kind) -> anyhow::Result<Kind> {
+    match kind {
+        Kind::Float | Kind::Double | Kind::Int64 | Kind::Int | Kind::Uint8 => Ok(kind),
+        Kind::Half | Kind::BFloat16 => Ok(Kind::Float),
+        other => anyhow::bail!("MPI collectives do not support {other:?} tensors"),
+    }
+}
+
+impl MpiCollective {
+    /// Initialise MPI (once per process) and check it agrees with the world read from
+    /// the environment.
+    pub fn init(expected: &World) -> anyhow::Result<Self> {
+        let (universe, _) = mpi::initialize_with_threading(Threading::Funneled)
+            .context("MPI is already initialised in this process")?;
+        let world = universe.world();
+        let (rank, size) = (world.rank() as usize, world.size() as usize);
+        if (rank, size) != (expected.rank, expected.size) {
+            anyhow::bail!(
+                "MPI_COMM_WORLD has this process as rank {rank} of {size} but the environment says rank {} of {}",
+                expected.rank,
+                expected.size
+            );
+        }
+        Ok(MpiCollective { world, _universe: universe, rank, size })
+    }
+
+    fn reduce<T: Element + Equivalence + Default + Clone>(&self, host: &Tensor) -> anyhow::Result<Tensor> {
+        let send = to_vec::<T>(host)?;
+        let mut recv = vec![T::default(); send.len()];
+        for (s, r) in send.chunks(CHUNK).zip(recv.chunks_mut(CHUNK)) {
+            self.world.all_reduce_into(s, r, SystemOperation::sum());
+        }
+        Ok(Tensor::from_slice(&recv))
+    }
+
+    fn bcast<T: Element + Equivalence + Default + Clone>(&self, host: &Tensor, root: usize) -> anyhow::Result<Tensor> {
+        let mut buf = to_vec::<T>(host)?;
+        let root = self.world.process_at_rank(root as i32);
+        for piece in buf.chunks_mut(CHUNK) {
+            root.broadcast_into(piece);
+        }
+        Ok(Tensor::from_slice(&buf))
+    }
+}
+
+fn to_vec<T: Element + Default + Clone>(host: &Tensor) -> anyhow::Result<Vec<T>> {
+    let mut v = vec![T::default(); host.numel()];
+    host.f_copy_data(&mut v, host.numel())?;
+    Ok(v)
+}
+
+/// `f` on a contiguous host copy of `t` in a kind MPI knows; the result replaces `t`.
+fn through_host(t: &mut Tensor, f: impl FnOnce(Kind, &Tensor) -> anyhow::Result<Tensor>) -> anyhow::Result<()> {
+    let kind = host_kind(t.kind())?;
+    let host = t.to_device(tch::Device::Cpu).to_kind(kind).contiguous();
+    let out = f(kind, &host)?.view(t.size().as_slice());
+    tch::no_grad(|| t.copy_(&out));
+    Ok(())
+}
+
+macro_rules! by_kind {
+    ($self:ident, $method:ident, $kind:expr, $host:expr $(, $arg:expr)*) => {
+        match $kind {
+            Kind::Float => $self.$method::<f32>($host $(, $arg)*),
+            Kind::Double => $self.$method::<f64>($host $(, $arg)*),
+            Kind::Int64 => $self.$method::<i64>($host $(, $arg)*),
+            Kind::Int => $self.$method::<i32>($host $(, $arg)*),
+            _ => $self.$method::<u8>($host $(, $arg)*),
+        }
+    };
+}
+
+impl Collective for MpiCollective {
+    fn kind(&self) -> BackendKind {
+        BackendKind::Mpi
+    }
+    fn rank(&self) -> usize {
+        self.rank
+    }
+    fn size(&self) -> usize {
+        self.size
+    }
+    fn all_reduce_sum(&self, t: &mut Tensor) -> anyhow::Result<()> {
+        through_host(t, |kind, host| by_kind!(self, reduce, kind, host))
+    }
+    fn broadcast(&self, t: &mut Tensor, root: usize) -> anyhow::Result<()> {
+        anyhow::ensure!(root < self.size, "broadcast from rank {root} in a world of {}", self.size);
+        through_host(t, |kind, host| by_kind!(self, bcast, kind, host, root))
+    }
+    fn barrier(&self) -> anyhow::Result<()> {
+        self.world.barrier();
+        Ok(())
+    }
+    fn abort(&self, code: i32) -> ! {
+        self.world.abort(code)
+    }
 }

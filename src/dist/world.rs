@@ -17,6 +17,8 @@ pub struct World {
     pub rank: usize,
     pub size: usize,
     pub local_rank: usize,
+    /// Ranks on this machine (`OMPI_COMM_WORLD_LOCAL_SIZE`, `LOCAL_SIZE`); the world size when unknown.
+    pub local_size: usize,
     pub launch: Launch,
     /// `DEVICE_ID` when the launcher (or the user) sets it.
     pub device_id: Option<usize>,
@@ -61,15 +63,18 @@ pub fn discover(env: Env) -> Result<World, WorldError> {
     let device_id = num(env, "DEVICE_ID")?;
     if let Some((rank, size)) = pair(env, "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE")? {
         let local_rank = num(env, "OMPI_COMM_WORLD_LOCAL_RANK")?.unwrap_or(rank);
-        return Ok(World { rank, size, local_rank, launch: Launch::Mpi, device_id });
+        let local_size = num(env, "OMPI_COMM_WORLD_LOCAL_SIZE")?.unwrap_or(size);
+        return Ok(World { rank, size, local_rank, local_size, launch: Launch::Mpi, device_id });
     }
     if let Some((rank, size)) = pair(env, "PMI_RANK", "PMI_SIZE")? {
         let local_rank = num(env, "MPI_LOCALRANKID")?.or(num(env, "PMI_LOCAL_RANK")?).unwrap_or(rank);
-        return Ok(World { rank, size, local_rank, launch: Launch::Mpi, device_id });
+        let local_size = num(env, "MPI_LOCALNRANKS")?.or(num(env, "PMI_LOCAL_SIZE")?).unwrap_or(size);
+        return Ok(World { rank, size, local_rank, local_size, launch: Launch::Mpi, device_id });
     }
     if let Some((rank, size)) = pair(env, "RANK_ID", "RANK_SIZE")? {
         let local_rank = num(env, "LOCAL_RANK")?.unwrap_or(rank);
-        if let Some(n) = num(env, "LOCAL_SIZE")? {
+        let local_size = num(env, "LOCAL_SIZE")?;
+        if let Some(n) = local_size {
             if local_rank >= n {
                 return Err(WorldError::RankOutOfRange {
                     rank_var: "LOCAL_RANK",
@@ -79,9 +84,10 @@ pub fn discover(env: Env) -> Result<World, WorldError> {
                 });
             }
         }
-        return Ok(World { rank, size, local_rank, launch: Launch::Launcher, device_id });
+        let local_size = local_size.unwrap_or(size);
+        return Ok(World { rank, size, local_rank, local_size, launch: Launch::Launcher, device_id });
     }
-    Ok(World { rank: 0, size: 1, local_rank: 0, launch: Launch::Single, device_id })
+    Ok(World::single(device_id))
 }
 
 pub fn from_process_env() -> Result<World, WorldError> {
@@ -89,6 +95,11 @@ pub fn from_process_env() -> Result<World, WorldError> {
 }
 
 impl World {
+    /// A process alone (device from `DEVICE_ID` when given).
+    pub fn single(device_id: Option<usize>) -> World {
+        World { rank: 0, size: 1, local_rank: 0, local_size: 1, launch: Launch::Single, device_id }
+    }
+
     /// `cuda:DEVICE_ID` (else `cuda:LOCAL_RANK`) when `cuda_devices` > 0, else the CPU.
     pub fn device(&self, cuda_devices: i64) -> Result<Device, WorldError> {
         if cuda_devices <= 0 {
@@ -119,7 +130,7 @@ mod tests {
     fn discovery_order_and_values() {
         assert_eq!(
             world(&[]).expect("single"),
-            World { rank: 0, size: 1, local_rank: 0, launch: Launch::Single, device_id: None }
+            World { rank: 0, size: 1, local_rank: 0, local_size: 1, launch: Launch::Single, device_id: None }
         );
         let w = world(&[
             ("OMPI_COMM_WORLD_RANK", "3"),

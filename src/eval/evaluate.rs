@@ -17,6 +17,24 @@ pub enum Tally {
     Cls(i64, i64, i64),
 }
 
+impl Tally {
+    /// Sum the tallies of all ranks (each evaluated a disjoint shard) into every rank's.
+    pub fn all_reduce(&mut self, comm: &dyn crate::dist::Collective, device: tch::Device) -> anyhow::Result<()> {
+        if comm.size() == 1 {
+            return Ok(());
+        }
+        match self {
+            Tally::Seg(cm) => comm.all_reduce_sum(&mut cm.matrix),
+            Tally::Cls(t1, t5, n) => {
+                let mut t = tch::Tensor::from_slice(&[*t1, *t5, *n]).to_device(device);
+                comm.all_reduce_sum(&mut t)?;
+                (*t1, *t5, *n) = (t.int64_value(&[0]), t.int64_value(&[1]), t.int64_value(&[2]));
+                Ok(())
+            }
+        }
+    }
+}
+
 /// Inference settings of the `[eval]` section for `model`.
 pub fn inference_options(cfg: &Config, model: &Model) -> InferenceOptions {
     let e = &cfg.eval;

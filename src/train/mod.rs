@@ -2,6 +2,7 @@
 pub mod amp;
 pub mod checkpoint;
 pub mod curves;
+pub mod data_parallel;
 pub mod loss;
 pub mod optim;
 pub mod schedule;

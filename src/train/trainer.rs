@@ -1,8 +1,9 @@
-//! The training loop: one device, data-parallel ready (the sampler takes a rank and
-//! world size). Exact resume: the position is the step count; everything random is a
-//! function of (seed, epoch, index) or (seed, step).
+//! The training loop of one rank: alone, or one of a data-parallel group (sharded data,
+//! averaged gradients, rank 0 writing). Exact resume: the position is the step count;
+//! everything random is a function of (seed, epoch, sample index) or (seed, step, rank).
 use super::amp::{self, GradScaler};
 use super::checkpoint::{self, Meta};
+use super::data_parallel::DataParallel;
 use super::loss::{Ohem, SegLoss};
 use super::optim::{Optimizer, Param};
 use super::schedule::LrSchedule;
@@ -12,6 +13,7 @@ use crate::data::labels::class_names;
 use crate::data::loader::{self, LoaderOptions};
 use crate::data::rng::derive;
 use crate::data::sampler::ShardedSampler;
+use crate::dist::{Collective, Comm};
 use crate::eval::evaluate::{self, Tally};
 use crate::models::weights::{load_into, LoadMode};
 use crate::models::{registry, Model, Task};
@@ -38,6 +40,8 @@ pub struct TrainOptions {
     /// Stop (with a checkpoint) after this many steps in total.
     pub max_steps: Option<u64>,
     pub device: Device,
+    /// The job's collective group ([`crate::dist::collective::single`] when alone).
+    pub comm: Comm,
 }
 
 #[derive(Debug, Clone)]
@@ -50,13 +54,15 @@ pub struct TrainSummary {
     pub last_checkpoint: Option<PathBuf>,
 }
 
-/// Appends one JSON object per line to `metrics.jsonl`.
-struct MetricsLog(std::fs::File);
+/// Appends one JSON object per line to `metrics.jsonl` (rank 0 only: `None` elsewhere).
+struct MetricsLog(Option<std::fs::File>);
 
 impl MetricsLog {
     fn write(&mut self, v: serde_json::Value) {
-        if let Err(e) = writeln!(self.0, "{v}") {
-            tracing::warn!("cannot append to metrics.jsonl: {e}");
+        if let Some(f) = &mut self.0 {
+            if let Err(e) = writeln!(f, "{v}") {
+                tracing::warn!("cannot append to metrics.jsonl: {e}");
+            }
         }
     }
 }
@@ -68,6 +74,8 @@ struct Run<'a> {
     schedule: LrSchedule,
     loss: SegLoss,
     train_ds: Arc<dyn Dataset>,
+    sampler: ShardedSampler,
+    dp: DataParallel,
     steps_per_epoch: u64,
     step: u64,
     best: Option<f64>,
@@ -80,13 +88,31 @@ struct Run<'a> {
 
 pub fn train(cfg: &Config, opts: &TrainOptions) -> anyhow::Result<TrainSummary> {
     let out = &cfg.train.output_dir;
-    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    std::fs::write(out.join("config.toml"), toml::to_string(cfg)?).context("writing the resolved config")?;
+    let dp = DataParallel::new(opts.comm.clone(), cfg.dist.bucket_mb, opts.device);
+    if dp.is_root() {
+        std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+        std::fs::write(out.join("config.toml"), toml::to_string(cfg)?).context("writing the resolved config")?;
+    }
     let train_ds: Arc<dyn Dataset> = dataset::from_config(&cfg.data, Split::Train)?.into();
     let bs = cfg.train.batch_size as u64;
-    let steps_per_epoch = train_ds.len() as u64 / bs;
+    // train.batch_size is per rank, as in the recipes: the global batch is batch_size × ranks.
+    let sampler = ShardedSampler::train(train_ds.len(), dp.size(), dp.rank(), cfg.train.seed);
+    let steps_per_epoch = sampler.per_rank() as u64 / bs;
     if steps_per_epoch == 0 {
-        bail!("the train list has {} samples, fewer than train.batch_size = {bs}", train_ds.len());
+        bail!(
+            "the train list has {} samples, fewer than train.batch_size = {bs} × {} rank(s)",
+            train_ds.len(),
+            dp.size()
+        );
+    }
+    if dp.size() > 1 {
+        tracing::info!(
+            "data parallel over {} ranks ({} backend): global batch {}, {} steps per epoch",
+            dp.size(),
+            dp.comm.kind(),
+            bs as usize * dp.size(),
+            steps_per_epoch
+        );
     }
     // Initial weights are a function of the seed too.
     tch::manual_seed(derive(&[cfg.train.seed, u64::MAX - 1]) as i64 & i64::MAX);
@@ -110,13 +136,17 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> anyhow::Result<TrainSummary> 
         bail!("train.schedule = \"multi_step\" needs train.milestones (epochs)");
     }
     let loss = build_loss(cfg, &model)?;
-    let log = MetricsLog(
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(out.join("metrics.jsonl"))
-            .context("opening metrics.jsonl")?,
-    );
+    let log = MetricsLog(if dp.is_root() {
+        Some(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(out.join("metrics.jsonl"))
+                .context("opening metrics.jsonl")?,
+        )
+    } else {
+        None
+    });
     let mut run = Run {
         cfg,
         model,
@@ -124,6 +154,8 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> anyhow::Result<TrainSummary> 
         schedule,
         loss,
         train_ds,
+        sampler,
+        dp,
         steps_per_epoch,
         step: 0,
         best: None,
@@ -224,6 +256,12 @@ impl Run<'_> {
             self.step = e as u64 * self.steps_per_epoch;
             tracing::info!("beginning at epoch {} (step {})", e + 1, self.step);
         }
+        self.dp.agree(
+            "starting step",
+            self.step as i64,
+            "every rank must resume from the same checkpoint (train.output_dir on a filesystem all ranks share)",
+        )?;
+        self.dp.broadcast_state(&self.model)?;
         Ok(())
     }
 
@@ -252,15 +290,20 @@ impl Run<'_> {
         state
     }
 
+    /// Every rank calls this; rank 0 writes while the others wait.
     fn save(&mut self, epoch: usize) -> anyhow::Result<()> {
         let path = checkpoint::path_for_step(&self.ckpt_dir, self.step);
         if self.last_checkpoint.as_ref() == Some(&path) {
             return Ok(());
         }
-        let meta = self.meta(epoch, self.last_eval.clone().unwrap_or(serde_json::Value::Null));
-        checkpoint::save(&path, &self.model.state_dict(), &self.optim_state(), &meta)?;
-        checkpoint::prune(&self.ckpt_dir, self.cfg.train.keep_checkpoints);
-        tracing::info!("saved {}", path.display());
+        self.dp.average_bn_stats(&self.model)?;
+        if self.dp.is_root() {
+            let meta = self.meta(epoch, self.last_eval.clone().unwrap_or(serde_json::Value::Null));
+            checkpoint::save(&path, &self.model.state_dict(), &self.optim_state(), &meta)?;
+            checkpoint::prune(&self.ckpt_dir, self.cfg.train.keep_checkpoints);
+            tracing::info!("saved {}", path.display());
+        }
+        self.dp.barrier()?;
         self.last_checkpoint = Some(path);
         Ok(())
     }
@@ -282,14 +325,19 @@ impl Run<'_> {
         while (self.step / self.steps_per_epoch) < epochs as u64 {
             let epoch = (self.step / self.steps_per_epoch) as usize;
             let offset = (self.step % self.steps_per_epoch) as usize;
-            let indices = ShardedSampler::train(self.train_ds.len(), 1, 0, t.seed).indices(epoch as u64);
+            let indices = self.sampler.indices(epoch as u64);
             let todo = &indices[offset * bs..self.steps_per_epoch as usize * bs];
             let mut timer = Instant::now();
             let mut since_log = 0u64;
             let mut loss_sum = 0.0;
             for batch in loader::epoch(self.train_ds.clone(), todo, epoch as u64, &loader_opts) {
                 let batch = batch?;
-                tch::manual_seed(derive(&[t.seed, self.step]) as i64 & i64::MAX);
+                // Dropout differs between ranks; alone, the stream is the single-device one.
+                let seed = match self.dp.size() {
+                    1 => derive(&[t.seed, self.step]),
+                    _ => derive(&[t.seed, self.step, self.dp.rank() as u64]),
+                };
+                tch::manual_seed(seed as i64 & i64::MAX);
                 let lr = self.schedule.lr(self.step);
                 let x = batch.images.to_device(device);
                 let y = batch.targets.to_device(device);
@@ -300,7 +348,8 @@ impl Run<'_> {
                         Task::Classification => outputs[0].cross_entropy_for_logits(&y),
                     }
                 })?;
-                let value = loss.double_value(&[]);
+                // The mean over the ranks: logged, and every rank takes the same NaN decision.
+                let value = self.dp.mean(&loss)?;
                 // fp16 overflow is the scaler's to handle (the step is skipped); in fp32/bf16 it is fatal.
                 if !value.is_finite() && self.scaler.is_none() {
                     let kept =
@@ -315,10 +364,13 @@ impl Run<'_> {
                 match &mut self.scaler {
                     None => {
                         loss.backward();
+                        self.dp.average_gradients(&self.optim.params)?;
                         self.optim.step(lr);
                     }
                     Some(scaler) => {
                         scaler.scale_loss(&loss).backward();
+                        // Averaged before the overflow check, so every rank skips or steps alike.
+                        self.dp.average_gradients(&self.optim.params)?;
                         let params: Vec<Tensor> = self.optim.params.iter().map(|p| p.tensor.shallow_clone()).collect();
                         let finite = scaler.unscale(&params);
                         if scaler.update(finite) {
@@ -346,11 +398,18 @@ impl Run<'_> {
                     // The mean over the interval, as the recipes log it.
                     let avg = loss_sum / since_log as f64;
                     let ips = (since_log as usize * bs) as f64 / secs.max(1e-9);
-                    tracing::info!(
+                    // Images/s counts the whole job's images; other ranks' lines are debug-level.
+                    let ips = ips * self.dp.size() as f64;
+                    let line = format!(
                         "epoch [{:>3}/{epochs}] step {in_epoch}/{}  loss {avg:.4}  lr {lr:.3e}  {ms:.1} ms/step  {ips:.1} img/s",
                         epoch + 1,
                         self.steps_per_epoch
                     );
+                    if self.dp.is_root() {
+                        tracing::info!("{line}");
+                    } else {
+                        tracing::debug!("{line}");
+                    }
                     self.log.write(json!({"kind": "train", "epoch": epoch + 1, "step": self.step, "loss": avg, "lr": lr, "ms_per_step": ms, "img_per_s": ips}));
                     timer = Instant::now();
                     since_log = 0;
@@ -378,24 +437,31 @@ impl Run<'_> {
         Ok(self.summary(last_loss))
     }
 
+    /// Every rank evaluates its shard of the val set; the tallies are summed, so every
+    /// rank knows the score; rank 0 logs and writes.
     fn evaluate(&mut self, epoch: usize) -> anyhow::Result<()> {
         let cfg = self.cfg;
-        let (val, indices, opts) = val_split(cfg)?;
+        self.dp.average_bn_stats(&self.model)?;
+        let v = val_split(cfg, self.dp.comm.as_ref())?;
         let start = Instant::now();
         // Evaluation while training is single scale, whole image.
         let modes =
             crate::eval::inference::InferenceOptions::whole(self.model.align_corners, self.model.input_multiple);
-        let tally = evaluate::run(&self.model, val, &indices, &opts, cfg.data.ignore_label, &modes, false)?;
+        let mut tally = evaluate::run(&self.model, v.ds, &v.indices, &v.opts, cfg.data.ignore_label, &modes, false)?;
+        tally.all_reduce(self.dp.comm.as_ref(), self.model.device())?;
         let secs = start.elapsed().as_secs_f64();
+        let root = self.dp.is_root();
         let (score, record) = match tally {
             Tally::Seg(cm) => {
                 let m = cm.summary(&class_names(cfg.data.dataset));
-                tracing::info!(
-                    "epoch {epoch} eval ({:.1} img/s)\n{}\n{}",
-                    indices.len() as f64 / secs,
-                    m.recipe_lines(),
-                    m.table()
-                );
+                if root {
+                    tracing::info!(
+                        "epoch {epoch} eval ({:.1} img/s)\n{}\n{}",
+                        v.total as f64 / secs,
+                        m.recipe_lines(),
+                        m.table()
+                    );
+                }
                 (
                     m.miou,
                     json!({"kind": "eval", "epoch": epoch, "step": self.step, "miou": m.miou, "iou": m.iou, "pixel_acc": m.pixel_acc, "mean_class_acc": m.mean_class_acc}),
@@ -403,7 +469,9 @@ impl Run<'_> {
             }
             Tally::Cls(t1, t5, n) => {
                 let (a1, a5) = (t1 as f64 / n.max(1) as f64, t5 as f64 / n.max(1) as f64);
-                tracing::info!("epoch {epoch} eval: top-1 {:.2}%  top-5 {:.2}%", 100.0 * a1, 100.0 * a5);
+                if root {
+                    tracing::info!("epoch {epoch} eval: top-1 {:.2}%  top-5 {:.2}%", 100.0 * a1, 100.0 * a5);
+                }
                 (a1, json!({"kind": "eval", "epoch": epoch, "step": self.step, "top1": a1, "top5": a5}))
             }
         };
@@ -412,15 +480,20 @@ impl Run<'_> {
         self.last_eval = Some(record.clone());
         if score.is_finite() && self.best.is_none_or(|b| score > b) {
             self.best = Some(score);
-            let path = self.ckpt_dir.join("best.safetensors");
-            let meta = self.meta(epoch, record);
-            checkpoint::save(&path, &self.model.state_dict(), &self.optim_state(), &meta)?;
-            tracing::info!("new best {score:.4} → {}", path.display());
+            if root {
+                let path = self.ckpt_dir.join("best.safetensors");
+                let meta = self.meta(epoch, record);
+                checkpoint::save(&path, &self.model.state_dict(), &self.optim_state(), &meta)?;
+                tracing::info!("new best {score:.4} → {}", path.display());
+            }
         }
-        Ok(())
+        self.dp.barrier()
     }
 
     fn draw_curves(&self) {
+        if !self.dp.is_root() {
+            return;
+        }
         let out = &self.cfg.train.output_dir;
         if let Err(e) = super::curves::render(&out.join("metrics.jsonl"), &out.join("curves.png")) {
             tracing::warn!("curves.png not drawn: {e:#}");
@@ -439,21 +512,36 @@ impl Run<'_> {
 }
 
 /// Evaluate a checkpoint (or weights file) on the config's val list with the `[eval]`
-/// inference modes (scales, flip, sliding window); returns the tally and the image count.
-pub fn evaluate_checkpoint(cfg: &Config, weights: &Path, device: Device) -> anyhow::Result<(Tally, usize)> {
+/// inference modes (scales, flip, sliding window), sharded over the ranks of `comm`;
+/// returns the whole set's tally (on every rank) and its image count.
+pub fn evaluate_checkpoint(
+    cfg: &Config,
+    weights: &Path,
+    device: Device,
+    comm: &dyn Collective,
+) -> anyhow::Result<(Tally, usize)> {
     let model = registry::build(&cfg.model, Some(cfg.data.dataset.num_classes()), device)?;
     // Training checkpoints and weights-only files (safetensors or .pth) alike.
     crate::models::weights::load_file(&model, weights, LoadMode::Strict)?;
-    let (val, indices, opts) = val_split(cfg)?;
+    let v = val_split(cfg, comm)?;
     let modes = evaluate::inference_options(cfg, &model);
-    let tally = evaluate::run(&model, val, &indices, &opts, cfg.data.ignore_label, &modes, true)?;
-    Ok((tally, indices.len()))
+    let mut tally = evaluate::run(&model, v.ds, &v.indices, &v.opts, cfg.data.ignore_label, &modes, comm.rank() == 0)?;
+    tally.all_reduce(comm, device)?;
+    Ok((tally, v.total))
 }
 
-/// The val dataset, all its indices (one process), and evaluation loader settings.
-fn val_split(cfg: &Config) -> anyhow::Result<(Arc<dyn Dataset>, Vec<usize>, LoaderOptions)> {
+/// The val dataset, this rank's shard of it (no image twice, none left out), evaluation
+/// loader settings, and the set's size.
+struct ValShard {
+    ds: Arc<dyn Dataset>,
+    indices: Vec<usize>,
+    opts: LoaderOptions,
+    total: usize,
+}
+
+fn val_split(cfg: &Config, comm: &dyn Collective) -> anyhow::Result<ValShard> {
     let val: Arc<dyn Dataset> = dataset::from_config(&cfg.data, Split::Val)?.into();
-    let indices = ShardedSampler::eval(val.len(), 1, 0).indices(0);
+    let indices = ShardedSampler::eval(val.len(), comm.size(), comm.rank()).indices(0);
     let opts = LoaderOptions {
         batch_size: cfg.eval.batch_size,
         workers: cfg.data.num_workers.max(1),
@@ -461,7 +549,8 @@ fn val_split(cfg: &Config) -> anyhow::Result<(Arc<dyn Dataset>, Vec<usize>, Load
         drop_last: false,
         seed: 0,
     };
-    Ok((val, indices, opts))
+    let total = val.len();
+    Ok(ValShard { ds: val, indices, opts, total })
 }
 
 /// `cuda:N` when CUDA is available, else the CPU.

@@ -1,0 +1,82 @@
+//! Summing many tensors over the ranks in a few large messages: consecutive tensors of
+//! one kind and device are packed into flat buckets of about `bucket_bytes` (one
+//! collective each, as DDP does), then unpacked.
+use super::collective::Collective;
+use tch::Tensor;
+
+/// Groups of consecutive indices into `tensors`, each one kind and device and closed
+/// once it holds at least `bucket_bytes`.
+pub fn plan(tensors: &[Tensor], bucket_bytes: usize) -> Vec<Vec<usize>> {
+    let mut buckets: Vec<Vec<usize>> = Vec::new();
+    let mut bytes = 0usize;
+    for (i, t) in tensors.iter().enumerate() {
+        let same = buckets.last().and_then(|b| b.last()).is_some_and(|&j| {
+            let u = &tensors[j];
+            u.kind() == t.kind() && u.device() == t.device()
+        });
+        if !same || bytes >= bucket_bytes {
+            buckets.push(Vec::new());
+            bytes = 0;
+        }
+        bytes += t.numel() * t.kind().elt_size_in_bytes();
+        buckets.last_mut().expect("a bucket was just opened").push(i);
+    }
+    buckets
+}
+
+/// Every tensor ← `scale` × its sum over all ranks, in the order given.
+pub fn all_reduce(
+    comm: &dyn Collective,
+    tensors: &mut [Tensor],
+    bucket_bytes: usize,
+    scale: f64,
+) -> anyhow::Result<()> {
+    for bucket in plan(tensors, bucket_bytes) {
+        let parts: Vec<Tensor> = bucket.iter().map(|&i| tensors[i].reshape([-1])).collect();
+        let mut flat = Tensor::cat(&parts, 0);
+        comm.all_reduce_sum(&mut flat)?;
+        if scale != 1.0 {
+            flat *= scale;
+        }
+        let sizes: Vec<i64> = parts.iter().map(|p| p.numel() as i64).collect();
+        for (&i, piece) in bucket.iter().zip(flat.split_with_sizes(sizes.as_slice(), 0)) {
+            let t = &mut tensors[i];
+            let shape = t.size();
+            tch::no_grad(|| t.copy_(&piece.view(shape.as_slice())));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dist::collective::Single;
+    use tch::{Device, Kind};
+
+    #[test]
+    fn buckets_close_at_the_size_and_at_a_change_of_kind() {
+        let f = |n: i64| Tensor::zeros([n], (Kind::Float, Device::Cpu));
+        let l = |n: i64| Tensor::zeros([n], (Kind::Int64, Device::Cpu));
+        // 40-byte buckets: 4+4+4 floats = 48 bytes closes the first.
+        let ts = [f(4), f(4), f(4), f(2), l(1), f(1)];
+        assert_eq!(plan(&ts, 40), vec![vec![0, 1, 2], vec![3], vec![4], vec![5]]);
+        assert_eq!(plan(&ts, 1 << 20), vec![vec![0, 1, 2, 3], vec![4], vec![5]]);
+        assert!(plan(&[], 10).is_empty());
+    }
+
+    #[test]
+    fn unpacks_into_the_original_shapes_and_scales() {
+        let mut ts = vec![
+            Tensor::arange(6, (Kind::Float, Device::Cpu)).view([2, 3]),
+            Tensor::from_slice(&[10f32]),
+            Tensor::ones([2, 1, 2], (Kind::Float, Device::Cpu)),
+        ];
+        all_reduce(&Single, &mut ts, 8, 0.5).expect("single all-reduce");
+        assert_eq!(ts[0].size(), [2, 3]);
+        assert_eq!(Vec::<f32>::try_from(ts[0].reshape([-1])).expect("vec"), [0.0, 0.5, 1.0, 1.5, 2.0, 2.5]);
+        assert_eq!(ts[1].double_value(&[0]), 5.0);
+        assert_eq!(ts[2].size(), [2, 1, 2]);
+        assert_eq!(ts[2].sum(Kind::Float).double_value(&[]), 2.0);
+    }
+}

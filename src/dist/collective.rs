@@ -1,0 +1,83 @@
+//! The collective operations data-parallel training needs, behind one small trait with
+//! three backends: NCCL (GPUs), MPI (CPU tensors), and a no-op for a process alone.
+use std::rc::Rc;
+use tch::Tensor;
+
+/// Which backend a [`Collective`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendKind {
+    Single,
+    Mpi,
+    Nccl,
+}
+
+impl std::fmt::Display for BackendKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            BackendKind::Single => "single",
+            BackendKind::Mpi => "mpi",
+            BackendKind::Nccl => "nccl",
+        })
+    }
+}
+
+/// In-place collectives over every rank of the job. Tensors must have the same shape,
+/// kind and device on every rank; supported kinds are f32, f64, bf16, f16, i64, i32, u8.
+/// Called from one thread (the training loop's); autograd is not involved.
+pub trait Collective {
+    fn kind(&self) -> BackendKind;
+    fn rank(&self) -> usize;
+    fn size(&self) -> usize;
+    /// `t` ← the sum of `t` over all ranks.
+    fn all_reduce_sum(&self, t: &mut Tensor) -> anyhow::Result<()>;
+    /// `t` ← rank `root`'s `t`.
+    fn broadcast(&self, t: &mut Tensor, root: usize) -> anyhow::Result<()>;
+    /// Returns once every rank has called it.
+    fn barrier(&self) -> anyhow::Result<()>;
+    /// End the whole job: under MPI every rank is killed (MPI_Abort), otherwise this
+    /// process exits and its launcher stops the others.
+    fn abort(&self, code: i32) -> !;
+}
+
+impl std::fmt::Debug for dyn Collective {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} rank {}/{}", self.kind(), self.rank(), self.size())
+    }
+}
+
+/// A shared handle on the job's collective backend.
+pub type Comm = Rc<dyn Collective>;
+
+/// A process alone: every collective is the identity.
+#[derive(Debug, Default)]
+pub struct Single;
+
+impl Collective for Single {
+    fn kind(&self) -> BackendKind {
+        BackendKind::Single
+    }
+    fn rank(&self) -> usize {
+        0
+    }
+    fn size(&self) -> usize {
+        1
+    }
+    fn all_reduce_sum(&self, _t: &mut Tensor) -> anyhow::Result<()> {
+        Ok(())
+    }
+    fn broadcast(&self, _t: &mut Tensor, root: usize) -> anyhow::Result<()> {
+        anyhow::ensure!(root == 0, "broadcast from rank {root} in a world of one");
+        Ok(())
+    }
+    fn barrier(&self) -> anyhow::Result<()> {
+        Ok(())
+    }
+    fn abort(&self, code: i32) -> ! {
+        std::process::exit(code)
+    }
+}
+
+/// The handle of a process alone.
+pub fn single() -> Comm {
+    Rc::new(Single)
+}

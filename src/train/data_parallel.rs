@@ -1,0 +1,109 @@
+//! What data-parallel training adds to one process's loop: the same starting weights
+//! everywhere, gradients averaged over the ranks after every backward pass, BN running
+//! statistics averaged before they are evaluated or saved, and agreement checks.
+use super::optim::Param;
+use crate::dist::{buckets, Comm};
+use crate::models::Model;
+use anyhow::bail;
+use tch::{Kind, Tensor};
+
+pub struct DataParallel {
+    pub comm: Comm,
+    pub bucket_bytes: usize,
+    /// The model's device, where small bookkeeping tensors are made (NCCL needs them there).
+    pub device: tch::Device,
+}
+
+impl DataParallel {
+    pub fn new(comm: Comm, bucket_mb: f64, device: tch::Device) -> Self {
+        DataParallel { comm, bucket_bytes: (bucket_mb * 1024.0 * 1024.0) as usize, device }
+    }
+
+    pub fn rank(&self) -> usize {
+        self.comm.rank()
+    }
+
+    pub fn size(&self) -> usize {
+        self.comm.size()
+    }
+
+    pub fn is_root(&self) -> bool {
+        self.comm.rank() == 0
+    }
+
+    /// Rank 0's parameters and buffers, everywhere.
+    pub fn broadcast_state(&self, model: &Model) -> anyhow::Result<()> {
+        if self.size() == 1 {
+            return Ok(());
+        }
+        for (_, mut t) in model.state_dict() {
+            self.comm.broadcast(&mut t, 0)?;
+        }
+        Ok(())
+    }
+
+    /// Every gradient ← its mean over the ranks. Buckets follow reverse registration
+    /// order, the order backward produces gradients in. A parameter without a gradient
+    /// takes part as zeros (every rank must send the same buckets) and stays without.
+    pub fn average_gradients(&self, params: &[Param]) -> anyhow::Result<()> {
+        if self.size() == 1 {
+            return Ok(());
+        }
+        let mut grads: Vec<Tensor> = params
+            .iter()
+            .rev()
+            .map(|p| {
+                let g = p.tensor.grad();
+                if g.defined() {
+                    g
+                } else {
+                    p.tensor.zeros_like()
+                }
+            })
+            .collect();
+        buckets::all_reduce(self.comm.as_ref(), &mut grads, self.bucket_bytes, 1.0 / self.size() as f64)
+    }
+
+    /// BN running means and variances ← their mean over the ranks (each rank saw
+    /// different batches), so that evaluation and checkpoints see one model.
+    pub fn average_bn_stats(&self, model: &Model) -> anyhow::Result<()> {
+        if self.size() == 1 {
+            return Ok(());
+        }
+        let mut stats: Vec<Tensor> = model
+            .state_dict()
+            .into_iter()
+            .filter(|(n, _)| n.ends_with(".running_mean") || n.ends_with(".running_var"))
+            .map(|(_, t)| t)
+            .collect();
+        buckets::all_reduce(self.comm.as_ref(), &mut stats, self.bucket_bytes, 1.0 / self.size() as f64)
+    }
+
+    /// The mean of a scalar over the ranks (the step's loss, as logged).
+    pub fn mean(&self, value: &Tensor) -> anyhow::Result<f64> {
+        if self.size() == 1 {
+            return Ok(value.double_value(&[]));
+        }
+        let mut t = value.detach().to_kind(Kind::Float).reshape([1]);
+        self.comm.all_reduce_sum(&mut t)?;
+        Ok(t.double_value(&[0]) / self.size() as f64)
+    }
+
+    /// Fails on a rank whose `value` differs from rank 0's, naming both.
+    pub fn agree(&self, what: &str, value: i64, hint: &str) -> anyhow::Result<()> {
+        if self.size() == 1 {
+            return Ok(());
+        }
+        let mut t = Tensor::from_slice(&[value]).to_device(self.device);
+        self.comm.broadcast(&mut t, 0)?;
+        let root = t.int64_value(&[0]);
+        if root != value {
+            bail!("rank {} has {what} {value} but rank 0 has {root}; {hint}", self.rank());
+        }
+        Ok(())
+    }
+
+    pub fn barrier(&self) -> anyhow::Result<()> {
+        self.comm.barrier()
+    }
+}
