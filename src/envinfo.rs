@@ -34,18 +34,15 @@ pub struct WorldLine {
 fn world_line(cuda_devices: i64) -> Result<WorldLine, String> {
     let w = world::from_process_env().map_err(|e| e.to_string())?;
     let device = w.device(cuda_devices).map_err(|e| e.to_string())?;
-    let backend = match (w.size, device) {
-        (1, _) => "single",
-        (_, tch::Device::Cuda(_)) => "nccl",
-        _ => "mpi",
-    };
+    let backend =
+        format!("{:?}", crate::dist::backend::resolve(crate::config::Backend::Auto, &w, device)).to_lowercase();
     Ok(WorldLine {
         rank: w.rank,
         size: w.size,
         local_rank: w.local_rank,
         launch: format!("{:?}", w.launch).to_lowercase(),
         device: device_name(device),
-        backend: backend.into(),
+        backend,
     })
 }
 
