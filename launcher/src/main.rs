@@ -1,14 +1,54 @@
-//! `segzoo-launch`: rank tables for data-parallel segzoo jobs.
-use clap::{Parser, Subcommand};
+//! `segzoo-launch`: reads an HCCL-style rank table and runs one supervised worker per
+//! device of this server.
+use clap::{Args, Parser, Subcommand};
+use segzoo_launch::supervise::{self, Console};
 use segzoo_launch::{plan, rank_table};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "segzoo-launch", version, about = "HCCL-style rank tables for segzoo workers")]
+#[command(
+    name = "segzoo-launch",
+    version,
+    about = "Run one worker per device of this server from an HCCL-style rank table",
+    override_usage = "segzoo-launch --rank-table FILE [OPTIONS] -- <WORKER COMMAND>...\n       segzoo-launch check|gen-table …",
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
+)]
 struct Cli {
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
+    #[command(flatten)]
+    launch: Launch,
+}
+
+#[derive(Args)]
+struct Launch {
+    /// The rank table (version 1.0 or the older group_list form).
+    #[arg(long, required = true)]
+    rank_table: Option<PathBuf>,
+    /// This server's id in the table (default: a local address or the host name).
+    #[arg(long)]
+    server_id: Option<String>,
+    /// Where `rank_<k>.log` files go.
+    #[arg(long, default_value = "logs")]
+    log_dir: PathBuf,
+    /// Port of rank 0's NCCL bootstrap (NCCL_COMM_ID=<first server>:<port>).
+    #[arg(long, default_value_t = 29500)]
+    master_port: u16,
+    /// Restart the whole local group this many times after a failure (the worker command
+    /// should resume, e.g. `segzoo train … --resume auto`).
+    #[arg(long, default_value_t = 0)]
+    max_restarts: u32,
+    /// Which workers' output reaches the console, prefixed `[rank k]`.
+    #[arg(long, value_enum, default_value = "all")]
+    console: Console,
+    /// Seconds between SIGTERM and SIGKILL when stopping workers.
+    #[arg(long, default_value_t = 10.0)]
+    grace_period: f64,
+    /// The worker command, after `--`.
+    #[arg(last = true, required = true, value_name = "WORKER COMMAND")]
+    command: Vec<String>,
 }
 
 #[derive(Subcommand)]
@@ -41,8 +81,13 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    match run(Cli::parse()) {
-        Ok(()) => ExitCode::SUCCESS,
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Some(command) => run(command).map(|()| 0),
+        None => launch(cli.launch),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
         Err(msg) => {
             eprintln!("segzoo-launch: {msg}");
             // 2: the input (table, arguments) is at fault, as with a usage error.
@@ -51,8 +96,44 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> Result<(), String> {
-    match cli.command {
+/// Start and supervise this server's workers; the exit code is theirs.
+fn launch(args: Launch) -> Result<i32, String> {
+    let table_file = args.rank_table.ok_or("--rank-table is required")?;
+    let table = rank_table::RankTable::load(&table_file).map_err(|e| e.to_string())?;
+    let index = plan::find_server(&table, args.server_id.as_deref(), &plan::local_identities())?;
+    if !(args.grace_period >= 0.0 && args.grace_period.is_finite()) {
+        return Err(format!("--grace-period {}: must be a non-negative number of seconds", args.grace_period));
+    }
+    // Workers are handed an absolute path: they may change directory.
+    let table_abs = std::path::absolute(&table_file).map_err(|e| format!("{}: {e}", table_file.display()))?;
+    let workers = plan::workers(&table, index, &table_abs, args.master_port);
+    let server = &table.servers[index];
+    eprintln!(
+        "segzoo-launch: server {} ({} of {}), ranks {}, world size {}; logs in {}",
+        server.server_id,
+        index + 1,
+        table.servers.len(),
+        workers.iter().map(|w| w.rank.to_string()).collect::<Vec<_>>().join(","),
+        table.world_size(),
+        args.log_dir.display()
+    );
+    let opts = supervise::Options {
+        workers,
+        command: args.command,
+        log_dir: args.log_dir,
+        console: args.console,
+        max_restarts: args.max_restarts,
+        grace: std::time::Duration::from_secs_f64(args.grace_period),
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    runtime.block_on(supervise::run(&opts)).map_err(|e| format!("{e:#}"))
+}
+
+fn run(command: Command) -> Result<(), String> {
+    match command {
         Command::Check { rank_table, server_id, master_port } => {
             let table = rank_table::RankTable::load(&rank_table).map_err(|e| e.to_string())?;
             let index = plan::find_server(&table, server_id.as_deref(), &plan::local_identities())?;

@@ -122,10 +122,25 @@ fn malformed_tables_are_rejected_with_the_fault_named() {
         (r#"{"status": "completed", "group_list": [{"instance_list": [{"rank_id": 0, "server_id": "a", "devices": []}]}]}"#.into(), "expected exactly one device per rank"),
     ];
     assert!(cases.len() >= 10);
+    let dir = tempfile::tempdir().expect("tempdir");
     for (text, needle) in cases {
         let e = RankTable::parse(&text, "t.json").expect_err(&text).to_string();
         assert!(e.starts_with("t.json"), "{e}");
         assert!(e.contains(needle), "expected {needle:?} in {e:?} for {text}");
+        // The launcher refuses it before starting anything, with exit code 2.
+        let file = dir.path().join("t.json");
+        std::fs::write(&file, &text).expect("write");
+        let marker = dir.path().join("started");
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_segzoo-launch"))
+            .args(["--rank-table", "t.json", "--server-id", "a", "--", "touch"])
+            .arg(&marker)
+            .current_dir(dir.path())
+            .output()
+            .expect("runs");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(err.contains(needle) && err.contains("t.json"), "expected {needle:?} in {err:?}");
+        assert!(!marker.exists(), "no worker may start for a bad table");
     }
 }
 

@@ -1,0 +1,233 @@
+//! Supervision with shell workers (no tch): environments, fail-fast, signals, restarts,
+//! logs and console prefixes.
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const LAUNCH: &str = env!("CARGO_BIN_EXE_segzoo-launch");
+
+fn table(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../rank_tables").join(name)
+}
+
+fn launch(dir: &Path, table_name: &str, opts: &[&str], script: &str) -> Output {
+    Command::new(LAUNCH)
+        .arg("--rank-table")
+        .arg(table(table_name))
+        .args(opts)
+        .args(["--", "sh", "-c", script])
+        .current_dir(dir)
+        .output()
+        .expect("segzoo-launch runs")
+}
+
+fn text(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+}
+
+fn read(path: impl AsRef<Path>) -> String {
+    std::fs::read_to_string(path.as_ref()).unwrap_or_else(|e| panic!("{}: {e}", path.as_ref().display()))
+}
+
+const ENV_DUMP: &str = r#"for k in RANK_TABLE_FILE RANK_SIZE RANK_ID DEVICE_ID LOCAL_RANK LOCAL_SIZE SERVER_ID NCCL_COMM_ID; do eval "echo $k=\$$k"; done > env_$RANK_ID"#;
+
+fn env_of(dir: &Path, rank: usize) -> Vec<(String, String)> {
+    read(dir.join(format!("env_{rank}")))
+        .lines()
+        .map(|l| {
+            let (k, v) = l.split_once('=').expect("k=v");
+            (k.to_string(), v.to_string())
+        })
+        .collect()
+}
+
+fn expect_env(dir: &Path, rank: usize, want: &[(&str, String)]) {
+    let got = env_of(dir, rank);
+    for (k, v) in want {
+        let found = got.iter().find(|(g, _)| g == k).map(|(_, v)| v.as_str());
+        assert_eq!(found, Some(v.as_str()), "rank {rank}: {k}");
+    }
+}
+
+#[test]
+fn every_rank_gets_its_environment_for_the_shipped_tables() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let out = launch(d, "hccl_1p.json", &["--server-id", "127.0.0.1"], ENV_DUMP);
+    assert!(out.status.success(), "{}", text(&out));
+    expect_env(
+        d,
+        0,
+        &[
+            ("RANK_TABLE_FILE", std::path::absolute(table("hccl_1p.json")).expect("abs").display().to_string()),
+            ("RANK_SIZE", "1".into()),
+            ("RANK_ID", "0".into()),
+            ("DEVICE_ID", "0".into()),
+            ("LOCAL_RANK", "0".into()),
+            ("LOCAL_SIZE", "1".into()),
+            ("SERVER_ID", "127.0.0.1".into()),
+            ("NCCL_COMM_ID", "127.0.0.1:29500".into()),
+        ],
+    );
+
+    let out = launch(d, "hccl_8p.json", &["--server-id", "127.0.0.1", "--master-port", "29611"], ENV_DUMP);
+    assert!(out.status.success(), "{}", text(&out));
+    for r in 0..8 {
+        expect_env(
+            d,
+            r,
+            &[
+                ("RANK_SIZE", "8".into()),
+                ("RANK_ID", r.to_string()),
+                ("DEVICE_ID", r.to_string()),
+                ("LOCAL_RANK", r.to_string()),
+                ("LOCAL_SIZE", "8".into()),
+                ("NCCL_COMM_ID", "127.0.0.1:29611".into()),
+            ],
+        );
+    }
+
+    // Two servers: each launcher starts its own eight ranks.
+    for (server, first) in [("10.0.0.1", 0), ("10.0.0.2", 8)] {
+        let sub = d.join(server);
+        std::fs::create_dir_all(&sub).expect("dir");
+        let out = launch(&sub, "hccl_16p_2servers.json", &["--server-id", server], ENV_DUMP);
+        assert!(out.status.success(), "{}", text(&out));
+        for local in 0..8 {
+            let r = first + local;
+            expect_env(
+                &sub,
+                r,
+                &[
+                    ("RANK_SIZE", "16".into()),
+                    ("RANK_ID", r.to_string()),
+                    ("DEVICE_ID", local.to_string()),
+                    ("LOCAL_RANK", local.to_string()),
+                    ("LOCAL_SIZE", "8".into()),
+                    ("SERVER_ID", server.into()),
+                    ("NCCL_COMM_ID", "10.0.0.1:29500".into()),
+                ],
+            );
+        }
+        assert!(!sub.join(format!("env_{}", (first + 8) % 16)).exists(), "only this server's ranks run here");
+    }
+}
+
+#[test]
+fn a_failing_rank_stops_the_others_and_its_code_is_the_launchers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let script = r#"
+        if [ "$RANK_ID" = 3 ]; then sleep 0.5; echo "loading shard"; echo "boom: bad data" >&2; exit 7; fi
+        trap 'echo "rank $RANK_ID got SIGTERM"; exit 143' TERM
+        echo "rank $RANK_ID training"
+        sleep 60 & wait"#;
+    let start = Instant::now();
+    let out = launch(d, "hccl_8p.json", &["--server-id", "127.0.0.1", "--log-dir", "lg"], script);
+    let took = start.elapsed();
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(7), "{all}");
+    // The others sleep for a minute unless stopped: they were stopped well before.
+    assert!(took < Duration::from_secs(20), "took {took:?}");
+    assert!(all.contains("job failed: rank 3 (device 3) exit code 7"), "{all}");
+    assert!(all.contains("last lines of lg/rank_3.log:\n    loading shard\n    boom: bad data"), "{all}");
+    assert!(all.contains("[rank 5] rank 5 training"), "console lines carry the rank: {all}");
+    for r in (0..8).filter(|&r| r != 3) {
+        let log = read(d.join(format!("lg/rank_{r}.log")));
+        assert!(log.contains(&format!("rank {r} got SIGTERM")), "rank {r}: {log}");
+    }
+    assert_eq!(read(d.join("lg/rank_3.log")), "loading shard\nboom: bad data\n");
+}
+
+#[test]
+fn a_worker_that_ignores_sigterm_is_killed_after_the_grace_period() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let script = r#"
+        if [ "$RANK_ID" = 1 ]; then exit 2; fi
+        trap '' TERM
+        sleep 60"#;
+    let start = Instant::now();
+    let out = launch(dir.path(), "hccl_8p.json", &["--server-id", "127.0.0.1", "--grace-period", "1"], script);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(start.elapsed() < Duration::from_secs(20));
+    assert!(text(&out).contains("rank 0: killed by SIGKILL (9)"), "{}", text(&out));
+}
+
+#[test]
+fn sigterm_to_the_launcher_reaches_every_worker() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let script = r#"
+        trap 'echo term > term_$RANK_ID; exit 0' TERM
+        touch started_$RANK_ID
+        sleep 60 & wait"#;
+    let mut child = Command::new(LAUNCH)
+        .arg("--rank-table")
+        .arg(table("hccl_8p.json"))
+        .args(["--server-id", "127.0.0.1", "--console", "none", "--", "sh", "-c", script])
+        .current_dir(d)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starts");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while (0..8).any(|r| !d.join(format!("started_{r}")).exists()) {
+        assert!(Instant::now() < deadline, "workers did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM)
+        .expect("signal");
+    let status = child.wait().expect("ends");
+    assert_eq!(status.code(), Some(143));
+    for r in 0..8 {
+        assert_eq!(read(d.join(format!("term_{r}"))), "term\n", "rank {r}");
+    }
+}
+
+#[test]
+fn max_restarts_restarts_the_group_exactly_that_often() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    // Always failing: 1 + 1 attempts, then the failure's code.
+    let out = launch(
+        d,
+        "hccl_8p.json",
+        &["--server-id", "127.0.0.1", "--max-restarts", "1", "--console", "rank0"],
+        r#"echo "attempt $SEGZOO_LAUNCH_RESTART" >> attempts_$RANK_ID; if [ "$RANK_ID" = 6 ]; then sleep 0.5; exit 5; fi; sleep 5"#,
+    );
+    assert_eq!(out.status.code(), Some(5), "{}", text(&out));
+    assert!(text(&out).contains("restarting the local group (restart 1 of 1)"));
+    for r in 0..8 {
+        assert_eq!(read(d.join(format!("attempts_{r}"))), "attempt 0\nattempt 1\n", "rank {r}");
+    }
+    let log = read(d.join("logs/rank_6.log"));
+    assert!(log.contains("---- segzoo-launch: restart 1 of 1 ----"), "{log}");
+    // `--console rank0`: only rank 0's lines reach the console.
+    assert!(!text(&out).contains("[rank 6]"));
+
+    // Failing once, then fine: exit 0 after one restart.
+    let d2 = d.join("again");
+    std::fs::create_dir_all(&d2).expect("dir");
+    let out = launch(
+        &d2,
+        "hccl_1p.json",
+        &["--server-id", "127.0.0.1", "--max-restarts", "3"],
+        r#"if [ ! -f once ]; then touch once; exit 1; fi; echo done"#,
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(text(&out).matches("restarting the local group").count(), 1);
+}
+
+#[test]
+fn bad_arguments_are_refused() {
+    let out = Command::new(LAUNCH).args(["--rank-table", "x.json"]).output().expect("runs");
+    assert_eq!(out.status.code(), Some(2), "no worker command");
+    let out = Command::new(LAUNCH)
+        .arg("--rank-table")
+        .arg(table("hccl_1p.json"))
+        .args(["--server-id", "127.0.0.1", "--", "/nonexistent/worker"])
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out).contains("cannot start `/nonexistent/worker` for rank 0"), "{}", text(&out));
+}
