@@ -2,7 +2,8 @@
 # binaries, and turns the recipes' positional arguments into segzoo flags.
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 "$ROOT/scripts/setup.sh"
-cargo build --release --workspace --manifest-path "$ROOT/Cargo.toml"
+# From the root: cargo reads .cargo/config.toml (the libtorch location) from the working directory.
+(cd "$ROOT" && cargo build --release --workspace)
 SEGZOO="$ROOT/target/release/segzoo"
 LAUNCH="$ROOT/target/release/segzoo-launch"
 

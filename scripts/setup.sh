@@ -55,7 +55,8 @@ fi
 SITE="$($VPY -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
 mkdir -p .segzoo/lib
 ln -sfn "$SITE/torch" .segzoo/libtorch
-echo "$FLAVOUR" > .segzoo/torch_flavour
+# Rewritten only on change: build.rs reruns (and segzoo rebuilds) when its mtime moves.
+[[ "$(cat .segzoo/torch_flavour 2>/dev/null)" == "$FLAVOUR" ]] || echo "$FLAVOUR" > .segzoo/torch_flavour
 # cudarc dlopens "libnccl.so"; pip ships only libnccl.so.2 (nvidia/nccl/lib, or nvidia/cu13/lib).
 NCCL=""
 for cand in "$SITE/nvidia/nccl/lib/libnccl.so.2" "$SITE/nvidia/cu13/lib/libnccl.so.2"; do
