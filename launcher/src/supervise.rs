@@ -160,7 +160,7 @@ pub async fn run(opts: &Options) -> anyhow::Result<i32> {
                 readers.spawn(pump(out, file.clone(), tail.clone(), echo.then(|| (prefix.clone(), false))));
             }
             if let Some(err) = child.stderr.take() {
-                readers.spawn(pump(err, file, tail.clone(), echo.then(|| (prefix, true))));
+                readers.spawn(pump(err, file, tail.clone(), echo.then_some((prefix, true))));
             }
             waits.spawn(async move { (i, child.wait().await) });
             group.push(Running { worker: w.clone(), pgid, end: None, tail });
