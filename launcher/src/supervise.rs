@@ -188,10 +188,8 @@ pub async fn run(opts: &Options) -> anyhow::Result<i32> {
                     continue;
                 }
                 eprint!("{}", summary(&group, index, end, &opts.log_dir));
-                return Ok(match end.exit_code() {
-                    0 => 1,
-                    c => c,
-                });
+                // Never 0: a failure is a non-zero code or a signal.
+                return Ok(end.exit_code());
             }
         }
     }
@@ -226,7 +224,8 @@ async fn watch(
                 group[i].end = Some(end);
                 if !end.ok() && failed.is_none() && stopped.is_none() {
                     failed = Some((i, end));
-                    eprintln!("segzoo-launch: rank {} failed ({end}); stopping the other workers", group[i].worker.rank);
+                    let others = if group.iter().any(|r| r.end.is_none()) { "; stopping the other workers" } else { "" };
+                    eprintln!("segzoo-launch: rank {} failed ({end}){others}", group[i].worker.rank);
                     stop(group, Signal::SIGTERM);
                     deadline = Some(Instant::now() + grace);
                 }

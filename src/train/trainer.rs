@@ -442,13 +442,11 @@ impl Run<'_> {
     fn evaluate(&mut self, epoch: usize) -> anyhow::Result<()> {
         let cfg = self.cfg;
         self.dp.average_bn_stats(&self.model)?;
-        let v = val_split(cfg, self.dp.comm.as_ref())?;
         let start = Instant::now();
         // Evaluation while training is single scale, whole image.
         let modes =
             crate::eval::inference::InferenceOptions::whole(self.model.align_corners, self.model.input_multiple);
-        let mut tally = evaluate::run(&self.model, v.ds, &v.indices, &v.opts, cfg.data.ignore_label, &modes, false)?;
-        tally.all_reduce(self.dp.comm.as_ref(), self.model.device())?;
+        let (tally, images) = evaluate_sharded(cfg, &self.model, self.dp.comm.as_ref(), &modes, false)?;
         let secs = start.elapsed().as_secs_f64();
         let root = self.dp.is_root();
         let (score, record) = match tally {
@@ -457,7 +455,7 @@ impl Run<'_> {
                 if root {
                     tracing::info!(
                         "epoch {epoch} eval ({:.1} img/s)\n{}\n{}",
-                        v.total as f64 / secs,
+                        images as f64 / secs,
                         m.recipe_lines(),
                         m.table()
                     );
@@ -523,25 +521,22 @@ pub fn evaluate_checkpoint(
     let model = registry::build(&cfg.model, Some(cfg.data.dataset.num_classes()), device)?;
     // Training checkpoints and weights-only files (safetensors or .pth) alike.
     crate::models::weights::load_file(&model, weights, LoadMode::Strict)?;
-    let v = val_split(cfg, comm)?;
     let modes = evaluate::inference_options(cfg, &model);
-    let mut tally = evaluate::run(&model, v.ds, &v.indices, &v.opts, cfg.data.ignore_label, &modes, comm.rank() == 0)?;
-    tally.all_reduce(comm, device)?;
-    Ok((tally, v.total))
+    evaluate_sharded(cfg, &model, comm, &modes, comm.rank() == 0)
 }
 
-/// The val dataset, this rank's shard of it (no image twice, none left out), evaluation
-/// loader settings, and the set's size.
-struct ValShard {
-    ds: Arc<dyn Dataset>,
-    indices: Vec<usize>,
-    opts: LoaderOptions,
-    total: usize,
-}
-
-fn val_split(cfg: &Config, comm: &dyn Collective) -> anyhow::Result<ValShard> {
+/// `model` on this rank's shard of the config's val list (no image twice, none left
+/// out), the tallies summed over the ranks; returns the whole set's tally and size.
+fn evaluate_sharded(
+    cfg: &Config,
+    model: &Model,
+    comm: &dyn Collective,
+    modes: &crate::eval::inference::InferenceOptions,
+    progress: bool,
+) -> anyhow::Result<(Tally, usize)> {
     let val: Arc<dyn Dataset> = dataset::from_config(&cfg.data, Split::Val)?.into();
-    let indices = ShardedSampler::eval(val.len(), comm.size(), comm.rank()).indices(0);
+    let total = val.len();
+    let indices = ShardedSampler::eval(total, comm.size(), comm.rank()).indices(0);
     let opts = LoaderOptions {
         batch_size: cfg.eval.batch_size,
         workers: cfg.data.num_workers.max(1),
@@ -549,8 +544,9 @@ fn val_split(cfg: &Config, comm: &dyn Collective) -> anyhow::Result<ValShard> {
         drop_last: false,
         seed: 0,
     };
-    let total = val.len();
-    Ok(ValShard { ds: val, indices, opts, total })
+    let mut tally = evaluate::run(model, val, &indices, &opts, cfg.data.ignore_label, modes, progress)?;
+    tally.all_reduce(comm, model.device())?;
+    Ok((tally, total))
 }
 
 /// `cuda:N` when CUDA is available, else the CPU.
