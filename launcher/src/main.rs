@@ -1,9 +1,11 @@
 //! `segzoo-launch`: reads an HCCL-style rank table and runs one supervised worker per
-//! device of this server.
+//! device of this server. The command line, and the one place errors become exit codes.
 use clap::{Args, Parser, Subcommand};
-use segzoo_launch::supervise::{self, Console};
-use segzoo_launch::{plan, rank_table};
-use std::path::PathBuf;
+use segzoo_launch::error::Error;
+use segzoo_launch::worker::Console;
+use segzoo_launch::{plan, rank_table, supervise};
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -73,7 +75,7 @@ enum Command {
         devices: String,
         /// First device IP; device k gets base + k.
         #[arg(long)]
-        device_ip_base: Option<std::net::Ipv4Addr>,
+        device_ip_base: Option<Ipv4Addr>,
         /// Output file (default: standard output).
         #[arg(long, short)]
         out: Option<PathBuf>,
@@ -83,29 +85,50 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Some(command) => run(command).map(|()| 0),
+        Some(Command::Check { rank_table, server_id, master_port }) => check(&rank_table, server_id, master_port),
+        Some(Command::GenTable { server_id, devices, device_ip_base, out }) => {
+            gen_table(&server_id, &devices, device_ip_base, out)
+        }
         None => launch(cli.launch),
     };
     match result {
-        Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
-        Err(msg) => {
-            eprintln!("segzoo-launch: {msg}");
-            // 2: the input (table, arguments) is at fault, as with a usage error.
-            ExitCode::from(2)
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("segzoo-launch: {e}");
+            ExitCode::from(e.exit_code())
         }
     }
 }
 
-/// Start and supervise this server's workers; the exit code is theirs.
-fn launch(args: Launch) -> Result<i32, String> {
-    let table_file = args.rank_table.ok_or("--rank-table is required")?;
-    let table = rank_table::RankTable::load(&table_file).map_err(|e| e.to_string())?;
+/// Start and supervise this server's workers; the exit code is the run's.
+fn launch(args: Launch) -> Result<u8, Error> {
+    let opts = plan_launch(args)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(Error::io("cannot start the runtime"))?;
+    let report = runtime.block_on(supervise::run(&opts))?;
+    if let Some(text) = report.summary(&opts.log_dir) {
+        eprint!("{text}");
+    }
+    Ok(report.exit_code())
+}
+
+/// Check the table and the arguments and plan the workers. Every error of bad input (exit
+/// code 2) is found here, before anything is created or started.
+fn plan_launch(args: Launch) -> Result<supervise::Options, Error> {
+    let table_file = args.rank_table.ok_or_else(|| Error::Argument("--rank-table is required".into()))?;
+    let table = rank_table::RankTable::load(&table_file)?;
     let index = plan::find_server(&table, args.server_id.as_deref(), &plan::local_identities())?;
     if !(args.grace_period >= 0.0 && args.grace_period.is_finite()) {
-        return Err(format!("--grace-period {}: must be a non-negative number of seconds", args.grace_period));
+        let message = format!("--grace-period {}: must be a non-negative number of seconds", args.grace_period);
+        return Err(Error::Argument(message));
+    }
+    if args.command.is_empty() {
+        return Err(Error::Argument("no worker command: put it after `--`".into()));
     }
     // Workers are handed an absolute path: they may change directory.
-    let table_abs = std::path::absolute(&table_file).map_err(|e| format!("{}: {e}", table_file.display()))?;
+    let table_abs = std::path::absolute(&table_file).map_err(Error::io(table_file.display().to_string()))?;
     let workers = plan::workers(&table, index, &table_abs, args.master_port);
     let server = &table.servers[index];
     eprintln!(
@@ -117,58 +140,52 @@ fn launch(args: Launch) -> Result<i32, String> {
         table.world_size(),
         args.log_dir.display()
     );
-    let opts = supervise::Options {
+    Ok(supervise::Options {
         workers,
         command: args.command,
         log_dir: args.log_dir,
         console: args.console,
         max_restarts: args.max_restarts,
         grace: std::time::Duration::from_secs_f64(args.grace_period),
-    };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start the runtime: {e}"))?;
-    runtime.block_on(supervise::run(&opts)).map_err(|e| format!("{e:#}"))
+    })
 }
 
-fn run(command: Command) -> Result<(), String> {
-    match command {
-        Command::Check { rank_table, server_id, master_port } => {
-            let table = rank_table::RankTable::load(&rank_table).map_err(|e| e.to_string())?;
-            let index = plan::find_server(&table, server_id.as_deref(), &plan::local_identities())?;
-            let server = &table.servers[index];
-            let mut text = format!(
-                "{}: {} server(s), {} rank(s); this is server {} with {} device(s)\n",
-                rank_table.display(),
-                table.servers.len(),
-                table.world_size(),
-                server.server_id,
-                server.devices.len()
-            );
-            for w in plan::workers(&table, index, &rank_table, master_port) {
-                let env: Vec<String> = w.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
-                text += &format!("[rank {}] {}\n", w.rank, env.join(" "));
-            }
-            print_out(&text)
-        }
-        Command::GenTable { server_id, devices, device_ip_base, out } => {
-            let devices = rank_table::parse_device_list(&devices).map_err(|e| format!("--devices: {e}"))?;
-            let json = rank_table::generate(&server_id, &devices, device_ip_base);
-            let text = serde_json::to_string_pretty(&json).map_err(|e| e.to_string())? + "\n";
-            match out {
-                Some(path) => std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display())),
-                None => print_out(&text),
-            }
-        }
+/// `check`: validate the table and print every local worker's environment.
+fn check(rank_table: &Path, server_id: Option<String>, master_port: u16) -> Result<u8, Error> {
+    let table = rank_table::RankTable::load(rank_table)?;
+    let index = plan::find_server(&table, server_id.as_deref(), &plan::local_identities())?;
+    let server = &table.servers[index];
+    let mut text = format!(
+        "{}: {} server(s), {} rank(s); this is server {} with {} device(s)\n",
+        rank_table.display(),
+        table.servers.len(),
+        table.world_size(),
+        server.server_id,
+        server.devices.len()
+    );
+    for w in plan::workers(&table, index, rank_table, master_port) {
+        let env: Vec<String> = w.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        text += &format!("[rank {}] {}\n", w.rank, env.join(" "));
+    }
+    print_out(&text)
+}
+
+/// `gen-table`: write a version-1.0 table for one server to `out` or standard output.
+fn gen_table(server_id: &str, devices: &str, ip_base: Option<Ipv4Addr>, out: Option<PathBuf>) -> Result<u8, Error> {
+    let devices = rank_table::parse_device_list(devices)?;
+    let json = rank_table::generate(server_id, &devices, ip_base);
+    let text = serde_json::to_string_pretty(&json).map_err(|e| Error::Internal(e.to_string()))? + "\n";
+    match out {
+        Some(path) => std::fs::write(&path, text).map(|()| 0).map_err(Error::io(path.display().to_string())),
+        None => print_out(&text),
     }
 }
 
 /// Print to stdout; a closed pipe (`| head`) ends output quietly instead of panicking.
-fn print_out(text: &str) -> Result<(), String> {
+fn print_out(text: &str) -> Result<u8, Error> {
     use std::io::Write;
     match std::io::stdout().lock().write_all(text.as_bytes()) {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(format!("writing output: {e}")),
-        _ => Ok(()),
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(Error::io("writing output")(e)),
+        _ => Ok(0),
     }
 }

@@ -1,4 +1,5 @@
 //! Which server of a rank table this host is, and the environment of each local worker.
+use crate::error::Error;
 use crate::rank_table::RankTable;
 use std::path::Path;
 
@@ -23,21 +24,19 @@ pub fn local_identities() -> Vec<String> {
 
 /// Index of this server in the table: `server_id` if given, else the first
 /// server whose id is one of this host's `identities`.
-pub fn find_server(table: &RankTable, server_id: Option<&str>, identities: &[String]) -> Result<usize, String> {
-    let listed = || table.servers.iter().map(|s| s.server_id.as_str()).collect::<Vec<_>>().join(", ");
+pub fn find_server(table: &RankTable, server_id: Option<&str>, identities: &[String]) -> Result<usize, Error> {
+    let servers = || table.servers.iter().map(|s| s.server_id.as_str()).collect::<Vec<_>>().join(", ");
     match server_id {
         Some(id) => table
             .servers
             .iter()
             .position(|s| s.server_id == id)
-            .ok_or_else(|| format!("--server-id {id} is not in the rank table (servers: {})", listed())),
-        None => table.servers.iter().position(|s| identities.contains(&s.server_id)).ok_or_else(|| {
-            format!(
-                "this host ({}) is not in the rank table (servers: {}); pass --server-id",
-                identities.join(", "),
-                listed()
-            )
-        }),
+            .ok_or_else(|| Error::ServerIdNotListed { id: id.to_string(), servers: servers() }),
+        None => table
+            .servers
+            .iter()
+            .position(|s| identities.contains(&s.server_id))
+            .ok_or_else(|| Error::HostNotListed { identities: identities.join(", "), servers: servers() }),
     }
 }
 

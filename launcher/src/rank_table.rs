@@ -1,5 +1,7 @@
 //! HCCL rank tables, both the version-1.0 form (`server_list`) and the older
-//! form (`group_list`), with numbers given as strings or integers.
+//! form (`group_list`), with numbers given as strings or integers; `gen-table`'s device
+//! lists and generated tables.
+use crate::error::Error;
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
@@ -228,16 +230,18 @@ impl Reader<'_> {
     }
 }
 
-/// `0-7`, `0,2,4` or `0-3,6`: a device list for `gen-table`.
-pub fn parse_device_list(spec: &str) -> Result<Vec<u32>, String> {
+/// `0-7`, `0,2,4` or `0-3,6`: a device list for `gen-table --devices`.
+pub fn parse_device_list(spec: &str) -> Result<Vec<u32>, Error> {
+    let bad = |message: String| Error::Argument(format!("--devices: {message}"));
     let mut out = Vec::new();
     for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let num = |s: &str| s.trim().parse::<u32>().map_err(|_| format!("{s:?} in {spec:?} is not a device number"));
+        let num =
+            |s: &str| s.trim().parse::<u32>().map_err(|_| bad(format!("{s:?} in {spec:?} is not a device number")));
         match part.split_once('-') {
             Some((a, b)) => {
                 let (a, b) = (num(a)?, num(b)?);
                 if a > b {
-                    return Err(format!("range {part:?} runs backwards"));
+                    return Err(bad(format!("range {part:?} runs backwards")));
                 }
                 out.extend(a..=b);
             }
@@ -248,10 +252,10 @@ pub fn parse_device_list(spec: &str) -> Result<Vec<u32>, String> {
     dedup.sort_unstable();
     dedup.dedup();
     if dedup.len() != out.len() {
-        return Err(format!("{spec:?} names a device twice"));
+        return Err(bad(format!("{spec:?} names a device twice")));
     }
     if out.is_empty() {
-        return Err("no devices given".into());
+        return Err(bad("no devices given".into()));
     }
     Ok(out)
 }

@@ -1,34 +1,24 @@
 //! Running the local workers and watching them, as torchrun and the DeepSpeed launcher
-//! do: one process group per worker, logs to a file per rank and (prefixed) to the
-//! console, fail-fast (SIGTERM the others, SIGKILL after a grace period), signals to the
-//! launcher forwarded to every worker, and whole-group restarts.
+//! do: fail-fast (SIGTERM the others, SIGKILL after a grace period), signals to the
+//! launcher forwarded to every worker, and whole-group restarts. [`Group`] is the state
+//! machine (events in, signals to send out); [`run`] drives it with real processes and
+//! returns a [`RunReport`].
+use crate::error::Error;
 use crate::plan::Worker;
-use nix::sys::signal::{killpg, Signal};
-use nix::unistd::Pid;
-use std::collections::VecDeque;
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
+use crate::report::{Cause, RankEnd, RunReport};
+use crate::worker::{self, spawn_worker, Console, End, Tail, WorkerState};
+use nix::sys::signal::Signal;
+use std::path::PathBuf;
+use std::process::ExitStatus;
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
-use tokio::process::Command;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-/// Which workers' lines reach the launcher's console (all go to their log files).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Console {
-    All,
-    /// The lowest rank on this server (global rank 0 on the first server).
-    Rank0,
-    None,
-}
-
 #[derive(Debug, Clone)]
 pub struct Options {
     pub workers: Vec<Worker>,
+    /// The worker command and its arguments (not empty).
     pub command: Vec<String>,
     pub log_dir: PathBuf,
     pub console: Console,
@@ -37,301 +27,348 @@ pub struct Options {
     pub grace: Duration,
 }
 
-/// Lines kept per rank for the failure summary.
-const TAIL: usize = 20;
-
-/// How a worker ended.
+/// What can happen while a group runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum End {
-    Code(i32),
-    Signal(i32),
+enum Event {
+    /// The worker at this index of the group ended.
+    Exited { index: usize, end: End },
+    /// The launcher received SIGINT or SIGTERM.
+    Signal(Signal),
+    /// The grace period after the first SIGTERM/SIGINT ran out.
+    GraceOver,
 }
 
-impl End {
-    fn from_status(s: ExitStatus) -> End {
-        use std::os::unix::process::ExitStatusExt;
-        match (s.code(), s.signal()) {
-            (Some(c), _) => End::Code(c),
-            (None, Some(sig)) => End::Signal(sig),
-            (None, None) => End::Code(1),
-        }
-    }
-
-    fn ok(self) -> bool {
-        self == End::Code(0)
-    }
-
-    /// The launcher's exit code for it: the code, or 128 + signal as a shell reports it.
-    pub fn exit_code(self) -> i32 {
-        match self {
-            End::Code(c) => c,
-            End::Signal(s) => 128 + s,
-        }
-    }
-}
-
-impl std::fmt::Display for End {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            End::Code(c) => write!(f, "exit code {c}"),
-            End::Signal(s) => match Signal::try_from(*s) {
-                Ok(sig) => write!(f, "killed by {} ({s})", sig.as_str()),
-                Err(_) => write!(f, "killed by signal {s}"),
-            },
-        }
-    }
-}
-
-struct Running {
-    worker: Worker,
-    pgid: Pid,
-    end: Option<End>,
-    tail: Arc<Mutex<VecDeque<String>>>,
-}
-
-/// How one attempt of the local group ended.
-enum GroupEnd {
-    AllOk,
-    /// The first worker to fail on its own (not stopped by us), and how.
-    Failed {
-        index: usize,
-        end: End,
-    },
-    /// The launcher was told to stop.
-    Stopped(Signal),
-}
-
-pub fn log_path(dir: &Path, rank: usize) -> PathBuf {
-    dir.join(format!("rank_{rank}.log"))
-}
-
-/// Run the workers until they all succeed (0), one fails with no restarts left (its exit
-/// code), or the launcher is signalled (128 + signal).
-pub async fn run(opts: &Options) -> anyhow::Result<i32> {
-    anyhow::ensure!(!opts.command.is_empty(), "no worker command: put it after `--`");
-    std::fs::create_dir_all(&opts.log_dir)
-        .map_err(|e| anyhow::anyhow!("cannot create log dir {}: {e}", opts.log_dir.display()))?;
-    let mut sigint = signal(SignalKind::interrupt())?;
-    let mut sigterm = signal(SignalKind::terminate())?;
-    let console_rank = opts.workers.iter().map(|w| w.rank).min();
-    for attempt in 0..=opts.max_restarts {
-        let mut group = Vec::new();
-        let mut waits = JoinSet::new();
-        let mut readers = JoinSet::new();
-        for (i, w) in opts.workers.iter().enumerate() {
-            let path = log_path(&opts.log_dir, w.rank);
-            let mut file = std::fs::OpenOptions::new()
-                .create(true)
-                .write(true)
-                .append(attempt > 0)
-                .truncate(attempt == 0)
-                .open(&path)
-                .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", path.display()))?;
-            if attempt > 0 {
-                let _ = writeln!(file, "---- segzoo-launch: restart {attempt} of {} ----", opts.max_restarts);
-            }
-            let mut cmd = Command::new(&opts.command[0]);
-            cmd.args(&opts.command[1..])
-                .envs(w.env.iter().map(|(k, v)| (k, v)))
-                .env("SEGZOO_LAUNCH_RESTART", attempt.to_string())
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                // Its own group, so signals reach the worker's children too.
-                .process_group(0)
-                .kill_on_drop(true);
-            let mut child = match cmd.spawn() {
-                Ok(c) => c,
-                Err(e) => {
-                    stop(&group, Signal::SIGKILL);
-                    anyhow::bail!("cannot start `{}` for rank {}: {e}", opts.command[0], w.rank);
-                }
-            };
-            let pgid = Pid::from_raw(child.id().map_or(0, |p| p as i32));
-            let tail = Arc::new(Mutex::new(VecDeque::new()));
-            let file = Arc::new(Mutex::new(file));
-            let echo = match opts.console {
-                Console::All => true,
-                Console::Rank0 => Some(w.rank) == console_rank,
-                Console::None => false,
-            };
-            let prefix = format!("[rank {}] ", w.rank);
-            if let Some(out) = child.stdout.take() {
-                readers.spawn(pump(out, file.clone(), tail.clone(), echo.then(|| (prefix.clone(), false))));
-            }
-            if let Some(err) = child.stderr.take() {
-                readers.spawn(pump(err, file, tail.clone(), echo.then_some((prefix, true))));
-            }
-            waits.spawn(async move { (i, child.wait().await) });
-            group.push(Running { worker: w.clone(), pgid, end: None, tail });
-        }
-        let end = watch(&mut group, &mut waits, &mut sigint, &mut sigterm, opts.grace).await?;
-        // The pipes close when the workers (and their children) are gone; do not wait
-        // forever on a straggler that inherited one.
-        let _ =
-            tokio::time::timeout(Duration::from_secs(5), async { while readers.join_next().await.is_some() {} }).await;
-        match end {
-            GroupEnd::AllOk => return Ok(0),
-            GroupEnd::Stopped(sig) => {
-                eprintln!("segzoo-launch: {} received; every worker was sent it and has ended", sig.as_str());
-                return Ok(128 + sig as i32);
-            }
-            GroupEnd::Failed { index, end } => {
-                let r = &group[index];
-                if attempt < opts.max_restarts {
-                    eprintln!(
-                        "segzoo-launch: rank {} failed ({end}); restarting the local group (restart {} of {})",
-                        r.worker.rank,
-                        attempt + 1,
-                        opts.max_restarts
-                    );
-                    continue;
-                }
-                eprint!("{}", summary(&group, index, end, &opts.log_dir));
-                // Never 0: a failure is a non-zero code or a signal.
-                return Ok(end.exit_code());
-            }
-        }
-    }
-    unreachable!("the last attempt returns")
-}
-
-/// Signal every worker still running (its whole process group).
-fn stop(group: &[Running], sig: Signal) {
-    for r in group.iter().filter(|r| r.end.is_none()) {
-        // The group may be gone already (ESRCH): nothing to stop then.
-        let _ = killpg(r.pgid, sig);
-    }
-}
-
-async fn watch(
-    group: &mut [Running],
-    waits: &mut JoinSet<(usize, std::io::Result<ExitStatus>)>,
-    sigint: &mut tokio::signal::unix::Signal,
-    sigterm: &mut tokio::signal::unix::Signal,
+/// One attempt's workers and what has happened to them.
+struct Group {
+    slots: Vec<Slot>,
+    /// The first worker to fail on its own, and how.
+    failed: Option<(usize, End)>,
+    /// The first signal the launcher received.
+    signalled: Option<Signal>,
+    /// When workers still running get SIGKILL.
+    deadline: Option<Instant>,
     grace: Duration,
-) -> anyhow::Result<GroupEnd> {
-    let mut failed: Option<(usize, End)> = None;
-    let mut stopped: Option<Signal> = None;
-    let mut deadline: Option<Instant> = None;
-    while !waits.is_empty() {
-        let kill_at = deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
-        tokio::select! {
-            joined = waits.join_next() => {
-                let Some(joined) = joined else { break };
-                let (i, status) = joined?;
-                let end = End::from_status(status?);
-                group[i].end = Some(end);
-                if !end.ok() && failed.is_none() && stopped.is_none() {
-                    failed = Some((i, end));
-                    let others = if group.iter().any(|r| r.end.is_none()) { "; stopping the other workers" } else { "" };
-                    eprintln!("segzoo-launch: rank {} failed ({end}){others}", group[i].worker.rank);
-                    stop(group, Signal::SIGTERM);
-                    deadline = Some(Instant::now() + grace);
-                }
-            }
-            _ = sigint.recv() => {
-                // A second Ctrl-C does not wait for the grace period.
-                let sig = if stopped == Some(Signal::SIGINT) { Signal::SIGKILL } else { Signal::SIGINT };
-                stopped.get_or_insert(Signal::SIGINT);
-                stop(group, sig);
-                deadline.get_or_insert(Instant::now() + grace);
-            }
-            _ = sigterm.recv() => {
-                stopped.get_or_insert(Signal::SIGTERM);
-                stop(group, Signal::SIGTERM);
-                deadline.get_or_insert(Instant::now() + grace);
-            }
-            _ = tokio::time::sleep_until(kill_at), if deadline.is_some() => {
+}
+
+struct Slot {
+    worker: Worker,
+    state: WorkerState,
+    tail: Tail,
+}
+
+impl Group {
+    pub fn new(grace: Duration) -> Group {
+        Group { slots: Vec::new(), failed: None, signalled: None, deadline: None, grace }
+    }
+
+    pub fn push(&mut self, worker: Worker, pgid: worker::Pgid, tail: Tail) {
+        self.slots.push(Slot { worker, state: WorkerState::Running { pgid }, tail });
+    }
+
+    #[cfg(test)]
+    pub fn state(&self, index: usize) -> WorkerState {
+        self.slots[index].state
+    }
+
+    pub fn deadline(&self) -> Option<Instant> {
+        self.deadline
+    }
+
+    /// Apply one event; returns the signal every worker not yet exited must now get (the
+    /// caller sends it with [`Group::signal_live`]).
+    pub fn apply(&mut self, event: Event, now: Instant) -> Option<Signal> {
+        match event {
+            Event::Exited { index, end } => self.on_exit(index, end, now),
+            Event::Signal(sig) => Some(self.on_signal(sig, now)),
+            Event::GraceOver => {
                 eprintln!("segzoo-launch: grace period over; killing the workers still running");
-                stop(group, Signal::SIGKILL);
-                deadline = None;
+                self.deadline = None;
+                Some(self.stopping(Signal::SIGKILL))
             }
         }
     }
-    Ok(match (stopped, failed) {
-        (Some(sig), _) => GroupEnd::Stopped(sig),
-        (None, Some((index, end))) => GroupEnd::Failed { index, end },
-        (None, None) => GroupEnd::AllOk,
-    })
+
+    fn on_exit(&mut self, index: usize, end: End, now: Instant) -> Option<Signal> {
+        let slot = &mut self.slots[index];
+        let stopped = matches!(slot.state, WorkerState::Stopping { .. });
+        slot.state = WorkerState::Exited { end, stopped };
+        // Only a failure of its own, before any stop, is the root cause.
+        if end.ok() || stopped || self.failed.is_some() || self.signalled.is_some() {
+            return None;
+        }
+        self.failed = Some((index, end));
+        let others = if self.live().next().is_some() { "; stopping the other workers" } else { "" };
+        eprintln!("segzoo-launch: rank {} failed ({end}){others}", self.slots[index].worker.rank);
+        self.deadline = Some(now + self.grace);
+        Some(self.stopping(Signal::SIGTERM))
+    }
+
+    fn on_signal(&mut self, sig: Signal, now: Instant) -> Signal {
+        // A second Ctrl-C does not wait for the grace period.
+        let send = if sig == Signal::SIGINT && self.signalled == Some(Signal::SIGINT) { Signal::SIGKILL } else { sig };
+        self.signalled.get_or_insert(sig);
+        self.deadline.get_or_insert(now + self.grace);
+        self.stopping(send)
+    }
+
+    /// Mark every live worker as being stopped with `sig`, and return `sig`.
+    fn stopping(&mut self, sig: Signal) -> Signal {
+        for slot in &mut self.slots {
+            if let Some(pgid) = slot.state.live_pgid() {
+                slot.state = WorkerState::Stopping { pgid };
+            }
+        }
+        sig
+    }
+
+    fn live(&self) -> impl Iterator<Item = worker::Pgid> + '_ {
+        self.slots.iter().filter_map(|s| s.state.live_pgid())
+    }
+
+    /// Send `sig` to the process group of every worker that has not exited.
+    pub fn signal_live(&self, sig: Signal) {
+        self.live().for_each(|pgid| pgid.signal(sig));
+    }
+
+    /// The attempt's result, once every worker has exited.
+    pub fn into_report(self, restarts: u32) -> Result<RunReport, Error> {
+        let cause = match (self.signalled, self.failed) {
+            (Some(sig), _) => Cause::Signalled(sig),
+            (None, Some((index, end))) => Cause::RankFailed { rank: self.slots[index].worker.rank, end },
+            (None, None) => Cause::AllSucceeded,
+        };
+        let ranks = self.slots.into_iter().map(Slot::into_rank_end).collect::<Result<_, _>>()?;
+        Ok(RunReport { restarts, ranks, cause })
+    }
 }
 
-/// Copy one output stream of a worker, line by line, to its log file, its tail and
-/// (when `echo` is set) the console with the rank prefix.
-async fn pump(
-    stream: impl AsyncRead + Unpin,
-    file: Arc<Mutex<std::fs::File>>,
-    tail: Arc<Mutex<VecDeque<String>>>,
-    echo: Option<(String, bool)>,
-) {
-    let mut reader = BufReader::new(stream);
-    let mut buf = Vec::new();
+impl Slot {
+    fn into_rank_end(self) -> Result<RankEnd, Error> {
+        let WorkerState::Exited { end, stopped } = self.state else {
+            return Err(Error::Internal(format!("rank {} was still running when supervision ended", self.worker.rank)));
+        };
+        let tail = worker::tail_lines(&self.tail);
+        Ok(RankEnd { rank: self.worker.rank, device_id: self.worker.device_id, end, stopped, tail })
+    }
+}
+
+/// The launcher's SIGINT and SIGTERM, caught for the whole run.
+struct Signals {
+    int: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> Result<Signals, Error> {
+        let catch = |kind| signal(kind).map_err(Error::io("cannot catch SIGINT/SIGTERM"));
+        Ok(Signals { int: catch(SignalKind::interrupt())?, term: catch(SignalKind::terminate())? })
+    }
+}
+
+type Waits = JoinSet<(usize, std::io::Result<ExitStatus>)>;
+
+/// Run the workers until they all succeed, one fails with no restarts left, or the
+/// launcher is signalled; the report says which.
+pub async fn run(opts: &Options) -> Result<RunReport, Error> {
+    std::fs::create_dir_all(&opts.log_dir).map_err(|source| Error::LogDir { path: opts.log_dir.clone(), source })?;
+    let mut signals = Signals::install()?;
+    let mut attempt = 0;
     loop {
-        buf.clear();
-        match reader.read_until(b'\n', &mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(_) => {}
+        let report = run_attempt(opts, attempt, &mut signals).await?;
+        let Cause::RankFailed { rank, end } = report.cause else { return Ok(report) };
+        if attempt == opts.max_restarts {
+            return Ok(report);
         }
-        let line = String::from_utf8_lossy(&buf);
-        let line = line.trim_end_matches(['\n', '\r']);
-        if let Ok(mut f) = file.lock() {
-            let _ = writeln!(f, "{line}");
-        }
-        if let Ok(mut t) = tail.lock() {
-            if t.len() == TAIL {
-                t.pop_front();
-            }
-            t.push_back(line.to_string());
-        }
-        if let Some((prefix, to_stderr)) = &echo {
-            // A closed console (`| head`) must not stop the logging.
-            let _ = if *to_stderr {
-                writeln!(std::io::stderr().lock(), "{prefix}{line}")
-            } else {
-                writeln!(std::io::stdout().lock(), "{prefix}{line}")
-            };
-        }
+        attempt += 1;
+        eprintln!(
+            "segzoo-launch: rank {rank} failed ({end}); restarting the local group (restart {attempt} of {})",
+            opts.max_restarts
+        );
     }
 }
 
-fn summary(group: &[Running], index: usize, end: End, log_dir: &Path) -> String {
-    let r = &group[index];
-    let mut text = format!(
-        "segzoo-launch: job failed: rank {} (device {}) {end}\nsegzoo-launch: last lines of {}:\n",
-        r.worker.rank,
-        r.worker.device_id,
-        log_path(log_dir, r.worker.rank).display()
-    );
-    if let Ok(t) = r.tail.lock() {
-        if t.is_empty() {
-            text += "    (no output)\n";
-        }
-        for l in t.iter() {
-            text += &format!("    {l}\n");
+async fn run_attempt(opts: &Options, attempt: u32, signals: &mut Signals) -> Result<RunReport, Error> {
+    let mut pumps = JoinSet::new();
+    let (mut group, mut waits) = start_group(opts, attempt, &mut pumps)?;
+    if let Err(e) = watch(&mut group, &mut waits, signals).await {
+        // Leave nothing behind: the workers' children included.
+        group.signal_live(Signal::SIGKILL);
+        return Err(e);
+    }
+    // The pipes close when the workers (and their children) are gone; do not wait
+    // forever on a straggler that inherited one.
+    let _ = tokio::time::timeout(Duration::from_secs(5), async { while pumps.join_next().await.is_some() {} }).await;
+    group.into_report(attempt)
+}
+
+/// Spawn every worker; if one cannot be started, kill those that were.
+fn start_group(opts: &Options, attempt: u32, pumps: &mut JoinSet<()>) -> Result<(Group, Waits), Error> {
+    let console_rank = opts.workers.iter().map(|w| w.rank).min();
+    let mut group = Group::new(opts.grace);
+    let mut waits = JoinSet::new();
+    for (index, w) in opts.workers.iter().enumerate() {
+        let echo = match opts.console {
+            Console::All => true,
+            Console::Rank0 => Some(w.rank) == console_rank,
+            Console::None => false,
+        };
+        let launch = worker::Launch {
+            command: &opts.command,
+            worker: w,
+            log_dir: &opts.log_dir,
+            attempt,
+            max_restarts: opts.max_restarts,
+            echo,
+        };
+        let mut spawned = match spawn_worker(&launch, pumps) {
+            Ok(s) => s,
+            Err(e) => {
+                group.signal_live(Signal::SIGKILL);
+                return Err(e);
+            }
+        };
+        waits.spawn(async move { (index, spawned.child.wait().await) });
+        group.push(w.clone(), spawned.pgid, spawned.tail);
+    }
+    Ok((group, waits))
+}
+
+/// Feed events to the group, and send the signals it asks for, until every worker exited.
+async fn watch(group: &mut Group, waits: &mut Waits, signals: &mut Signals) -> Result<(), Error> {
+    while let Some(event) = next_event(group, waits, signals).await? {
+        if let Some(sig) = group.apply(event, Instant::now()) {
+            group.signal_live(sig);
         }
     }
-    let others: Vec<String> = group
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| *i != index)
-        .map(|(_, o)| format!("rank {}: {}", o.worker.rank, o.end.map_or("still running".into(), |e| e.to_string())))
-        .collect();
-    if !others.is_empty() {
-        text += &format!("segzoo-launch: the others: {}\n", others.join(", "));
+    Ok(())
+}
+
+/// The next thing to happen; `None` once every worker has been waited for.
+async fn next_event(group: &Group, waits: &mut Waits, signals: &mut Signals) -> Result<Option<Event>, Error> {
+    // Without a deadline the timer branch is disabled; the instant is then never awaited.
+    let kill_at = group.deadline().unwrap_or_else(Instant::now);
+    tokio::select! {
+        joined = waits.join_next() => {
+            let Some(joined) = joined else { return Ok(None) };
+            let (index, status) = joined.map_err(|e| Error::Internal(format!("waiting for a worker: {e}")))?;
+            let rank = group.slots[index].worker.rank;
+            let status = status.map_err(Error::io(format!("waiting for rank {rank}")))?;
+            Ok(Some(Event::Exited { index, end: End::from_status(status) }))
+        }
+        _ = signals.int.recv() => Ok(Some(Event::Signal(Signal::SIGINT))),
+        _ = signals.term.recv() => Ok(Some(Event::Signal(Signal::SIGTERM))),
+        _ = tokio::time::sleep_until(kill_at), if group.deadline().is_some() => Ok(Some(Event::GraceOver)),
     }
-    text
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::worker::Pgid;
+
+    const GRACE: Duration = Duration::from_secs(10);
+
+    /// A group of `n` running workers. The pgids are never signalled: `apply` only decides.
+    fn group(n: usize) -> Group {
+        let mut g = Group::new(GRACE);
+        for rank in 0..n {
+            let worker = Worker { rank, local_rank: rank, device_id: rank as u32, env: vec![] };
+            let pgid = Pgid::from_child_id(Some(100_000 + rank as u32)).expect("valid");
+            g.push(worker, pgid, Tail::default());
+        }
+        g
+    }
+
+    fn exited(index: usize, end: End) -> Event {
+        Event::Exited { index, end }
+    }
 
     #[test]
-    fn ends_read_as_a_shell_reports_them() {
-        assert_eq!(End::Code(7).to_string(), "exit code 7");
-        assert_eq!(End::Signal(9).to_string(), "killed by SIGKILL (9)");
-        assert_eq!(End::Signal(15).exit_code(), 143);
-        assert_eq!(End::Code(3).exit_code(), 3);
-        assert!(End::Code(0).ok() && !End::Signal(15).ok());
+    fn all_workers_exiting_0_is_success_and_signals_no_one() {
+        let mut g = group(2);
+        let now = Instant::now();
+        assert_eq!(g.apply(exited(1, End::Code(0)), now), None);
+        assert_eq!(g.apply(exited(0, End::Code(0)), now), None);
+        let report = g.into_report(0).expect("all exited");
+        assert_eq!(report.cause, Cause::AllSucceeded);
+        assert_eq!(report.exit_code(), 0);
+        assert_eq!(report.ranks.iter().map(|r| r.rank).collect::<Vec<_>>(), vec![0, 1]);
+    }
+
+    #[test]
+    fn the_first_failure_is_the_root_cause_and_stops_the_others_with_sigterm() {
+        let mut g = group(3);
+        let now = Instant::now();
+        assert_eq!(g.apply(exited(1, End::Code(7)), now), Some(Signal::SIGTERM));
+        assert_eq!(g.deadline(), Some(now + GRACE));
+        assert!(matches!(g.state(0), WorkerState::Stopping { .. }));
+        assert!(matches!(g.state(2), WorkerState::Stopping { .. }));
+        // The others' ends are consequences, not new causes.
+        assert_eq!(g.apply(exited(0, End::Code(143)), now), None);
+        assert_eq!(g.apply(exited(2, End::Signal(15)), now), None);
+        let report = g.into_report(0).expect("all exited");
+        assert_eq!(report.cause, Cause::RankFailed { rank: 1, end: End::Code(7) });
+        assert_eq!(report.exit_code(), 7);
+        let stopped: Vec<bool> = report.ranks.iter().map(|r| r.stopped).collect();
+        assert_eq!(stopped, vec![true, false, true]);
+    }
+
+    #[test]
+    fn a_killed_worker_is_the_cause_with_128_plus_its_signal() {
+        let mut g = group(1);
+        assert_eq!(g.apply(exited(0, End::Signal(9)), Instant::now()), Some(Signal::SIGTERM));
+        assert_eq!(g.into_report(0).expect("exited").exit_code(), 137);
+    }
+
+    #[test]
+    fn the_grace_period_ends_with_sigkill_for_those_still_running() {
+        let mut g = group(2);
+        let now = Instant::now();
+        g.apply(exited(0, End::Code(2)), now);
+        assert_eq!(g.apply(Event::GraceOver, now + GRACE), Some(Signal::SIGKILL));
+        assert_eq!(g.deadline(), None);
+        g.apply(exited(1, End::Signal(9)), now + GRACE);
+        let report = g.into_report(0).expect("exited");
+        assert_eq!(report.cause, Cause::RankFailed { rank: 0, end: End::Code(2) });
+        assert_eq!(report.rank(1).map(|r| (r.end, r.stopped)), Some((End::Signal(9), true)));
+    }
+
+    #[test]
+    fn a_signal_to_the_launcher_is_forwarded_and_decides_the_exit_code() {
+        let mut g = group(2);
+        let now = Instant::now();
+        assert_eq!(g.apply(Event::Signal(Signal::SIGTERM), now), Some(Signal::SIGTERM));
+        // Workers ending cleanly on the forwarded signal still make the launcher exit 143.
+        assert_eq!(g.apply(exited(0, End::Code(0)), now), None);
+        assert_eq!(g.apply(exited(1, End::Code(1)), now), None);
+        let report = g.into_report(0).expect("exited");
+        assert_eq!(report.cause, Cause::Signalled(Signal::SIGTERM));
+        assert_eq!(report.exit_code(), 143);
+    }
+
+    #[test]
+    fn a_second_sigint_kills_at_once() {
+        let mut g = group(1);
+        let now = Instant::now();
+        assert_eq!(g.apply(Event::Signal(Signal::SIGINT), now), Some(Signal::SIGINT));
+        assert_eq!(g.apply(Event::Signal(Signal::SIGINT), now), Some(Signal::SIGKILL));
+        g.apply(exited(0, End::Signal(9)), now);
+        assert_eq!(g.into_report(0).expect("exited").exit_code(), 130);
+    }
+
+    #[test]
+    fn a_signal_after_a_failure_decides_the_exit_code() {
+        let mut g = group(2);
+        let now = Instant::now();
+        g.apply(exited(0, End::Code(7)), now);
+        assert_eq!(g.apply(Event::Signal(Signal::SIGINT), now), Some(Signal::SIGINT));
+        g.apply(exited(1, End::Code(130)), now);
+        assert_eq!(g.into_report(0).expect("exited").cause, Cause::Signalled(Signal::SIGINT));
+    }
+
+    #[test]
+    fn a_report_while_a_worker_runs_is_an_internal_error() {
+        let g = group(1);
+        assert!(matches!(g.into_report(0), Err(Error::Internal(_))));
     }
 }

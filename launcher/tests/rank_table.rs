@@ -49,11 +49,13 @@ fn shipped_tables_give_the_right_environments() {
 #[test]
 fn server_found_by_identity_or_rejected() {
     let t = shipped("hccl_16p_2servers.json");
-    assert_eq!(find_server(&t, None, &["10.0.0.2".into()]), Ok(1));
+    assert_eq!(find_server(&t, None, &["10.0.0.2".into()]).ok(), Some(1));
     let e = find_server(&t, None, &["10.9.9.9".into(), "myhost".into()]).expect_err("not listed");
-    assert!(e.contains("this host (10.9.9.9, myhost) is not in the rank table"), "{e}");
+    assert!(e.to_string().contains("this host (10.9.9.9, myhost) is not in the rank table"), "{e}");
+    assert_eq!(e.exit_code(), 2, "bad input");
     let e = find_server(&t, Some("10.0.0.3"), &[]).expect_err("not listed");
-    assert!(e.contains("--server-id 10.0.0.3 is not in the rank table"), "{e}");
+    assert!(e.to_string().contains("--server-id 10.0.0.3 is not in the rank table"), "{e}");
+    assert_eq!(e.exit_code(), 2, "bad input");
 }
 
 #[test]
@@ -160,25 +162,30 @@ fn generated_tables_parse_back() {
 }
 
 #[test]
-fn cli_exit_codes() {
+fn check_and_gen_table_exit_2_on_bad_input_and_1_when_the_output_cannot_be_written() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let bad = dir.path().join("bad.json");
-    std::fs::write(&bad, "{ nope").expect("write");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_segzoo-launch"))
-        .args(["check", "--rank-table", bad.to_str().expect("utf8"), "--server-id", "x"])
-        .output()
-        .expect("runs");
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_segzoo-launch"))
+            .args(args)
+            .current_dir(dir.path())
+            .output()
+            .expect("runs")
+    };
+    std::fs::write(dir.path().join("bad.json"), "{ nope").expect("write");
+    let out = run(&["check", "--rank-table", "bad.json", "--server-id", "x"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("bad.json:1:3: malformed JSON"),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let out_file = dir.path().join("t.json");
-    let st = std::process::Command::new(env!("CARGO_BIN_EXE_segzoo-launch"))
-        .args(["gen-table", "--server-id", "127.0.0.1", "--devices", "0-1", "-o", out_file.to_str().expect("utf8")])
-        .status()
-        .expect("runs");
-    assert!(st.success());
-    assert_eq!(RankTable::load(&out_file).expect("valid").world_size(), 2);
+    let out = run(&["gen-table", "--server-id", "127.0.0.1", "--devices", "3-1"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--devices: range \"3-1\" runs backwards"));
+    let out = run(&["gen-table", "--server-id", "127.0.0.1", "--devices", "0-1", "-o", "t.json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(RankTable::load(&dir.path().join("t.json")).expect("valid").world_size(), 2);
+    let out = run(&["gen-table", "--server-id", "127.0.0.1", "-o", "no/such/dir/t.json"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no/such/dir/t.json: "));
 }

@@ -1,5 +1,7 @@
 //! Supervision with shell workers (no tch): environments, fail-fast, signals, restarts,
-//! logs and console prefixes.
+//! logs, console prefixes and exit codes. Every run has a temporary directory as its
+//! working directory, so no log lands in the source tree.
+use nix::sys::signal::Signal;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -153,14 +155,9 @@ fn a_worker_that_ignores_sigterm_is_killed_after_the_grace_period() {
     assert!(text(&out).contains("rank 0: killed by SIGKILL (9)"), "{}", text(&out));
 }
 
-#[test]
-fn sigterm_to_the_launcher_reaches_every_worker() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let d = dir.path();
-    let script = r#"
-        trap 'echo term > term_$RANK_ID; exit 0' TERM
-        touch started_$RANK_ID
-        sleep 60 & wait"#;
+/// Start the launcher on the 8-rank table with `script` (which touches `started_$RANK_ID`),
+/// send it `sig` once every worker has started, and wait for it.
+fn signal_the_launcher(d: &Path, sig: Signal, script: &str) -> std::process::ExitStatus {
     let mut child = Command::new(LAUNCH)
         .arg("--rank-table")
         .arg(table("hccl_8p.json"))
@@ -175,12 +172,40 @@ fn sigterm_to_the_launcher_reaches_every_worker() {
         assert!(Instant::now() < deadline, "workers did not start");
         std::thread::sleep(Duration::from_millis(50));
     }
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM)
-        .expect("signal");
-    let status = child.wait().expect("ends");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), sig).expect("signal");
+    child.wait().expect("ends")
+}
+
+#[test]
+fn sigterm_to_the_launcher_reaches_every_worker() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let script = r#"
+        trap 'echo term > term_$RANK_ID; exit 0' TERM
+        touch started_$RANK_ID
+        sleep 60 & wait"#;
+    let status = signal_the_launcher(d, Signal::SIGTERM, script);
     assert_eq!(status.code(), Some(143));
     for r in 0..8 {
         assert_eq!(read(d.join(format!("term_{r}"))), "term\n", "rank {r}");
+    }
+}
+
+#[test]
+fn sigint_to_the_launcher_reaches_every_worker_and_it_exits_130() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    // `sleep` in the foreground: a shell's background jobs ignore SIGINT.
+    let script = r#"
+        trap 'echo int > int_$RANK_ID; exit 0' INT
+        touch started_$RANK_ID
+        sleep 60"#;
+    let start = Instant::now();
+    let status = signal_the_launcher(d, Signal::SIGINT, script);
+    assert_eq!(status.code(), Some(130));
+    assert!(start.elapsed() < Duration::from_secs(20), "took {:?}", start.elapsed());
+    for r in 0..8 {
+        assert_eq!(read(d.join(format!("int_{r}"))), "int\n", "rank {r}");
     }
 }
 
@@ -218,16 +243,86 @@ fn max_restarts_restarts_the_group_exactly_that_often() {
     assert_eq!(text(&out).matches("restarting the local group").count(), 1);
 }
 
+/// Launch `script` on the 1-rank table in a fresh subdirectory `name` of `d`.
+fn launch_1p(d: &Path, name: &str, opts: &[&str], script: &str) -> (PathBuf, Output) {
+    let sub = d.join(name);
+    std::fs::create_dir_all(&sub).expect("dir");
+    let mut all = vec!["--server-id", "127.0.0.1"];
+    all.extend_from_slice(opts);
+    let out = launch(&sub, "hccl_1p.json", &all, script);
+    (sub, out)
+}
+
 #[test]
-fn bad_arguments_are_refused() {
-    let out = Command::new(LAUNCH).args(["--rank-table", "x.json"]).output().expect("runs");
-    assert_eq!(out.status.code(), Some(2), "no worker command");
+fn bad_input_exits_2_before_anything_starts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    // No worker command: a usage error.
+    let out = Command::new(LAUNCH).args(["--rank-table", "x.json"]).current_dir(d).output().expect("runs");
+    assert_eq!(out.status.code(), Some(2), "no worker command: {}", text(&out));
+    std::fs::write(d.join("bad.json"), "{ nope").expect("write");
+    let cases: [(&[&str], &str); 4] = [
+        (&["--rank-table", "missing.json"], "missing.json: cannot read"),
+        (&["--rank-table", "bad.json"], "bad.json:1:3: malformed JSON"),
+        (&["--server-id", "10.9.9.9"], "--server-id 10.9.9.9 is not in the rank table"),
+        (&["--grace-period=-1"], "--grace-period -1: must be a non-negative number of seconds"),
+    ];
+    for (opts, needle) in cases {
+        let mut cmd = Command::new(LAUNCH);
+        if opts[0] != "--rank-table" {
+            cmd.arg("--rank-table").arg(table("hccl_1p.json"));
+        }
+        if opts[0] != "--server-id" {
+            cmd.args(["--server-id", "127.0.0.1"]);
+        }
+        let out = cmd.args(opts).args(["--", "touch", "started"]).current_dir(d).output().expect("runs");
+        assert_eq!(out.status.code(), Some(2), "{opts:?}: {}", text(&out));
+        assert!(text(&out).contains(needle), "{opts:?}: expected {needle:?} in {}", text(&out));
+        assert!(!d.join("started").exists(), "{opts:?}: a worker started");
+        assert!(!d.join("logs").exists(), "{opts:?}: the log dir was created");
+    }
+}
+
+#[test]
+fn a_missing_worker_binary_exits_1_naming_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
     let out = Command::new(LAUNCH)
         .arg("--rank-table")
         .arg(table("hccl_1p.json"))
         .args(["--server-id", "127.0.0.1", "--", "/nonexistent/worker"])
+        .current_dir(dir.path())
         .output()
         .expect("runs");
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(text(&out).contains("cannot start `/nonexistent/worker` for rank 0"), "{}", text(&out));
+}
+
+#[test]
+fn a_log_dir_that_cannot_be_created_exits_1_before_any_worker_starts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    std::fs::write(d.join("file"), "").expect("write");
+    let (sub, out) = launch_1p(d, ".", &["--log-dir", "file/logs"], "touch started");
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("cannot create log dir file/logs"), "{}", text(&out));
+    assert!(!sub.join("started").exists(), "a worker started");
+}
+
+#[test]
+fn a_workers_exit_code_or_128_plus_its_signal_is_the_launchers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cases = [
+        ("exit 0", 0, None),
+        ("exit 7", 7, Some("rank 0 (device 0) exit code 7")),
+        ("kill -KILL $$", 137, Some("rank 0 (device 0) killed by SIGKILL (9)")),
+        ("kill -TERM $$", 143, Some("rank 0 (device 0) killed by SIGTERM (15)")),
+    ];
+    for (i, (script, code, message)) in cases.into_iter().enumerate() {
+        let (_, out) = launch_1p(dir.path(), &format!("case_{i}"), &[], script);
+        assert_eq!(out.status.code(), Some(code), "{script}: {}", text(&out));
+        match message {
+            Some(m) => assert!(text(&out).contains(&format!("job failed: {m}")), "{script}: {}", text(&out)),
+            None => assert!(!text(&out).contains("job failed"), "{script}: {}", text(&out)),
+        }
+    }
 }
