@@ -1,4 +1,6 @@
 //! segzoo: semantic-segmentation training, evaluation and serving on libtorch.
+pub mod app;
+pub mod cli;
 pub mod config;
 pub mod data;
 pub mod dist;
@@ -7,4 +9,5 @@ pub mod eval;
 pub mod logging;
 pub mod models;
 pub mod progress;
+pub mod suggest;
 pub mod train;

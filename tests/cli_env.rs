@@ -63,9 +63,34 @@ fn config_show_round_trips_and_errors_exit_nonzero() {
 }
 
 #[test]
-fn json_log_format_is_accepted() {
-    let out = segzoo(&["--log-format", "json", "env", "--json"]);
-    assert!(out.status.success());
+fn json_log_lines_parse_as_json_with_level_target_message_and_time() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let model = segzoo::models::build(&segzoo::models::ModelSpec::preset("hrnetv2_w18_small_v1"), tch::Device::Cpu)
+        .expect("builds");
+    segzoo::models::weights::save(&model, &d.join("w.safetensors")).expect("weights");
+    let x = tch::Tensor::zeros([1, 3, 32, 32], (tch::Kind::Float, tch::Device::Cpu));
+    tch::Tensor::write_safetensors(&[("input", &x)], d.join("x.safetensors")).expect("input");
+    let out = Command::new(env!("CARGO_BIN_EXE_segzoo"))
+        .args(["--log-format", "json", "forward", "--model", "hrnetv2_w18_small_v1"])
+        .args(["--weights", "w.safetensors", "--input", "x.safetensors", "--output", "y.safetensors"])
+        .current_dir(d)
+        .output()
+        .expect("runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<serde_json::Value> = stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON log line ({e}): {l}")))
+        .collect();
+    let loaded = lines
+        .iter()
+        .find(|v| v["message"].as_str().is_some_and(|m| m.starts_with("loaded ") && m.contains("w.safetensors")))
+        .unwrap_or_else(|| panic!("no `loaded … tensors` line in {stderr}"));
+    assert_eq!(loaded["level"], "INFO");
+    assert!(loaded["target"].as_str().is_some_and(|t| t.starts_with("segzoo")), "{loaded}");
+    let time = loaded["time"].as_str().expect("time");
+    assert!(time.len() == 24 && time.ends_with('Z') && &time[10..11] == "T", "{time}");
     let out = segzoo(&["--log-level", "no=such=filter", "env"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--log-level"));

@@ -69,7 +69,7 @@ fn train_eval_and_bench_from_the_command_line() {
     ));
     assert!(text.contains("wrote 2 predictions"), "{text}");
     let palette: Vec<[u8; 3]> =
-        (0..19).map(|i| segzoo::data::labels::palette(segzoo::config::DatasetKind::Cityscapes, i)).collect();
+        (0..19).map(|i| segzoo::data::labels::palette(segzoo::data::kind::DatasetKind::Cityscapes, i)).collect();
     let mut pngs: Vec<_> = std::fs::read_dir(d.join("pred")).expect("dir").map(|e| e.expect("entry").path()).collect();
     pngs.sort();
     assert_eq!(pngs.len(), 2);

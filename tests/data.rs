@@ -1,7 +1,8 @@
 //! Data pipeline: readers and list makers on generated fixtures, SBD conversion,
 //! loader determinism, and every bad-input case named in the docs.
 use segzoo::config::{DataConfig, DatasetKind};
-use segzoo::data::dataset::{self, ClsDataset, Dataset, SegDataset, Split};
+use segzoo::data::dataset::{ClsDataset, Dataset, SegDataset, Split};
+use segzoo::data::kind::DatasetKind as Kind;
 use segzoo::data::labels::{IGNORE, LIP_FLIP_PAIRS};
 use segzoo::data::loader::{self, LoaderOptions};
 use segzoo::data::sampler::ShardedSampler;
@@ -42,7 +43,7 @@ fn synthetic_cityscapes_reads_back_and_checks_clean() {
     assert_eq!(written.iter().map(|w| w.entries).collect::<Vec<_>>(), vec![3, 2]);
     assert!(dir.path().join("leftImg8bit/train/aachen/aachen_000000_000019_leftImg8bit.png").is_file());
     assert!(dir.path().join("gtFine/val/frankfurt/frankfurt_000003_000019_gtFine_labelIds.png").is_file());
-    let ds = SegDataset::open(DatasetKind::Cityscapes, dir.path(), Path::new("train.lst"), plain()).expect("open");
+    let ds = SegDataset::open(Kind::Cityscapes, dir.path(), Path::new("train.lst"), plain()).expect("open");
     assert_eq!(ds.len(), 3);
     let (img, label) = ds.load_raw(0).expect("load");
     assert_eq!((img.width(), img.height()), (160, 80));
@@ -52,7 +53,7 @@ fn synthetic_cityscapes_reads_back_and_checks_clean() {
     assert!(raw.data.contains(&7) && raw.data.contains(&23));
     assert!(label.contains(&0) && label.contains(&10));
     for list in ["train.lst", "val.lst"] {
-        let r = make_lists::check(DatasetKind::Cityscapes, dir.path(), Path::new(list), 2).expect("clean");
+        let r = make_lists::check(Kind::Cityscapes, dir.path(), Path::new(list), 2).expect("clean");
         assert!(r.counts[0] > 0 && r.counts[10] > 0, "road and sky present");
     }
     // Deterministic per seed.
@@ -77,12 +78,12 @@ fn lip_reader_and_flip_pairs() {
         ..DataConfig::default()
     };
     // Training on LIP swaps left/right parts when flipping.
-    let ds = SegDataset::open(DatasetKind::Lip, dir.path(), Path::new("train.lst"), plain()).expect("open");
+    let ds = SegDataset::open(Kind::Lip, dir.path(), Path::new("train.lst"), plain()).expect("open");
     let (_, label) = ds.load_raw(1).expect("load");
     assert!(label.iter().all(|&v| v < 20));
-    let train = dataset::from_config(&cfg, Split::Train).expect("dataset");
+    let train = segzoo::app::dataset(&cfg, Split::Train).expect("dataset");
     assert_eq!(train.len(), 3);
-    make_lists::check(DatasetKind::Lip, dir.path(), Path::new("val.lst"), 1).expect("clean");
+    make_lists::check(Kind::Lip, dir.path(), Path::new("val.lst"), 1).expect("clean");
     let mut t = plain();
     t.flip = true;
     t.flip_pairs = LIP_FLIP_PAIRS.to_vec();
@@ -113,10 +114,10 @@ fn voc_lists_palette_labels_and_sbd_exclusion() {
     assert!(!sbd.contains("2007_001000"), "{sbd}");
     assert!(sbd.contains("benchmark_RELEASE/dataset/cls_png/2008_000000.png"));
     for list in ["voc_train_lst.txt", "voc_val_lst.txt", "sbd_train_lst.txt"] {
-        make_lists::check(DatasetKind::Voc, dir.path(), Path::new(list), 2).expect("clean");
+        make_lists::check(Kind::Voc, dir.path(), Path::new(list), 2).expect("clean");
     }
     // Palette PNGs give class indices (not colours); the boundary value 255 stays ignore.
-    let ds = SegDataset::open(DatasetKind::Voc, dir.path(), Path::new("voc_train_lst.txt"), plain()).expect("open");
+    let ds = SegDataset::open(Kind::Voc, dir.path(), Path::new("voc_train_lst.txt"), plain()).expect("open");
     let (_, label) = ds.load_raw(0).expect("load");
     assert_eq!(label[0], IGNORE);
     assert!(label.iter().all(|&v| v <= 20 || v == IGNORE));
@@ -156,7 +157,7 @@ fn imagenet_folders_lists_and_transforms() {
     assert_eq!(item.prepared.image.len(), 3 * 32 * 32);
     let train = ClsDataset::open(dir.path(), Path::new("train.lst"), t(true)).expect("list");
     assert_eq!(train.get(0, &mut rng).expect("item").prepared.image.len(), 3 * 32 * 32);
-    make_lists::check(DatasetKind::Imagenet, dir.path(), Path::new("train.lst"), 2).expect("clean");
+    make_lists::check(Kind::Imagenet, dir.path(), Path::new("train.lst"), 2).expect("clean");
 }
 
 fn batches(ds: Arc<dyn Dataset>, workers: usize, epoch: u64) -> Vec<(Vec<usize>, tch::Tensor, tch::Tensor)> {
@@ -173,8 +174,8 @@ fn loader_is_deterministic_whatever_the_thread_count() {
     let dir = tempfile::tempdir().expect("tempdir");
     synth::cityscapes(dir.path(), 5, 1, 160, 80, 3, 2).expect("synth");
     let mut cfg = cityscapes_cfg(dir.path());
-    cfg.color_jitter = Some(segzoo::data::transforms::ColorJitter { contrast: Some([0.4, 1.6]), ..Default::default() });
-    let ds: Arc<dyn Dataset> = dataset::from_config(&cfg, Split::Train).expect("dataset").into();
+    cfg.color_jitter = Some(segzoo::config::ColorJitter { contrast: Some([0.4, 1.6]), ..Default::default() });
+    let ds: Arc<dyn Dataset> = segzoo::app::dataset(&cfg, Split::Train).expect("dataset").into();
     let one = batches(ds.clone(), 1, 0);
     let three = batches(ds.clone(), 3, 0);
     assert_eq!(one.len(), 2, "5 samples, batch 2, drop_last");
@@ -194,7 +195,7 @@ fn loader_is_deterministic_whatever_the_thread_count() {
 fn eval_split_keeps_full_images_and_last_partial_batch() {
     let dir = tempfile::tempdir().expect("tempdir");
     synth::cityscapes(dir.path(), 1, 3, 96, 48, 4, 1).expect("synth");
-    let ds: Arc<dyn Dataset> = dataset::from_config(&cityscapes_cfg(dir.path()), Split::Val).expect("dataset").into();
+    let ds: Arc<dyn Dataset> = segzoo::app::dataset(&cityscapes_cfg(dir.path()), Split::Val).expect("dataset").into();
     let indices = ShardedSampler::eval(ds.len(), 1, 0).indices(0);
     let opts = LoaderOptions { batch_size: 2, workers: 2, prefetch: 1, drop_last: false, seed: 0 };
     let got: Vec<_> = loader::epoch(ds, &indices, 0, &opts).map(|b| b.expect("batch")).collect();
@@ -209,7 +210,7 @@ fn one_pair(dir: &Path) {
 
 fn load_err(dir: &Path, list: &str) -> String {
     std::fs::write(dir.join("bad.lst"), list).expect("write list");
-    match SegDataset::open(DatasetKind::Cityscapes, dir, Path::new("bad.lst"), plain()) {
+    match SegDataset::open(Kind::Cityscapes, dir, Path::new("bad.lst"), plain()) {
         Err(e) => format!("{e:#}"),
         Ok(ds) => format!("{:#}", ds.load_raw(0).expect_err("load fails")),
     }
@@ -276,14 +277,14 @@ fn label_values_outside_the_classes() {
     decode::write_gray_png(&d.join("odd.png"), 64, 32, &values).expect("png");
     std::fs::write(d.join("odd.lst"), format!("{IMG} odd.png\n")).expect("list");
     // Cityscapes: unknown label ids are mapped to ignore (documented).
-    let ds = SegDataset::open(DatasetKind::Cityscapes, d, Path::new("odd.lst"), plain()).expect("open");
+    let ds = SegDataset::open(Kind::Cityscapes, d, Path::new("odd.lst"), plain()).expect("open");
     let (_, label) = ds.load_raw(0).expect("mapped");
     assert_eq!((label[5], label[6]), (IGNORE, 0));
     // VOC and LIP: a value that is neither a class nor 255 is an error naming it.
-    let ds = SegDataset::open(DatasetKind::Voc, d, Path::new("odd.lst"), plain()).expect("open");
+    let ds = SegDataset::open(Kind::Voc, d, Path::new("odd.lst"), plain()).expect("open");
     let e = format!("{:#}", ds.load_raw(0).expect_err("rejected"));
     assert!(e.contains("odd.lst:1") && e.contains("odd.png has value 200, not a class id (0–20)"), "{e}");
-    let e = format!("{:#}", make_lists::check(DatasetKind::Lip, d, Path::new("odd.lst"), 1).expect_err("rejected"));
+    let e = format!("{:#}", make_lists::check(Kind::Lip, d, Path::new("odd.lst"), 1).expect_err("rejected"));
     assert!(e.contains("invalid value"), "{e}");
 }
 
@@ -295,7 +296,7 @@ fn loader_reports_the_failing_sample_and_stops() {
     std::fs::write(d.join("mixed.lst"), format!("{IMG} {LAB}\n{IMG} {LAB}\nmissing.png {LAB}\n{IMG} {LAB}\n"))
         .expect("list");
     let ds: Arc<dyn Dataset> =
-        Arc::new(SegDataset::open(DatasetKind::Cityscapes, d, Path::new("mixed.lst"), plain()).expect("open"));
+        Arc::new(SegDataset::open(Kind::Cityscapes, d, Path::new("mixed.lst"), plain()).expect("open"));
     let opts = LoaderOptions { batch_size: 1, workers: 2, prefetch: 2, drop_last: false, seed: 0 };
     let results: Vec<_> = loader::epoch(ds, &[0, 1, 2, 3], 0, &opts).collect();
     assert!(results[0].is_ok() && results[1].is_ok());

@@ -107,8 +107,10 @@ fn two_ranks_train_exactly_like_one_process_over_the_same_global_batch() {
     let (l1, l2) = (losses(&one), losses(&two));
     assert_eq!(l1.len(), 3);
     assert_eq!(l2.len(), 3, "metrics.jsonl is written by rank 0 alone");
+    // Relative: one f32 ulp of a loss of 131.8 is 1.5e-5, and the two runs sum in
+    // different orders (one batch of 4 vs two of 2).
     for (a, b) in l1.iter().zip(&l2) {
-        assert!((a - b).abs() < 1e-5, "losses {l1:?} vs {l2:?}");
+        assert!((a - b).abs() <= 1e-5 * a.abs().max(1.0), "losses {l1:?} vs {l2:?}");
     }
     let ck = |run: &Path, step: u32| model_tensors(&run.join(format!("checkpoints/ckpt_step_{step:08}.safetensors")));
     let diff = max_diff(&ck(&one, 3), &ck(&two, 3));

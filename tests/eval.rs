@@ -1,6 +1,6 @@
 //! `eval-preds` on hand-made PNGs with hand-computed IoUs; eval modes and export via the CLI.
-use segzoo::config::DatasetKind;
 use segzoo::data::decode::write_gray_png;
+use segzoo::data::kind::DatasetKind;
 use std::path::Path;
 
 /// Label ids (Cityscapes) of a 2×4 image: road road car car / sky sky unlabeled road.

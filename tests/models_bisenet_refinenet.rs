@@ -3,15 +3,15 @@
 mod common;
 
 use common::{assert_same_tensors, max_abs_diff, reference};
-use segzoo::models::registry;
 use segzoo::models::weights::{self, LoadMode};
 use segzoo::models::Model;
+use segzoo::models::ModelSpec;
 use tch::{Device, Kind, Tensor};
 
-fn build(preset: &str, edit: impl FnOnce(&mut segzoo::config::ModelConfig)) -> Model {
-    let mut cfg = registry::preset_config(preset);
+fn build(preset: &str, edit: impl FnOnce(&mut ModelSpec)) -> Model {
+    let mut cfg = ModelSpec::preset(preset);
     edit(&mut cfg);
-    registry::build(&cfg, None, Device::Cpu).expect("builds")
+    segzoo::models::build(&cfg, Device::Cpu).expect("builds")
 }
 
 #[test]
@@ -24,7 +24,7 @@ fn bisenetv2_matches_reference_with_and_without_aux_heads() {
         infer.tensor_infos().len() as i64,
         r["without_aux_heads"]["num_state_dict_entries"].as_i64().expect("n")
     );
-    assert_eq!(infer.output_names, vec!["logits"]);
+    assert_eq!(infer.output_names(), vec!["logits"]);
 }
 
 #[test]
@@ -52,7 +52,7 @@ fn refinenet_matches_reference_and_freeze_bn_keeps_the_names() {
 fn bisenetv2_outputs_five_full_resolution_maps() {
     tch::manual_seed(0);
     let m = build("bisenetv2", |_| {});
-    assert_eq!(m.output_names, vec!["logits", "aux2", "aux3", "aux4", "aux5_4"]);
+    assert_eq!(m.output_names(), vec!["logits", "aux2", "aux3", "aux4", "aux5_4"]);
     let x = Tensor::randn([1, 3, 64, 128], (Kind::Float, Device::Cpu));
     // Eval mode still returns every head of a training build, as the reference does.
     let outs = tch::no_grad(|| m.forward_t(&x, false));

@@ -2,16 +2,16 @@
 mod common;
 
 use common::{assert_same_tensors, max_abs_diff, reference, tiny, tiny_config};
-use segzoo::models::registry;
 use segzoo::models::weights::{self, LoadMode};
+use segzoo::models::{build, registry, ModelSpec};
 use std::path::Path;
 use tch::{Device, Kind, Tensor};
 
 /// Names, shapes and order identical to the official state dict; same parameter count.
 fn assert_matches_reference(preset: &str, classes: i64, manifest: &str) {
-    let mut cfg = registry::preset_config(preset);
+    let mut cfg = ModelSpec::preset(preset);
     cfg.num_classes = Some(classes);
-    let m = registry::build(&cfg, None, Device::Cpu).expect("builds");
+    let m = build(&cfg, Device::Cpu).expect("builds");
     assert_same_tensors(&m, &reference(manifest), preset);
 }
 
@@ -45,14 +45,26 @@ fn hrnet_w18_c_matches_official() {
     assert_matches_reference("hrnet_w18_c", 1000, "hrnet_w18_imagenet");
 }
 
+/// Every preset's parameter and buffer counts equal the official code's at the same
+/// stages (tests/reference/preset_counts.json, written by scripts/fixtures/gen_preset_counts.py
+/// from HRNet-Semantic-Segmentation and HRNet-Image-Classification); BiSeNetV2 and
+/// RefineNet against their reference manifests.
 #[test]
 fn every_preset_builds_with_stated_counts() {
-    // Published sizes of the other presets (official configs; counts from the official code).
+    let counts = reference("preset_counts");
+    let counts = counts["presets"].as_object().expect("presets");
+    let manifests = [("bisenetv2", "bisenetv2_cityscapes"), ("refinenet_r101", "refinenet_resnet101_voc")];
     for p in registry::presets() {
-        let mut cfg = registry::preset_config(p.name);
-        cfg.num_classes = Some(if p.arch == registry::Arch::HrnetCls { 10 } else { 5 });
-        let m = registry::build(&cfg, None, Device::Cpu).unwrap_or_else(|e| panic!("{}: {e:#}", p.name));
-        assert!(m.num_params() > 1_000_000, "{}", p.name);
+        let expected = match manifests.iter().find(|(name, _)| *name == p.name) {
+            Some((_, manifest)) => reference(manifest),
+            None => counts.get(p.name).unwrap_or_else(|| panic!("{}: no published counts", p.name)).clone(),
+        };
+        let mut spec = ModelSpec::preset(p.name);
+        // The manifests list the preset's own class count; preset_counts.json states it.
+        spec.num_classes = Some(expected["num_classes"].as_i64().unwrap_or(p.num_classes));
+        let m = build(&spec, Device::Cpu).unwrap_or_else(|e| panic!("{}: {e:#}", p.name));
+        assert_eq!(m.num_params(), expected["num_params"].as_i64().expect("num_params"), "{}: parameters", p.name);
+        assert_eq!(m.num_buffers() as i64, expected["num_buffers"].as_i64().expect("num_buffers"), "{}", p.name);
     }
 }
 
@@ -70,7 +82,7 @@ fn segmentation_output_is_quarter_resolution() {
 #[test]
 fn ocrnet_returns_aux_then_out() {
     let m = tiny("ocrnet_hrnetv2_w48", 19, 0);
-    assert_eq!(m.output_names, vec!["aux", "logits"]);
+    assert_eq!(m.output_names(), vec!["aux", "logits"]);
     let out = tch::no_grad(|| m.forward_t(&Tensor::randn([2, 3, 57, 91], (Kind::Float, Device::Cpu)), false));
     assert_eq!(out.len(), 2);
     assert_eq!(out[0].size(), vec![2, 19, 15, 23]);
@@ -237,12 +249,9 @@ fn config_errors_name_the_field() {
     if let Some(s) = cfg.hrnet.as_mut() {
         s.stage3.num_channels.pop();
     }
-    let e = format!("{:#}", registry::build(&cfg, None, Device::Cpu).err().expect("bad spec"));
+    let e = format!("{:#}", build(&cfg, Device::Cpu).err().expect("bad spec"));
     assert!(e.contains("model.hrnet.stage3"), "{e}");
-    let e = format!(
-        "{:#}",
-        registry::build(&registry::preset_config("hrnetv2_w84"), None, Device::Cpu).err().expect("unknown")
-    );
+    let e = format!("{:#}", build(&ModelSpec::preset("hrnetv2_w84"), Device::Cpu).err().expect("unknown"));
     assert!(e.contains("did you mean `hrnetv2_w48`?"), "{e}");
 }
 
@@ -251,16 +260,17 @@ fn config_errors_name_the_field() {
 /// `common::tiny_spec` (OCR mid 16 / key 8), random weights and BN statistics:
 /// `parity_<m>.pth` is the official checkpoint layout (`model.` prefix, loss weights),
 /// `parity_<m>.safetensors` holds `input` and the official outputs.
+/// Regenerate with scripts/fixtures/gen_parity.py (its docstring has the command).
 fn assert_official_parity(preset: &str, fixture: &str) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
-    let m = registry::build(&tiny_config(preset, 19), None, Device::Cpu).expect("builds");
+    let m = build(&tiny_config(preset, 19), Device::Cpu).expect("builds");
     weights::load_file(&m, &dir.join(format!("{fixture}.pth")), LoadMode::Strict)
         .expect("official checkpoint loads strictly");
     let refs: std::collections::HashMap<String, Tensor> =
         Tensor::read_safetensors(dir.join(format!("{fixture}.safetensors"))).expect("fixture").into_iter().collect();
     let outs = tch::no_grad(|| m.forward_t(&refs["input"], false));
-    assert_eq!(outs.len(), m.output_names.len());
-    for (name, out) in m.output_names.iter().zip(&outs) {
+    assert_eq!(outs.len(), m.output_names().len());
+    for (name, out) in m.output_names().iter().zip(&outs) {
         let want = &refs[&format!("output_{name}")];
         assert_eq!(out.size(), want.size(), "{preset} {name}");
         let scale = want.abs().max().double_value(&[]);
@@ -284,13 +294,12 @@ fn pretrained_backbone_from_config() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("imagenet.safetensors");
     weights::save(&tiny("hrnet_w18_c", 1000, 3), &path).expect("save");
-    let mut cfg = tiny_config("ocrnet_hrnetv2_w48", 19);
-    cfg.pretrained = Some(path.clone());
-    let m = registry::build(&cfg, None, Device::Cpu).expect("builds");
-    let report = registry::load_pretrained(&m, &cfg).expect("loads").expect("configured");
+    let m = build(&tiny_config("ocrnet_hrnetv2_w48", 19), Device::Cpu).expect("builds");
+    let mut cfg = segzoo::config::ModelConfig { pretrained: Some(path.clone()), ..Default::default() };
+    let report = segzoo::app::load_pretrained(&m, &cfg).expect("loads").expect("configured");
     assert!(report.loaded > 100);
     assert!(report.missing.iter().all(|n| !n.starts_with("stage") && !n.starts_with("layer1")), "{:?}", report.missing);
     cfg.pretrained = Some(dir.path().join("nope.safetensors"));
-    let e = format!("{:#}", registry::load_pretrained(&m, &cfg).expect_err("missing file"));
+    let e = format!("{:#}", segzoo::app::load_pretrained(&m, &cfg).expect_err("missing file"));
     assert!(e.contains("model.pretrained") && e.contains("nope.safetensors"), "{e}");
 }

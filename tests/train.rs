@@ -5,14 +5,13 @@ mod common;
 use segzoo::config::{Config, DataConfig, DatasetKind, Optimizer, Schedule};
 use segzoo::data::synth;
 use segzoo::train::checkpoint;
-use segzoo::train::trainer::{self, Resume, TrainOptions};
+use segzoo::train::{self as trainer, Resume, TrainOptions};
 use std::path::Path;
 use tch::{Device, Tensor};
 
 /// A tiny HRNet on a tiny LIP-layout set (big blobs), fast on 2 cores.
 fn tiny_run(root: &Path, out: &Path) -> Config {
-    let mut model = common::tiny_config("hrnetv2_w48", 20);
-    model.num_classes = None;
+    let model = common::tiny_model_config("hrnetv2_w48");
     Config {
         model,
         data: DataConfig {
@@ -99,7 +98,7 @@ fn resume_auto_skips_broken_and_unfinished_checkpoints() {
     std::fs::write(checkpoint::path_for_step(&dir, 4), b"not a checkpoint").expect("write");
     let (path, loaded) = checkpoint::latest_valid(&dir).expect("a valid one");
     assert_eq!(path, checkpoint::path_for_step(&dir, 2));
-    assert_eq!(loaded.meta.step, 2);
+    assert_eq!(loaded.meta.state.step, 2);
     let e = format!("{:#}", checkpoint::load(&checkpoint::path_for_step(&dir, 4)).err().expect("corrupt"));
     assert!(e.contains("ckpt_step_00000004.safetensors") && e.contains("corrupt"), "{e}");
     // Resuming a checkpoint of another model is refused with both names.
@@ -132,7 +131,7 @@ fn tiny_model_overfits_a_handful_of_images() {
     cfg.eval.interval = 50;
     cfg.log.interval = 100;
     let summary = trainer::train(&cfg, &opts(None, None)).expect("train");
-    let miou = summary.best_miou.expect("evaluated");
+    let miou = summary.best.expect("evaluated").value;
     assert!(miou > 0.9, "mIoU {miou}");
     assert!(out.path().join("checkpoints/best.safetensors").is_file());
     let log = std::fs::read_to_string(out.path().join("metrics.jsonl")).expect("metrics");
@@ -167,45 +166,104 @@ fn checkpoints_load_as_pretrained_weights() {
     let mut next = cfg.model.clone();
     next.pretrained = Some(ckpt.clone());
     next.freeze_bn = true;
-    let m = segzoo::models::registry::build(&next, Some(20), Device::Cpu).expect("build");
-    let report = segzoo::models::registry::load_pretrained(&m, &next).expect("load").expect("configured");
+    let m = segzoo::models::build(&segzoo::app::model_spec(&next, Some(20)), Device::Cpu).expect("build");
+    let report = segzoo::app::load_pretrained(&m, &next).expect("load").expect("configured");
     assert_eq!(report.loaded, m.state_dict().len());
     assert!(report.missing.is_empty() && report.unexpected.is_empty());
 }
 
+/// Each recipe's model has exactly the tensors and counts of its official reference
+/// manifest (tests/reference, copied from ../shared/reference).
 #[test]
-fn every_recipe_parses_and_builds() {
+fn every_recipe_builds_its_published_parameter_and_buffer_counts() {
     let _turn = serial();
+    let manifests = [
+        ("bisenetv2_cityscapes", "bisenetv2_cityscapes"),
+        ("hrnet_w18_c_imagenet", "hrnet_w18_imagenet"),
+        ("hrnetv2_w48_cityscapes", "hrnetv2_w48_cityscapes"),
+        ("hrnetv2_w48_lip", "hrnetv2_w48_lip"),
+        ("ocrnet_hrnetv2_w48_cityscapes", "ocrnet_hrnetv2_w48_cityscapes"),
+        ("quickstart", "hrnetv2_w18_small_v2_cityscapes"),
+        ("refinenet_r101_sbd", "refinenet_resnet101_voc"),
+        ("refinenet_r101_voc", "refinenet_resnet101_voc"),
+    ];
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs");
-    let mut n = 0;
-    for entry in std::fs::read_dir(dir).expect("configs") {
-        let path = entry.expect("entry").path();
+    let mut recipes: Vec<String> = std::fs::read_dir(&dir)
+        .expect("configs")
+        .map(|e| e.expect("entry").path().file_stem().expect("stem").to_string_lossy().into_owned())
+        .collect();
+    recipes.sort();
+    assert_eq!(recipes, manifests.map(|(r, _)| r.to_string()), "every recipe needs its manifest here");
+    for (recipe, manifest) in manifests {
+        let path = dir.join(format!("{recipe}.toml"));
         let cfg = segzoo::config::load_config(&path, &[]).unwrap_or_else(|e| panic!("{e}"));
-        let m = segzoo::models::registry::build(&cfg.model, Some(cfg.data.dataset.num_classes()), Device::Cpu)
-            .unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
-        assert!(m.num_params() > 1_000_000);
-        n += 1;
+        let m = segzoo::app::build_model(&cfg, Device::Cpu).unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
+        let reference = common::reference(manifest);
+        assert_eq!(m.num_params(), reference["num_params"].as_i64().expect("num_params"), "{recipe}: parameters");
+        assert_eq!(
+            m.num_buffers() as i64,
+            reference["num_buffers"].as_i64().expect("num_buffers"),
+            "{recipe}: buffers"
+        );
     }
-    assert_eq!(n, 8);
 }
 
 #[test]
-fn mixed_precision_trains_on_cpu() {
+fn bf16_trains_on_cpu_and_saves_no_scaler_state() {
     let _turn = serial();
     let data = tempfile::tempdir().expect("tempdir");
     synth::lip(data.path(), 4, 40, 36, 6).expect("fixture");
-    for (precision, scale) in [(segzoo::config::Precision::Bf16, None), (segzoo::config::Precision::Fp16, Some(128.0))]
-    {
+    let out = tempfile::tempdir().expect("tempdir");
+    let mut cfg = tiny_run(data.path(), out.path());
+    cfg.train.precision = segzoo::config::Precision::Bf16;
+    let s = trainer::train(&cfg, &opts(None, Some(2))).expect("train");
+    assert!(s.last_loss.is_finite(), "{}", s.last_loss);
+    let meta = checkpoint::load(&s.last_checkpoint.expect("saved")).expect("load").meta;
+    assert_eq!(meta.state.amp, None);
+}
+
+/// The fp16 loss scale's trajectory, read from a checkpoint after every step: a step
+/// whose gradients overflow is skipped and halves a dynamic scale (good steps reset);
+/// a clean step keeps it and counts one more good step; a static scale never moves.
+#[test]
+fn fp16_loss_scale_follows_overflows_step_by_step() {
+    let _turn = serial();
+    let data = tempfile::tempdir().expect("tempdir");
+    synth::lip(data.path(), 4, 40, 36, 6).expect("fixture");
+    // Dynamic scaling starts at 2^16, as PyTorch's GradScaler; the static run uses 128.
+    for (loss_scale, steps) in [(None, 4u64), (Some(128.0), 2)] {
         let out = tempfile::tempdir().expect("tempdir");
         let mut cfg = tiny_run(data.path(), out.path());
-        cfg.train.precision = precision;
-        cfg.train.loss_scale = scale;
-        let s = trainer::train(&cfg, &opts(None, Some(2))).expect("train");
-        assert!(s.last_loss.is_finite(), "{precision:?}: {}", s.last_loss);
-        let state = checkpoint::load(&s.last_checkpoint.expect("saved")).expect("load").optim;
-        assert_eq!(state.contains_key("amp.scale"), scale.is_some(), "{precision:?}");
-        if let Some(v) = scale {
-            assert_eq!(state["amp.scale"].double_value(&[]), v);
+        cfg.train.precision = segzoo::config::Precision::Fp16;
+        cfg.train.loss_scale = loss_scale;
+        cfg.train.checkpoint_steps = 1;
+        cfg.train.keep_checkpoints = 10;
+        let s = trainer::train(&cfg, &opts(None, Some(steps))).expect("train");
+        assert!(s.last_loss.is_finite(), "{loss_scale:?}: {}", s.last_loss);
+        let dir = out.path().join("checkpoints");
+        let mut prev =
+            segzoo::train::state::ScalerState { scale: loss_scale.unwrap_or(65536.0), good_steps: 0, skipped: 0 };
+        let mut skipped_any = false;
+        for step in 1..=steps {
+            let meta = checkpoint::load(&checkpoint::path_for_step(&dir, step)).expect("step checkpoint").meta;
+            let amp = meta.state.amp.expect("fp16 checkpoints carry the scaler");
+            if amp.skipped == prev.skipped + 1 {
+                skipped_any = true;
+                assert_eq!(amp.good_steps, 0, "step {step}: an overflow resets the good steps");
+                let want = if loss_scale.is_some() { prev.scale } else { prev.scale / 2.0 };
+                assert_eq!(amp.scale, want, "step {step}: overflow");
+            } else {
+                assert_eq!(amp.skipped, prev.skipped, "step {step}: skipped count");
+                assert_eq!(amp.good_steps, prev.good_steps + 1, "step {step}: a clean step counts");
+                assert_eq!(amp.scale, prev.scale, "step {step}: no growth before 2000 good steps");
+            }
+            prev = amp;
+        }
+        if loss_scale.is_some() {
+            assert_eq!(prev.scale, 128.0, "a static scale never moves");
+        } else {
+            // 65536 makes the tiny model's fp16 gradients overflow at least once here.
+            assert!(skipped_any, "expected an overflow from 2^16: {prev:?}");
         }
     }
 }

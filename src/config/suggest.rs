@@ -1,17 +1,6 @@
 //! "Did you mean" suggestions for mistyped keys and enum values.
 
-/// The candidate closest to `word`, if it is close enough to be a plausible typo.
-pub fn closest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
-    candidates
-        .into_iter()
-        .map(|c| (strsim::damerau_levenshtein(word, c), c))
-        .filter(|(d, c)| {
-            // Allow roughly one edit per three characters, at least one.
-            *d <= (c.len().max(word.len()) / 3).max(1)
-        })
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, c)| c)
-}
+pub use crate::suggest::closest;
 
 /// The names serde lists in "unknown field `x`, expected one of `a`, `b`".
 pub(crate) fn expected_names(msg: &str) -> Vec<String> {

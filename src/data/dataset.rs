@@ -1,10 +1,10 @@
 //! Datasets read from list files: Cityscapes, LIP and VOC/SBD segmentation, and
 //! ImageNet-style classification. Every error names the list line and the file.
 use super::decode::{read_label, read_rgb};
-use super::labels::{LabelMap, LIP_FLIP_PAIRS};
+use super::kind::DatasetKind;
+use super::labels::LabelMap;
 use super::lists::{read_list, Columns, ListEntry};
 use super::transforms::{ClsTransform, Prepared, SegTransform};
-use crate::config::{DataConfig, DatasetKind};
 use anyhow::{bail, Context};
 use image::RgbImage;
 use rand::rngs::StdRng;
@@ -150,29 +150,4 @@ impl Dataset for ClsDataset {
 pub enum Split {
     Train,
     Val,
-}
-
-/// The dataset a config describes for `split`, with its recipe's transforms.
-pub fn from_config(cfg: &DataConfig, split: Split) -> anyhow::Result<Box<dyn Dataset>> {
-    let list = match split {
-        Split::Train => &cfg.train_list,
-        Split::Val => &cfg.val_list,
-    };
-    let train = split == Split::Train;
-    if cfg.dataset == DatasetKind::Imagenet {
-        let t = ClsTransform { size: cfg.crop_size[0], resize: cfg.base_size, train, mean: cfg.mean, std: cfg.std };
-        return Ok(Box::new(ClsDataset::open(&cfg.root, list, t)?));
-    }
-    let transform = SegTransform {
-        crop: train.then_some(cfg.crop_size),
-        base_size: if train { cfg.base_size } else { 0 },
-        scale_range: if train { cfg.scale_range } else { [1.0, 1.0] },
-        flip: train && cfg.flip,
-        flip_pairs: if cfg.dataset == DatasetKind::Lip { LIP_FLIP_PAIRS.to_vec() } else { Vec::new() },
-        jitter: if train { cfg.color_jitter.clone() } else { None },
-        mean: cfg.mean,
-        std: cfg.std,
-        pad_value: 0,
-    };
-    Ok(Box::new(SegDataset::open(cfg.dataset, &cfg.root, list, transform)?))
 }

@@ -1,5 +1,5 @@
 //! Class names, palettes and label mappings of the datasets.
-use crate::config::DatasetKind;
+use super::kind::DatasetKind;
 
 pub const IGNORE: u8 = 255;
 

@@ -1,9 +1,9 @@
 //! List makers for the datasets' standard layouts, SBD's `.mat` → PNG conversion,
 //! and `--check`: open every pair, verify sizes and label values, report statistics.
 use super::decode::{read_label, read_rgb, write_gray_png};
+use super::kind::DatasetKind;
 use super::labels::{class_names, LabelMap, IGNORE};
 use super::lists::{read_list, write_list, Columns};
-use crate::config::DatasetKind;
 use crate::progress::progress;
 use anyhow::{bail, Context};
 use std::collections::BTreeSet;
@@ -295,7 +295,8 @@ pub fn check(kind: DatasetKind, root: &Path, list: &Path, threads: usize) -> any
                     let mut ignored = 0u64;
                     for e in part {
                         let at = format!("{}:{}", list_path.display(), e.line);
-                        let img = read_rgb(&root.join(&e.image)).with_context(|| at.clone())?;
+                        let img_path = root.join(&e.image);
+                        let img = read_rgb(&img_path).with_context(|| at.clone())?;
                         let target = e.target.as_deref().unwrap_or_default();
                         if kind == DatasetKind::Imagenet {
                             let c: usize = target
@@ -303,19 +304,23 @@ pub fn check(kind: DatasetKind, root: &Path, list: &Path, threads: usize) -> any
                                 .map_err(|_| anyhow::anyhow!("{at}: class {target:?} is not an index"))?;
                             *counts.get_mut(c).with_context(|| format!("{at}: class {c} out of range"))? += 1;
                         } else {
-                            let lab = read_label(&root.join(target)).with_context(|| at.clone())?;
+                            let label_path = root.join(target);
+                            let lab = read_label(&label_path).with_context(|| at.clone())?;
                             if (img.width(), img.height()) != (lab.width, lab.height) {
                                 bail!(
-                                    "{at}: image is {}×{} but label is {}×{}",
+                                    "{at}: image {} is {}×{} but label {} is {}×{}",
+                                    img_path.display(),
                                     img.width(),
                                     img.height(),
+                                    label_path.display(),
                                     lab.width,
                                     lab.height
                                 );
                             }
                             let mut data = lab.data;
-                            map.apply(&mut data)
-                                .map_err(|v| anyhow::anyhow!("{at}: label {target} has invalid value {v}"))?;
+                            map.apply(&mut data).map_err(|v| {
+                                anyhow::anyhow!("{at}: label {} has invalid value {v}", label_path.display())
+                            })?;
                             for v in data {
                                 if v == IGNORE {
                                     ignored += 1;

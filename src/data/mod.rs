@@ -2,6 +2,7 @@
 //! makers, augmentation, the sharded sampler, the threaded loader, and synthetic data.
 pub mod dataset;
 pub mod decode;
+pub mod kind;
 pub mod labels;
 pub mod lists;
 pub mod loader;

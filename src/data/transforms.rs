@@ -8,18 +8,13 @@ use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer
 use image::RgbImage;
 use rand::rngs::StdRng;
 use rand::Rng;
-use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
 
 /// Multiplicative colour jitter ranges, e.g. `contrast = [0.4, 1.6]` (BiSeNetV2 recipe).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct ColorJitter {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub brightness: Option<[f32; 2]>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub contrast: Option<[f32; 2]>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub saturation: Option<[f32; 2]>,
 }
 

@@ -7,11 +7,7 @@
 use crate::models::layers::resize_bilinear;
 use tch::{Kind, Tensor};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Averaging {
-    Probs,
-    ExpLogits,
-}
+pub use crate::models::Averaging;
 
 #[derive(Debug, Clone)]
 pub struct Sliding {

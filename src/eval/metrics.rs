@@ -1,7 +1,7 @@
 //! Segmentation metrics from a confusion matrix accumulated on the device, and
 //! top-k accuracy for classification. Classes absent from both prediction and label
 //! have no IoU (NaN) and are left out of the mean, as cityscapesScripts does.
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
 /// A C×C confusion matrix (rows: label, columns: prediction), kept on the device.
@@ -43,14 +43,22 @@ impl ConfusionMatrix {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// Segmentation scores. The same shape is written by `segzoo eval --json` and (without
+/// the class names and the matrix) as an eval record of `metrics.jsonl`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SegMetrics {
+    #[serde(with = "super::score::nan_as_null")]
     pub miou: f64,
     /// Per-class IoU; NaN (null in JSON) where the class is in neither label nor prediction.
+    #[serde(with = "super::score::nans_as_nulls")]
     pub iou: Vec<f64>,
+    #[serde(with = "super::score::nan_as_null")]
     pub pixel_acc: f64,
+    #[serde(with = "super::score::nan_as_null")]
     pub mean_class_acc: f64,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub class_names: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub confusion: Vec<Vec<i64>>,
 }
 
@@ -114,6 +122,33 @@ impl SegMetrics {
             100.0 * self.mean_class_acc
         );
         s
+    }
+}
+
+/// Classification accuracy counts, summed over batches and ranks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TopK {
+    pub top1_correct: i64,
+    pub top5_correct: i64,
+    pub images: i64,
+}
+
+impl TopK {
+    /// Add a batch of `logits` (N×C) against `targets` (N).
+    pub fn update(&mut self, logits: &Tensor, targets: &Tensor) {
+        let (top1, top5) = topk_correct(logits, targets, 5);
+        self.top1_correct += top1;
+        self.top5_correct += top5;
+        self.images += targets.size()[0];
+    }
+
+    pub fn score(&self) -> super::score::ClsScore {
+        let n = self.images.max(1) as f64;
+        super::score::ClsScore {
+            top1: self.top1_correct as f64 / n,
+            top5: self.top5_correct as f64 / n,
+            images: self.images,
+        }
     }
 }
 

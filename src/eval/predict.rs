@@ -11,8 +11,8 @@ pub fn predict(model: &Model, img: &RgbImage, mean: [f32; 3], std: [f32; 3]) -> 
     let (w, h) = (img.width() as i64, img.height() as i64);
     let x = Tensor::from_slice(&normalize(img.as_raw(), w as usize, h as usize, mean, std)).view([1, 3, h, w]);
     let x = x.to_device(model.device());
-    let net = |t: &Tensor| model.forward_t(t, false).swap_remove(model.main_output_index());
-    let opts = InferenceOptions::whole(model.align_corners, model.input_multiple);
+    let net = |t: &Tensor| model.forward_main(t, false);
+    let opts = InferenceOptions::whole(model.align_corners(), model.input_multiple());
     let ids = tch::no_grad(|| scores(&net, &x, &opts).argmax(1, false).to_kind(Kind::Uint8).flatten(0, -1));
     Ok(Vec::<u8>::try_from(ids.to_device(tch::Device::Cpu))?)
 }

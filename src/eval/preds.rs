@@ -1,8 +1,8 @@
 //! `segzoo eval-preds`: score prediction PNGs made by another tool against a list's
 //! labels, so numbers can be compared across tools.
 use super::metrics::{ConfusionMatrix, SegMetrics};
-use crate::config::DatasetKind;
 use crate::data::decode::read_label;
+use crate::data::kind::DatasetKind;
 use crate::data::labels::{class_names, LabelMap, IGNORE};
 use crate::data::lists::{read_list, Columns};
 use anyhow::{bail, Context};

@@ -1,5 +1,5 @@
 //! Prediction images: dataset palettes, Cityscapes label ids, overlays.
-use crate::config::DatasetKind;
+use crate::data::kind::DatasetKind;
 use crate::data::labels::{cityscapes_train_to_label_id, palette};
 use image::RgbImage;
 

@@ -1,8 +1,13 @@
-//! BiSeNetV2 (Yu et al. 2021) with the parameter names of CoinCheung/BiSeNet:
-//! a detail branch, a semantic branch of gather-and-expansion layers with a
-//! context-embedding block, bilateral guided aggregation, an 8× segment head and
-//! four auxiliary heads for training. Input sides must be multiples of 32.
+//! BiSeNetV2 with the parameter names of CoinCheung/BiSeNet: a detail branch, a
+//! semantic branch of gather-and-expansion layers with a context-embedding block,
+//! bilateral guided aggregation, an 8× segment head and four auxiliary heads for
+//! training. Input sides must be multiples of 32.
+//!
+//! Paper: "BiSeNet V2: Bilateral Network with Guided Aggregation for Real-time Semantic
+//! Segmentation", Yu, Gao, Wang, Yu, Shen, Sang, IJCV 2021 — <https://arxiv.org/abs/2004.02147>.
+//! Code followed: <https://github.com/CoinCheung/BiSeNet>, `lib/models/bisenetv2.py`.
 use super::layers::{BatchNorm2d, Conv2d, Scope};
+use super::model::{Arch, Network};
 use tch::Tensor;
 
 /// `ConvBNReLU`: keys `conv`, `bn`.
@@ -326,11 +331,47 @@ impl BiSeNetV2 {
         });
         BiSeNetV2 { detail, segment, bga, head, aux }
     }
+}
+
+impl Network for BiSeNetV2 {
+    fn arch(&self) -> Arch {
+        Arch::BiSeNetV2
+    }
+
+    fn output_names(&self) -> Vec<&'static str> {
+        let mut names = vec!["logits"];
+        if self.aux.is_some() {
+            names.extend(AUX_HEADS);
+        }
+        names
+    }
+
+    /// The semantic branch downsamples five times.
+    fn input_multiple(&self) -> i64 {
+        32
+    }
+
+    /// Released checkpoints come from training builds: an inference build skips
+    /// exactly their aux heads' keys.
+    fn skipped_on_load(&self) -> Vec<String> {
+        match self.aux {
+            Some(_) => Vec::new(),
+            None => AUX_HEADS.iter().map(|h| format!("{h}.")).collect(),
+        }
+    }
+
+    fn align_corners(&self) -> bool {
+        false
+    }
 
     /// `[logits, aux2, aux3, aux4, aux5_4]` with aux heads, else `[logits]`; all at input size.
-    pub fn forward(&self, x: &Tensor, train: bool) -> Vec<Tensor> {
+    fn forward(&self, x: &Tensor, train: bool) -> Vec<Tensor> {
+        // N×128×H/8×W/8: the detail branch.
         let detail = self.detail.forward(x, train);
+        // Semantic features at 1/4, 1/8, 1/16, 1/32 (16, 32, 64, 128 channels) and the
+        // context-embedded 1/32 map (128 channels).
         let [f2, f3, f4, f5_4, f5_5] = self.segment.forward(x, train);
+        // Aggregated at 1/8, then the head upsamples 8× to N×classes×H×W.
         let mut outs = vec![self.head.forward(&self.bga.forward(&detail, &f5_5, train), train)];
         if let Some(aux) = &self.aux {
             for (head, f) in aux.iter().zip([&f2, &f3, &f4, &f5_4]) {

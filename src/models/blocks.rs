@@ -1,11 +1,9 @@
 //! Residual blocks with torchvision's names (`conv1/bn1/…/downsample.0/1`), shared by
 //! HRNet and ResNet: BasicBlock and Bottleneck (stride on the 3×3 conv).
 use super::layers::{conv1x1, conv3x3, BatchNorm2d, Conv2d, Scope};
-use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "UPPERCASE")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BlockKind {
     Basic,
     Bottleneck,

@@ -1,36 +1,37 @@
-//! HRNet (Sun et al.), fully described by [`HrnetSpec`] as the official configs do:
-//! the backbone, the HRNetV2 segmentation head and the HRNet-C classification head,
-//! with the parameter names of HRNet-Semantic-Segmentation and HRNet-Image-Classification.
+//! The HRNet backbone shared by HRNetV2, OCRNet and HRNet-C, fully described by
+//! [`HrnetSpec`] as the official configs do (`STAGE1..4`), with the parameter names of
+//! HRNet-Semantic-Segmentation and HRNet-Image-Classification; also the pieces the
+//! segmentation heads share (branch concatenation, `last_layer`/`aux_head`).
+//!
+//! Paper: "Deep High-Resolution Representation Learning for Visual Recognition",
+//! Wang, Sun et al., TPAMI 2020 — <https://arxiv.org/abs/1908.07919>.
+//! Official code: <https://github.com/HRNet/HRNet-Semantic-Segmentation> (`lib/models/seg_hrnet.py`)
+//! and <https://github.com/HRNet/HRNet-Image-Classification> (`lib/models/cls_hrnet.py`).
 pub use super::blocks::BlockKind;
 use super::blocks::{make_layer, run_layer, Block};
-use super::layers::{conv1x1, conv3x3, resize_bilinear, BatchNorm2d, Conv2d, ConvBn, Linear, Scope};
-use serde::{Deserialize, Serialize};
+use super::layers::{conv1x1, conv3x3, resize_bilinear, BatchNorm2d, Conv2d, ConvBn, Scope};
 use tch::Tensor;
 use BlockKind::{Basic, Bottleneck};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "UPPERCASE")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum FuseMethod {
     #[default]
     Sum,
 }
 
 /// One stage, as `STAGEk` in the official YAML configs.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct StageSpec {
     pub num_modules: usize,
     pub num_branches: usize,
     pub block: BlockKind,
     pub num_blocks: Vec<usize>,
     pub num_channels: Vec<i64>,
-    #[serde(default)]
     pub fuse_method: FuseMethod,
 }
 
 /// The backbone: a 64-channel stem then four stages.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct HrnetSpec {
     pub stage1: StageSpec,
     pub stage2: StageSpec,
@@ -290,7 +291,8 @@ pub struct Backbone {
 }
 
 impl Backbone {
-    pub fn new(s: &Scope, spec: &HrnetSpec, upsample: Upsample) -> Self {
+    pub fn new(s: &Scope, spec: &HrnetSpec, upsample: Upsample) -> anyhow::Result<Self> {
+        spec.check().map_err(|e| anyhow::anyhow!("model.hrnet.{e}"))?;
         let conv1 = conv3x3(&s.sub("conv1"), 3, 64, 2, false);
         let bn1 = BatchNorm2d::new(&s.sub("bn1"), 64);
         let conv2 = conv3x3(&s.sub("conv2"), 64, 64, 2, false);
@@ -311,7 +313,16 @@ impl Backbone {
         }
         let [t1, t2, t3]: [Vec<Transition>; 3] = transitions.try_into().expect("three transitions");
         let [s2, s3, s4]: [Vec<HrModule>; 3] = stages.try_into().expect("three stages");
-        Backbone { conv1, bn1, conv2, bn2, layer1, transitions: [t1, t2, t3], stages: [s2, s3, s4], out_channels: pre }
+        Ok(Backbone {
+            conv1,
+            bn1,
+            conv2,
+            bn2,
+            layer1,
+            transitions: [t1, t2, t3],
+            stages: [s2, s3, s4],
+            out_channels: pre,
+        })
     }
 
     pub fn forward(&self, x: &Tensor, train: bool) -> Vec<Tensor> {
@@ -352,101 +363,5 @@ impl SegHead {
 
     pub fn forward(&self, x: &Tensor, train: bool) -> Tensor {
         self.cls.forward(&self.bn.forward(&self.conv.forward(x), train).relu())
-    }
-}
-
-/// HRNetV2 for segmentation: logits at 1/4 of the input resolution.
-#[derive(Debug)]
-pub struct HrnetSeg {
-    backbone: Backbone,
-    last_layer: SegHead,
-    align_corners: bool,
-}
-
-impl HrnetSeg {
-    pub fn new(s: &Scope, spec: &HrnetSpec, num_classes: i64, align_corners: bool) -> Self {
-        let backbone = Backbone::new(s, spec, Upsample::Bilinear { align_corners });
-        let c: i64 = backbone.out_channels.iter().sum();
-        let last_layer = SegHead::new(&s.sub("last_layer"), c, num_classes);
-        HrnetSeg { backbone, last_layer, align_corners }
-    }
-
-    pub fn forward(&self, x: &Tensor, train: bool) -> Vec<Tensor> {
-        let feats = concat_branches(&self.backbone.forward(x, train), self.align_corners);
-        vec![self.last_layer.forward(&feats, train)]
-    }
-}
-
-/// Widths of the HRNet-C classification head.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ClsHeadSpec {
-    /// Bottleneck widths of `incre_modules` (outputs are 4× these).
-    pub incre_channels: Vec<i64>,
-    /// Channels of `final_layer`.
-    pub final_channels: i64,
-}
-
-impl Default for ClsHeadSpec {
-    fn default() -> Self {
-        ClsHeadSpec { incre_channels: vec![32, 64, 128, 256], final_channels: 2048 }
-    }
-}
-
-/// HRNet-C for image classification.
-#[derive(Debug)]
-pub struct HrnetCls {
-    backbone: Backbone,
-    incre: Vec<Vec<Block>>,
-    downsamp: Vec<ConvBn>,
-    final_layer: ConvBn,
-    classifier: Linear,
-}
-
-impl HrnetCls {
-    pub fn new(s: &Scope, spec: &HrnetSpec, head: &ClsHeadSpec, num_classes: i64) -> Self {
-        let backbone = Backbone::new(s, spec, Upsample::Nearest);
-        let exp = BlockKind::Bottleneck.expansion();
-        let is = s.sub("incre_modules");
-        let incre: Vec<Vec<Block>> = backbone
-            .out_channels
-            .iter()
-            .zip(&head.incre_channels)
-            .enumerate()
-            .map(|(i, (&cin, &c))| make_layer(&is.sub(i), BlockKind::Bottleneck, cin, c, 1, 1))
-            .collect();
-        let ds = s.sub("downsamp_modules");
-        let downsamp = head
-            .incre_channels
-            .windows(2)
-            .enumerate()
-            .map(|(i, w)| {
-                let m = ds.sub(i);
-                let conv = conv3x3(&m.sub(0), w[0] * exp, w[1] * exp, 2, true);
-                ConvBn { conv, bn: BatchNorm2d::new(&m.sub(1), w[1] * exp), relu: true }
-            })
-            .collect();
-        let fl = s.sub("final_layer");
-        let last = *head.incre_channels.last().expect("non-empty") * exp;
-        let final_layer = ConvBn {
-            conv: conv1x1(&fl.sub(0), last, head.final_channels, true),
-            bn: BatchNorm2d::new(&fl.sub(1), head.final_channels),
-            relu: true,
-        };
-        let classifier = Linear::new(&s.sub("classifier"), head.final_channels, num_classes);
-        HrnetCls { backbone, incre, downsamp, final_layer, classifier }
-    }
-
-    pub fn forward(&self, x: &Tensor, train: bool) -> Vec<Tensor> {
-        let ys = self.backbone.forward(x, train);
-        let mut y = run_layer(&self.incre[0], &ys[0], train);
-        for (i, d) in self.downsamp.iter().enumerate() {
-            y = run_layer(&self.incre[i + 1], &ys[i + 1], train) + d.forward(&y, train);
-        }
-        let y = self.final_layer.forward(&y, train);
-        // Global average pool as the official classifier does it (avg_pool2d over the whole map).
-        let (h, w) = (y.size()[2], y.size()[3]);
-        let pooled = y.avg_pool2d([h, w], [h, w], [0, 0], false, true, None).flatten(1, -1);
-        vec![self.classifier.forward(&pooled)]
     }
 }

@@ -1,12 +1,19 @@
-//! OCRNet (Yuan et al.): HRNetV2 + object-contextual representations, with the
-//! parameter names of the HRNet-OCR branch of HRNet-Semantic-Segmentation.
+//! OCRNet: HRNetV2 + object-contextual representations. An auxiliary head predicts
+//! soft object regions; pixel features are gathered per region, attended to, and
+//! concatenated with the pixel features before the classifier. Parameter names of the
+//! HRNet-OCR branch of HRNet-Semantic-Segmentation.
+//!
+//! Paper: "Object-Contextual Representations for Semantic Segmentation", Yuan, Chen,
+//! Wang, ECCV 2020 — <https://arxiv.org/abs/1909.11065>.
+//! Official code: <https://github.com/HRNet/HRNet-Semantic-Segmentation> (branch
+//! HRNet-OCR), `lib/models/seg_hrnet_ocr.py`.
 use super::hrnet::{concat_branches, Backbone, HrnetSpec, SegHead, Upsample};
 use super::layers::{conv1x1, conv3x3, BatchNorm2d, Conv2d, ConvBn, Scope};
-use serde::{Deserialize, Serialize};
+use super::model::{Arch, Averaging, Network};
 use tch::{Kind, Tensor};
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+/// Widths of the OCR head (`MODEL.OCR` in the official configs).
+#[derive(Debug, Clone, PartialEq)]
 pub struct OcrSpec {
     pub mid_channels: i64,
     pub key_channels: i64,
@@ -92,8 +99,17 @@ pub struct OcrNet {
 }
 
 impl OcrNet {
-    pub fn new(s: &Scope, spec: &HrnetSpec, ocr: &OcrSpec, num_classes: i64, align_corners: bool) -> Self {
-        let backbone = Backbone::new(s, spec, Upsample::Bilinear { align_corners });
+    pub fn new(
+        s: &Scope,
+        spec: &HrnetSpec,
+        ocr: &OcrSpec,
+        num_classes: i64,
+        align_corners: bool,
+    ) -> anyhow::Result<Self> {
+        if ocr.mid_channels <= 0 || ocr.key_channels <= 0 || !(0.0..1.0).contains(&ocr.dropout) {
+            anyhow::bail!("model.ocr: mid_channels and key_channels must be positive and dropout in [0, 1)");
+        }
+        let backbone = Backbone::new(s, spec, Upsample::Bilinear { align_corners })?;
         let c: i64 = backbone.out_channels.iter().sum();
         let mid = ocr.mid_channels;
         let cs = s.sub("conv3x3_ocr");
@@ -104,7 +120,7 @@ impl OcrNet {
         let conv_bn_dropout = conv_bnrelu(&ds.sub("conv_bn_dropout"), 2 * mid, mid);
         let cls_head = conv1x1(&s.sub("cls_head"), mid, num_classes, true);
         let aux_head = SegHead::new(&s.sub("aux_head"), c, num_classes);
-        OcrNet {
+        Ok(OcrNet {
             backbone,
             conv3x3_ocr,
             aux_head,
@@ -113,19 +129,42 @@ impl OcrNet {
             dropout: ocr.dropout,
             cls_head,
             align_corners,
-        }
+        })
+    }
+}
+
+impl Network for OcrNet {
+    fn arch(&self) -> Arch {
+        Arch::OcrNet
     }
 
-    pub fn forward(&self, x: &Tensor, train: bool) -> Vec<Tensor> {
+    fn output_names(&self) -> Vec<&'static str> {
+        vec!["aux", "logits"]
+    }
+
+    fn averaging(&self) -> Averaging {
+        Averaging::ExpLogits
+    }
+
+    fn align_corners(&self) -> bool {
+        self.align_corners
+    }
+
+    fn forward(&self, x: &Tensor, train: bool) -> Vec<Tensor> {
+        // N×ΣC×H/4×W/4: the HRNetV2 representation.
         let feats = concat_branches(&self.backbone.forward(x, train), self.align_corners);
+        // N×K×H/4×W/4 soft object regions (K classes).
         let aux = self.aux_head.forward(&feats, train);
+        // N×mid×H/4×W/4.
         let feats = self.conv3x3_ocr.forward(&feats, train);
         // Soft object regions: softmax over pixels of the aux logits, then gather features.
         let (b, k) = (aux.size()[0], aux.size()[1]);
         let probs = aux.view([b, k, -1]).softmax(2, Kind::Float).to_kind(feats.kind());
         let pixels = feats.view([b, feats.size()[1], -1]).permute([0, 2, 1]);
+        // N×mid×K×1: one feature vector per object region.
         let proxy = probs.matmul(&pixels).permute([0, 2, 1]).unsqueeze(3);
         let context = self.attention.forward(&feats, &proxy, train);
+        // N×2·mid×H/4×W/4 → N×mid×H/4×W/4.
         let fused = self.conv_bn_dropout.forward(&Tensor::cat(&[context, feats], 1), train);
         let fused = fused.feature_dropout(self.dropout, train);
         vec![aux, self.cls_head.forward(&fused)]

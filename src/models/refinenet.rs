@@ -1,9 +1,15 @@
-//! Multi-path RefineNet (Lin et al. 2017) on ResNet-101, with the MatConvNet-derived
-//! names of the PyTorch port that carries the official VOC weights
-//! (`p_ims1d2_outl*_dimred`, `adapt_stage*_b`, `mflow_conv_g*_{pool,b}`, …).
-//! Output logits at 1/4 of the input resolution.
+//! Multi-path RefineNet on ResNet-101, with the MatConvNet-derived names of the PyTorch
+//! port that carries the official VOC weights (`p_ims1d2_outl*_dimred`,
+//! `adapt_stage*_b`, `mflow_conv_g*_{pool,b}`, …). Output logits at 1/4 of the input
+//! resolution.
+//!
+//! Paper: "RefineNet: Multi-Path Refinement Networks for High-Resolution Semantic
+//! Segmentation", Lin, Milan, Shen, Reid, CVPR 2017 — <https://arxiv.org/abs/1611.06612>.
+//! Code followed: <https://github.com/DrSleep/refinenet-pytorch> (`models/resnet.py`, `rf101`),
+//! the port of the official MatConvNet release <https://github.com/guosheng/refinenet>.
 use super::blocks::BlockKind;
 use super::layers::{conv3x3, resize_bilinear, Conv2d, Scope};
+use super::model::{Arch, Network};
 use super::resnet::ResNet;
 use tch::Tensor;
 
@@ -96,8 +102,23 @@ impl RefineNet {
         let clf_conv = Conv2d::new(&s.sub("clf_conv"), 256, classes, 3, 1, 1, true);
         RefineNet { backbone, paths, clf_conv }
     }
+}
 
-    pub fn forward(&self, x: &Tensor, train: bool) -> Vec<Tensor> {
+impl Network for RefineNet {
+    fn arch(&self) -> Arch {
+        Arch::RefineNet
+    }
+
+    fn output_names(&self) -> Vec<&'static str> {
+        vec!["logits"]
+    }
+
+    fn align_corners(&self) -> bool {
+        true
+    }
+
+    fn forward(&self, x: &Tensor, train: bool) -> Vec<Tensor> {
+        // ResNet stages at 1/4, 1/8, 1/16, 1/32 (256, 512, 1024, 2048 channels).
         let [l1, l2, l3, l4] = self.backbone.forward(x, train);
         let feats = [l4.dropout(0.5, train), l3.dropout(0.5, train), l2, l1];
         let mut carried: Option<Tensor> = None;
@@ -120,6 +141,7 @@ impl RefineNet {
             }
             carried = Some(y);
         }
+        // N×256×H/4×W/4 after the finest path → N×classes×H/4×W/4.
         let y = carried.expect("four paths").dropout(0.5, train);
         vec![self.clf_conv.forward(&y)]
     }

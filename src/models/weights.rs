@@ -146,6 +146,7 @@ pub fn load_into(
         }
     }
     let model_names: HashSet<&str> = dict.iter().map(|(n, _)| n.as_str()).collect();
+    let skipped = model.skipped_on_load();
     let mut missing = Vec::new();
     let mut wrong_shape = Vec::new();
     for (name, var) in &dict {
@@ -161,7 +162,7 @@ pub fn load_into(
     let mut unexpected: Vec<String> = file
         .keys()
         .filter(|n| !model_names.contains(n.as_str()))
-        .filter(|n| !model.ignored_on_load.iter().any(|p| n.starts_with(p.as_str())))
+        .filter(|n| !skipped.iter().any(|p| n.starts_with(p.as_str())))
         .cloned()
         .collect();
     unexpected.sort();

@@ -1,11 +1,14 @@
 //! Checkpoints: one safetensors file per save holding the model weights (official
 //! names under `model.`), the optimiser state (`optim.`) and a JSON record of the run
-//! (`meta.json`, as bytes): epoch, step, best mIoU, metrics, the resolved config.
+//! (`meta.json`, as bytes): the training state (step, epoch, best score, fp16 scaler),
+//! the last evaluation and the resolved config.
 //! Written to a temporary file, fsynced and renamed, so a crash never leaves a
 //! half-written checkpoint under a real name. Randomness needs no saved state: data
 //! augmentation derives from (seed, epoch, index) and torch's generator is reseeded
 //! from (seed, step) every step.
-use crate::config::Config;
+use super::records::EvalRecord;
+use super::state::{Best, ScalerState, TrainState};
+use crate::config::{Config, DatasetKind};
 use crate::models::weights::write_safetensors_atomic;
 use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
@@ -21,13 +24,51 @@ pub struct Meta {
     pub segzoo_version: String,
     pub model: String,
     pub num_classes: i64,
-    /// Completed optimisation steps.
-    pub step: u64,
-    /// The epoch in progress (0-based) when saved at `step`.
-    pub epoch: usize,
-    pub best_miou: Option<f64>,
-    pub metrics: serde_json::Value,
+    #[serde(flatten)]
+    pub state: TrainState,
+    /// Format-1 checkpoints written before the typed state: the best mIoU or top-1.
+    #[serde(default, skip_serializing)]
+    best_miou: Option<f64>,
+    /// The last evaluation, if any.
+    #[serde(rename = "metrics", default)]
+    pub last_eval: Option<EvalRecord>,
     pub config: Config,
+}
+
+impl Meta {
+    pub fn new(
+        model: &str,
+        num_classes: i64,
+        state: TrainState,
+        last_eval: Option<EvalRecord>,
+        config: Config,
+    ) -> Self {
+        Meta {
+            format: FORMAT,
+            segzoo_version: env!("CARGO_PKG_VERSION").into(),
+            model: model.to_string(),
+            num_classes,
+            state,
+            best_miou: None,
+            last_eval,
+            config,
+        }
+    }
+
+    /// Fill the typed state from what older checkpoints stored elsewhere: `best_miou`
+    /// (which held top-1 for classification) and the scaler as `amp.*` optimiser tensors.
+    fn upgrade_legacy(&mut self, optim: &mut HashMap<String, Tensor>) {
+        if let (None, Some(value)) = (&self.state.best, self.best_miou.take()) {
+            let metric = if self.config.data.dataset == DatasetKind::Imagenet { "top1" } else { "miou" };
+            self.state.best = Some(Best { metric: metric.into(), value, step: None });
+        }
+        let mut take = |k: &str| optim.remove(k).map(|t| t.double_value(&[]));
+        if let (Some(scale), Some(good), Some(skipped)) =
+            (take("amp.scale"), take("amp.good_steps"), take("amp.skipped"))
+        {
+            self.state.amp.get_or_insert(ScalerState { scale, good_steps: good as u64, skipped: skipped as u64 });
+        }
+    }
 }
 
 pub struct Loaded {
@@ -70,10 +111,12 @@ pub fn load(path: &Path) -> anyhow::Result<Loaded> {
             optim.insert(n.to_string(), t);
         }
     }
-    let meta = meta.with_context(|| format!("checkpoint {} has no meta.json (weights-only file?)", path.display()))?;
+    let mut meta: Meta =
+        meta.with_context(|| format!("checkpoint {} has no meta.json (weights-only file?)", path.display()))?;
     if meta.format != FORMAT {
         bail!("checkpoint {} has format {}, this segzoo reads format {FORMAT}", path.display(), meta.format);
     }
+    meta.upgrade_legacy(&mut optim);
     Ok(Loaded { meta, model, optim })
 }
 

@@ -1,5 +1,7 @@
 //! `curves.png`: loss, learning rate and evaluation score over training, drawn from
 //! `metrics.jsonl` (so a resumed run's curves include what came before).
+use super::records::Record;
+use crate::eval::score::Score;
 use anyhow::Context;
 use plotters::prelude::*;
 use std::path::Path;
@@ -38,27 +40,21 @@ pub struct History {
 }
 
 pub fn read_history(metrics: &Path) -> anyhow::Result<History> {
-    let text = std::fs::read_to_string(metrics).with_context(|| format!("reading {}", metrics.display()))?;
     let mut h = History { score_name: "mIoU".into(), ..Default::default() };
-    for line in text.lines() {
-        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else { continue };
-        let step = v["step"].as_f64().unwrap_or(0.0);
-        match v["kind"].as_str() {
-            Some("train") => {
-                if let (Some(l), Some(lr)) = (v["loss"].as_f64(), v["lr"].as_f64()) {
-                    h.loss.push((step, l));
-                    h.lr.push((step, lr));
-                }
+    for record in super::records::read(metrics)? {
+        match record {
+            // A diverged step's loss (NaN) has no place on the plot.
+            Record::Train(t) if t.loss.is_finite() => {
+                h.loss.push((t.step as f64, t.loss));
+                h.lr.push((t.step as f64, t.lr));
             }
-            Some("eval") => {
-                if let Some(m) = v["miou"].as_f64() {
-                    h.score.push((step, m));
-                } else if let Some(t) = v["top1"].as_f64() {
+            Record::Eval(e) => {
+                if let Score::Cls(_) = e.score {
                     h.score_name = "top-1".into();
-                    h.score.push((step, t));
                 }
+                h.score.push((e.step as f64, e.score.main().1));
             }
-            _ => {}
+            Record::Train(_) => {}
         }
     }
     Ok(h)

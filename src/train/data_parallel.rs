@@ -79,14 +79,19 @@ impl DataParallel {
         buckets::all_reduce(self.comm.as_ref(), &mut stats, self.bucket_bytes, 1.0 / self.size() as f64)
     }
 
-    /// The mean of a scalar over the ranks (the step's loss, as logged).
-    pub fn mean(&self, value: &Tensor) -> anyhow::Result<f64> {
-        if self.size() == 1 {
-            return Ok(value.double_value(&[]));
+    /// Each scalar's mean over the ranks (the steps' losses, as logged and checked):
+    /// one all-reduce and one copy to the host for all of them.
+    pub fn mean_each(&self, values: &[Tensor]) -> anyhow::Result<Vec<f64>> {
+        if values.is_empty() {
+            return Ok(Vec::new());
         }
-        let mut t = value.detach().to_kind(Kind::Float).reshape([1]);
-        self.comm.all_reduce_sum(&mut t)?;
-        Ok(t.double_value(&[0]) / self.size() as f64)
+        let mut t = Tensor::stack(&values.iter().map(|v| v.detach().to_kind(Kind::Float)).collect::<Vec<_>>(), 0);
+        if self.size() > 1 {
+            self.comm.all_reduce_sum(&mut t)?;
+        }
+        let host = Vec::<f32>::try_from(t.to_device(tch::Device::Cpu))?;
+        let n = self.size() as f64;
+        Ok(host.into_iter().map(|v| if n > 1.0 { v as f64 / n } else { v as f64 }).collect())
     }
 
     /// Fails on a rank whose `value` differs from rank 0's, naming both.

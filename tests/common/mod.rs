@@ -1,9 +1,9 @@
 //! Helpers shared by the model tests.
 #![allow(dead_code)]
-use segzoo::config::ModelConfig;
 use segzoo::models::hrnet::{BlockKind, HrnetSpec, StageSpec};
-use segzoo::models::registry;
-use segzoo::models::Model;
+use segzoo::models::hrnet_cls::ClsHeadSpec;
+use segzoo::models::ocr::OcrSpec;
+use segzoo::models::{Model, ModelSpec};
 use std::path::Path;
 
 /// A four-stage HRNet small enough for 2-core tests.
@@ -17,23 +17,22 @@ pub fn tiny_spec() -> HrnetSpec {
     }
 }
 
-pub fn tiny_config(preset: &str, classes: i64) -> ModelConfig {
-    let mut cfg = registry::preset_config(preset);
+pub fn tiny_config(preset: &str, classes: i64) -> ModelSpec {
+    let mut cfg = ModelSpec::preset(preset);
     cfg.hrnet = Some(tiny_spec());
     cfg.num_classes = Some(classes);
     if preset.starts_with("ocrnet") {
-        cfg.ocr = Some(segzoo::models::ocr::OcrSpec { mid_channels: 16, key_channels: 8, dropout: 0.05 });
+        cfg.ocr = Some(OcrSpec { mid_channels: 16, key_channels: 8, dropout: 0.05 });
     }
     if preset.ends_with("_c") {
-        cfg.cls_head =
-            Some(segzoo::models::hrnet::ClsHeadSpec { incre_channels: vec![4, 8, 16, 32], final_channels: 64 });
+        cfg.cls_head = Some(ClsHeadSpec { incre_channels: vec![4, 8, 16, 32], final_channels: 64 });
     }
     cfg
 }
 
 pub fn tiny(preset: &str, classes: i64, seed: i64) -> Model {
     tch::manual_seed(seed);
-    registry::build(&tiny_config(preset, classes), None, tch::Device::Cpu).expect("tiny model builds")
+    segzoo::models::build(&tiny_config(preset, classes), tch::Device::Cpu).expect("tiny model builds")
 }
 
 pub fn max_abs_diff(a: &tch::Tensor, b: &tch::Tensor) -> f64 {
@@ -64,4 +63,27 @@ pub fn assert_same_tensors(m: &Model, manifest: &serde_json::Value, what: &str) 
     }
     assert_eq!(m.num_params(), manifest["num_params"].as_i64().expect("num_params"), "{what}: parameter count");
     assert_eq!(m.num_buffers() as i64, manifest["num_buffers"].as_i64().expect("num_buffers"), "{what}: buffers");
+}
+
+/// The `[model]` section of a training config for the tiny HRNet of [`tiny_spec`].
+pub fn tiny_model_config(preset: &str) -> segzoo::config::ModelConfig {
+    use segzoo::config::{BlockKind::*, FuseMethod, HrnetConfig, ModelConfig, StageConfig};
+    let stage = |num_modules: usize, block, blocks: &[usize], channels: &[i64]| StageConfig {
+        num_modules,
+        num_branches: blocks.len(),
+        block,
+        num_blocks: blocks.to_vec(),
+        num_channels: channels.to_vec(),
+        fuse_method: FuseMethod::Sum,
+    };
+    ModelConfig {
+        name: preset.to_string(),
+        hrnet: Some(HrnetConfig {
+            stage1: stage(1, Bottleneck, &[1], &[8]),
+            stage2: stage(1, Basic, &[1, 1], &[4, 8]),
+            stage3: stage(1, Basic, &[1, 1, 1], &[4, 8, 16]),
+            stage4: stage(2, Basic, &[1, 1, 1, 1], &[4, 8, 16, 32]),
+        }),
+        ..Default::default()
+    }
 }

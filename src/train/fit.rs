@@ -1,0 +1,188 @@
+//! The training loop: epochs of sharded batches through `step.rs`, interval-averaged
+//! log lines and `metrics.jsonl` records, checkpoints every N steps or epochs, and
+//! evaluation. Exact resume: the position is the step count; everything random is a
+//! function of (seed, epoch, sample index) or (seed, step, rank).
+//!
+//! Losses stay on the device until they are needed — at a log line, and before any
+//! checkpoint or evaluation — and are then brought to the host (averaged over the
+//! ranks) in one transfer, so a step costs no host synchronisation. A non-finite loss
+//! ends the run at that point, before anything is saved from the diverged weights.
+use super::records::{Record, TrainRecord};
+use super::run::{Run, TrainOptions, TrainSummary};
+use super::step::{train_step, StepContext};
+use crate::data::loader::{self, LoaderOptions};
+use crate::data::rng::derive;
+use anyhow::bail;
+use std::time::Instant;
+use tch::Tensor;
+
+/// Steps' losses not yet brought to the host, and the log interval's running sums.
+#[derive(Default)]
+struct LossWindow {
+    pending: Vec<Tensor>,
+    /// Index (1-based step) of the first pending loss.
+    first_pending_step: u64,
+    sum: f64,
+    count: u64,
+    last: f64,
+    last_finite: f64,
+}
+
+impl LossWindow {
+    fn new() -> Self {
+        LossWindow { last: f64::NAN, last_finite: f64::NAN, ..Default::default() }
+    }
+
+    fn push(&mut self, loss: Tensor, step: u64) {
+        if self.pending.is_empty() {
+            self.first_pending_step = step;
+        }
+        self.pending.push(loss);
+    }
+
+    /// The interval's mean loss; starts the next interval.
+    fn take_mean(&mut self) -> f64 {
+        let mean = self.sum / self.count.max(1) as f64;
+        (self.sum, self.count) = (0.0, 0);
+        mean
+    }
+}
+
+impl Run<'_> {
+    /// Bring pending losses to the host (their means over the ranks) and check them: in
+    /// fp32/bf16 a non-finite loss is fatal; in fp16 it is the scaler's (step skipped).
+    fn flush_losses(&mut self, window: &mut LossWindow, epoch: usize) -> anyhow::Result<()> {
+        let values = self.dp.mean_each(&std::mem::take(&mut window.pending))?;
+        for (i, value) in values.into_iter().enumerate() {
+            if !value.is_finite() && self.scaler.is_none() {
+                let kept = self.last_checkpoint.as_ref().map_or("none yet".to_string(), |p| p.display().to_string());
+                bail!(
+                    "loss became {value} at step {} (epoch {}); last finite loss {:.4}; last good checkpoint: {kept}",
+                    window.first_pending_step + i as u64,
+                    epoch + 1,
+                    window.last_finite
+                );
+            }
+            window.last = value;
+            if value.is_finite() {
+                window.last_finite = value;
+            }
+            window.sum += value;
+            window.count += 1;
+        }
+        Ok(())
+    }
+
+    /// A checkpoint at this step, after the pending losses are checked.
+    fn checked_save(&mut self, window: &mut LossWindow, epoch: usize) -> anyhow::Result<()> {
+        self.flush_losses(window, epoch)?;
+        self.save(epoch)
+    }
+
+    fn log_interval(&mut self, window: &mut LossWindow, epoch: usize, lr: f64, steps: u64, secs: f64) {
+        let bs = self.cfg.train.batch_size;
+        let ms = 1000.0 * secs / steps as f64;
+        // The mean over the interval, as the recipes log it.
+        let avg = window.take_mean();
+        // Images/s counts the whole job's images; other ranks' lines are debug-level.
+        let ips = (steps as usize * bs) as f64 / secs.max(1e-9) * self.dp.size() as f64;
+        let in_epoch = self.state.step - epoch as u64 * self.steps_per_epoch;
+        let line = format!(
+            "epoch [{:>3}/{}] step {in_epoch}/{}  loss {avg:.4}  lr {lr:.3e}  {ms:.1} ms/step  {ips:.1} img/s",
+            epoch + 1,
+            self.cfg.train.epochs,
+            self.steps_per_epoch
+        );
+        if self.dp.is_root() {
+            tracing::info!("{line}");
+        } else {
+            tracing::debug!("{line}");
+        }
+        let step = self.state.step;
+        let record = TrainRecord { epoch: epoch + 1, step, loss: avg, lr, ms_per_step: ms, img_per_s: ips };
+        self.log.write(&Record::Train(record));
+    }
+
+    /// Torch's generator for this step: dropout differs between ranks; alone, the
+    /// stream is the single-device one.
+    fn seed_step(&self) {
+        let seed = match self.dp.size() {
+            1 => derive(&[self.cfg.train.seed, self.state.step]),
+            _ => derive(&[self.cfg.train.seed, self.state.step, self.dp.rank() as u64]),
+        };
+        tch::manual_seed(seed as i64 & i64::MAX);
+    }
+
+    pub(super) fn fit(mut self, opts: &TrainOptions) -> anyhow::Result<TrainSummary> {
+        let cfg = self.cfg;
+        let (t, bs) = (&cfg.train, cfg.train.batch_size);
+        let loader_opts = LoaderOptions {
+            batch_size: bs,
+            workers: cfg.data.num_workers.max(1),
+            prefetch: cfg.data.prefetch.max(1),
+            drop_last: true,
+            seed: t.seed,
+        };
+        let device = self.model.device();
+        let mut window = LossWindow::new();
+        while (self.state.step / self.steps_per_epoch) < t.epochs as u64 {
+            let epoch = (self.state.step / self.steps_per_epoch) as usize;
+            let offset = (self.state.step % self.steps_per_epoch) as usize;
+            let indices = self.sampler.indices(epoch as u64);
+            let todo = &indices[offset * bs..self.steps_per_epoch as usize * bs];
+            let mut timer = Instant::now();
+            let mut since_log = 0u64;
+            for batch in loader::epoch(self.train_ds.clone(), todo, epoch as u64, &loader_opts) {
+                let batch = batch?;
+                self.seed_step();
+                let lr = self.schedule.lr(self.state.step);
+                let (x, y) = (batch.images.to_device(device), batch.targets.to_device(device));
+                let ctx = StepContext { model: &self.model, loss: &self.loss, precision: t.precision, dp: &self.dp };
+                let result = train_step(&ctx, &mut self.optim, self.scaler.as_mut(), &x, &y, lr)?;
+                if !result.applied {
+                    let scale = self.scaler.as_ref().map_or(1.0, |s| s.scale);
+                    tracing::warn!(
+                        "fp16 overflow at step {}: step skipped, loss scale now {scale}",
+                        self.state.step + 1
+                    );
+                }
+                self.state.step += 1;
+                window.push(result.loss, self.state.step);
+                since_log += 1;
+                let in_epoch = self.state.step - epoch as u64 * self.steps_per_epoch;
+                if self.state.step % cfg.log.interval as u64 == 0 || in_epoch == self.steps_per_epoch {
+                    self.flush_losses(&mut window, epoch)?;
+                    self.log_interval(&mut window, epoch, lr, since_log, timer.elapsed().as_secs_f64());
+                    timer = Instant::now();
+                    since_log = 0;
+                }
+                if t.checkpoint_steps > 0 && self.state.step % t.checkpoint_steps == 0 {
+                    self.checked_save(&mut window, epoch)?;
+                }
+                if opts.max_steps.is_some_and(|m| self.state.step >= m) {
+                    self.checked_save(&mut window, epoch)?;
+                    return Ok(self.summary(window.last));
+                }
+            }
+            self.end_of_epoch(&mut window, epoch + 1)?;
+        }
+        self.draw_curves();
+        Ok(self.summary(window.last))
+    }
+
+    /// Evaluation and the epoch checkpoint, as `[eval]` and `train.checkpoint_interval` say.
+    fn end_of_epoch(&mut self, window: &mut LossWindow, done: usize) -> anyhow::Result<()> {
+        self.flush_losses(window, done - 1)?;
+        let (e, t) = (&self.cfg.eval, &self.cfg.train);
+        let evaluate = done >= e.start && ((done - e.start) % e.interval == 0 || done == t.epochs);
+        let save = done % t.checkpoint_interval == 0 || done == t.epochs;
+        if evaluate {
+            self.evaluate(done)?;
+        }
+        if save {
+            // Saved at the start of the next epoch's position.
+            self.save(done)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,332 @@
+//! Building a training run of one rank (alone, or one of a data-parallel group): the
+//! model, optimiser, schedule, loss and data from the config; restoring a checkpoint
+//! or pretrained weights; saving checkpoints and evaluating. The loop is `fit.rs`.
+use super::amp::GradScaler;
+use super::checkpoint::{self, Meta};
+use super::data_parallel::DataParallel;
+use super::loss::{Ohem, SegLoss};
+use super::optim::{Optimizer, Param};
+use super::records::{EvalRecord, MetricsLog, Record};
+use super::schedule::LrSchedule;
+use super::state::{Best, ScalerState, TrainState};
+use crate::config::{Config, Precision, Schedule};
+use crate::data::dataset::{Dataset, Split};
+use crate::data::labels::class_names;
+use crate::data::rng::derive;
+use crate::data::sampler::ShardedSampler;
+use crate::dist::Comm;
+use crate::eval::inference::InferenceOptions;
+use crate::models::weights::{load_into, LoadMode};
+use crate::models::Model;
+use anyhow::{bail, Context};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+use tch::{Device, Tensor};
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Resume {
+    /// The newest valid checkpoint in the run's checkpoint folder, if any.
+    Auto,
+    Path(PathBuf),
+}
+
+#[derive(Debug, Clone)]
+pub struct TrainOptions {
+    pub resume: Option<Resume>,
+    /// Start at this epoch (schedule position included), as the recipes' `--begin_epoch`.
+    pub begin_epoch: Option<usize>,
+    /// Stop (with a checkpoint) after this many steps in total.
+    pub max_steps: Option<u64>,
+    pub device: Device,
+    /// The job's collective group ([`crate::dist::collective::single`] when alone).
+    pub comm: Comm,
+}
+
+#[derive(Debug, Clone)]
+pub struct TrainSummary {
+    pub steps: u64,
+    pub last_loss: f64,
+    pub best: Option<Best>,
+    /// The last evaluation, if any.
+    pub last_eval: Option<EvalRecord>,
+    pub last_checkpoint: Option<PathBuf>,
+}
+
+/// One rank's run: everything the loop reads and updates.
+pub(super) struct Run<'a> {
+    pub cfg: &'a Config,
+    pub model: Model,
+    pub optim: Optimizer,
+    pub schedule: LrSchedule,
+    pub loss: SegLoss,
+    pub train_ds: Arc<dyn Dataset>,
+    pub sampler: ShardedSampler,
+    pub dp: DataParallel,
+    pub steps_per_epoch: u64,
+    pub state: TrainState,
+    pub scaler: Option<GradScaler>,
+    pub ckpt_dir: PathBuf,
+    pub log: MetricsLog,
+    pub last_checkpoint: Option<PathBuf>,
+    pub last_eval: Option<EvalRecord>,
+}
+
+/// Train as `cfg` describes, from scratch, pretrained weights or a checkpoint.
+pub fn train(cfg: &Config, opts: &TrainOptions) -> anyhow::Result<TrainSummary> {
+    let mut run = Run::new(cfg, opts)?;
+    run.restore(opts)?;
+    run.fit(opts)
+}
+
+pub fn build_optimizer(cfg: &Config, model: &Model) -> Optimizer {
+    let t = &cfg.train;
+    let params = model
+        .trainable_params()
+        .into_iter()
+        .map(|(name, tensor)| {
+            let decay = !(t.no_decay_bias_norm && tensor.dim() <= 1);
+            Param { name, tensor, decay }
+        })
+        .collect();
+    Optimizer::new(t.optimizer, params, t.momentum, t.nesterov, t.weight_decay, (t.betas[0], t.betas[1]), t.eps)
+}
+
+pub fn build_loss(cfg: &Config, model: &Model) -> anyhow::Result<SegLoss> {
+    let l = &cfg.train.loss;
+    let outputs = model.output_names();
+    let head_weights = match &l.head_weights {
+        Some(w) if w.len() != outputs.len() => bail!(
+            "train.loss.head_weights has {} entries but {} returns {} outputs ({})",
+            w.len(),
+            model.preset,
+            outputs.len(),
+            outputs.join(", ")
+        ),
+        Some(w) => w.clone(),
+        None => outputs.iter().map(|n| if *n == "aux" { 0.4 } else { 1.0 }).collect(),
+    };
+    let class_weights = match &l.class_weights {
+        Some(w) if w.len() as i64 != model.num_classes => {
+            bail!("train.loss.class_weights has {} entries for {} classes", w.len(), model.num_classes)
+        }
+        Some(w) => Some(Tensor::from_slice(w)),
+        None => None,
+    };
+    Ok(SegLoss {
+        ignore: cfg.data.ignore_label,
+        class_weights,
+        ohem: l.ohem.then_some(Ohem { thresh: l.ohem_thresh, min_kept: l.ohem_min_kept }),
+        head_weights,
+        align_corners: model.align_corners(),
+    })
+}
+
+/// The fp16 loss scaler (static with `train.loss_scale`, else dynamic); none otherwise.
+pub fn build_scaler(cfg: &Config) -> Option<GradScaler> {
+    (cfg.train.precision == Precision::Fp16)
+        .then(|| cfg.train.loss_scale.map_or_else(GradScaler::dynamic, GradScaler::fixed))
+}
+
+fn build_schedule(cfg: &Config, steps_per_epoch: u64) -> anyhow::Result<LrSchedule> {
+    let t = &cfg.train;
+    if t.schedule == Schedule::MultiStep && t.milestones.is_empty() {
+        bail!("train.schedule = \"multi_step\" needs train.milestones (epochs)");
+    }
+    Ok(LrSchedule {
+        base_lr: t.lr,
+        min_lr: t.min_lr,
+        kind: t.schedule,
+        total_iters: steps_per_epoch * t.epochs as u64,
+        power: t.power,
+        milestones: t.milestones.iter().map(|&e| e as u64 * steps_per_epoch).collect(),
+        gamma: t.gamma,
+        warmup_iters: t.warmup_iters as u64,
+        warmup: t.warmup,
+        warmup_ratio: t.warmup_ratio,
+    })
+}
+
+impl<'a> Run<'a> {
+    fn new(cfg: &'a Config, opts: &TrainOptions) -> anyhow::Result<Self> {
+        let out = &cfg.train.output_dir;
+        let dp = DataParallel::new(opts.comm.clone(), cfg.dist.bucket_mb, opts.device);
+        if dp.is_root() {
+            std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+            std::fs::write(out.join("config.toml"), toml::to_string(cfg)?).context("writing the resolved config")?;
+        }
+        let train_ds: Arc<dyn Dataset> = crate::app::dataset(&cfg.data, Split::Train)?.into();
+        let bs = cfg.train.batch_size as u64;
+        // train.batch_size is per rank, as in the recipes: the global batch is batch_size × ranks.
+        let sampler = ShardedSampler::train(train_ds.len(), dp.size(), dp.rank(), cfg.train.seed);
+        let steps_per_epoch = sampler.per_rank() as u64 / bs;
+        if steps_per_epoch == 0 {
+            bail!(
+                "the train list has {} samples, fewer than train.batch_size = {bs} × {} rank(s)",
+                train_ds.len(),
+                dp.size()
+            );
+        }
+        if dp.size() > 1 {
+            tracing::info!(
+                "data parallel over {} ranks ({} backend): global batch {}, {} steps per epoch",
+                dp.size(),
+                dp.comm.kind(),
+                bs as usize * dp.size(),
+                steps_per_epoch
+            );
+        }
+        // Initial weights are a function of the seed too.
+        tch::manual_seed(derive(&[cfg.train.seed, u64::MAX - 1]) as i64 & i64::MAX);
+        let model = crate::app::build_model(cfg, opts.device)?;
+        let optim = build_optimizer(cfg, &model);
+        let schedule = build_schedule(cfg, steps_per_epoch)?;
+        let loss = build_loss(cfg, &model)?;
+        let log = MetricsLog::open(&out.join("metrics.jsonl"), dp.is_root())?;
+        Ok(Run {
+            cfg,
+            model,
+            optim,
+            schedule,
+            loss,
+            train_ds,
+            sampler,
+            dp,
+            steps_per_epoch,
+            state: TrainState::default(),
+            scaler: build_scaler(cfg),
+            ckpt_dir: out.join("checkpoints"),
+            log,
+            last_checkpoint: None,
+            last_eval: None,
+        })
+    }
+
+    fn restore(&mut self, opts: &TrainOptions) -> anyhow::Result<()> {
+        let loaded = match &opts.resume {
+            None => None,
+            Some(Resume::Auto) => {
+                let found = checkpoint::latest_valid(&self.ckpt_dir);
+                if found.is_none() {
+                    tracing::info!("no checkpoint in {} — starting from scratch", self.ckpt_dir.display());
+                }
+                found
+            }
+            Some(Resume::Path(p)) => Some((p.clone(), checkpoint::load(p)?)),
+        };
+        if let Some((path, l)) = loaded {
+            if l.meta.model != self.model.preset || l.meta.num_classes != self.model.num_classes {
+                bail!(
+                    "checkpoint {} was written for {} with {} classes; this config builds {} with {} classes",
+                    path.display(),
+                    l.meta.model,
+                    l.meta.num_classes,
+                    self.model.preset,
+                    self.model.num_classes
+                );
+            }
+            load_into(&self.model, l.model, LoadMode::Strict, &path.display().to_string())?;
+            self.optim.load_state(&l.optim).with_context(|| format!("checkpoint {}", path.display()))?;
+            if let (Some(s), Some(saved)) = (&mut self.scaler, l.meta.state.amp) {
+                (s.scale, s.good_steps, s.skipped) = (saved.scale, saved.good_steps, saved.skipped);
+            }
+            self.state = TrainState { amp: None, ..l.meta.state };
+            tracing::info!(
+                "resumed from {} at step {} (epoch {})",
+                path.display(),
+                self.state.step,
+                self.state.epoch + 1
+            );
+        } else {
+            crate::app::load_pretrained(&self.model, &self.cfg.model)?;
+        }
+        if let Some(e) = opts.begin_epoch {
+            self.state.step = e as u64 * self.steps_per_epoch;
+            tracing::info!("beginning at epoch {} (step {})", e + 1, self.state.step);
+        }
+        self.dp.agree(
+            "starting step",
+            self.state.step as i64,
+            "every rank must resume from the same checkpoint (train.output_dir on a filesystem all ranks share)",
+        )?;
+        self.dp.broadcast_state(&self.model)?;
+        Ok(())
+    }
+
+    /// The checkpoint metadata at this point, as of `epoch`.
+    fn meta(&self, epoch: usize) -> Meta {
+        let amp =
+            self.scaler.as_ref().map(|s| ScalerState { scale: s.scale, good_steps: s.good_steps, skipped: s.skipped });
+        let state = TrainState { epoch, amp, ..self.state.clone() };
+        Meta::new(&self.model.preset, self.model.num_classes, state, self.last_eval.clone(), self.cfg.clone())
+    }
+
+    /// Every rank calls this; rank 0 writes while the others wait.
+    pub(super) fn save(&mut self, epoch: usize) -> anyhow::Result<()> {
+        let path = checkpoint::path_for_step(&self.ckpt_dir, self.state.step);
+        if self.last_checkpoint.as_ref() == Some(&path) {
+            return Ok(());
+        }
+        self.dp.average_bn_stats(&self.model)?;
+        if self.dp.is_root() {
+            checkpoint::save(&path, &self.model.state_dict(), &self.optim.state_tensors(), &self.meta(epoch))?;
+            checkpoint::prune(&self.ckpt_dir, self.cfg.train.keep_checkpoints);
+            tracing::info!("saved {}", path.display());
+        }
+        self.dp.barrier()?;
+        self.last_checkpoint = Some(path);
+        Ok(())
+    }
+
+    /// Evaluation while training (single scale, whole image): every rank evaluates its
+    /// shard, the tallies are summed, so every rank knows the score; rank 0 logs, writes
+    /// the record and, on a new best, `best.safetensors`.
+    pub(super) fn evaluate(&mut self, epoch: usize) -> anyhow::Result<()> {
+        let cfg = self.cfg;
+        self.dp.average_bn_stats(&self.model)?;
+        let start = Instant::now();
+        let modes = InferenceOptions::whole(self.model.align_corners(), self.model.input_multiple());
+        let (tally, images) =
+            crate::eval::sharded::evaluate_sharded(cfg, &self.model, self.dp.comm.as_ref(), &modes, false)?;
+        let secs = start.elapsed().as_secs_f64();
+        let score = tally.score(&class_names(cfg.data.dataset.into()));
+        let root = self.dp.is_root();
+        if root {
+            tracing::info!("epoch {epoch} eval ({:.1} img/s)\n{score}", images as f64 / secs);
+        }
+        let record = EvalRecord { epoch, step: self.state.step, score: score.compact() };
+        self.log.write(&Record::Eval(record.clone()));
+        self.draw_curves();
+        self.last_eval = Some(record);
+        let (metric, value) = score.main();
+        if value.is_finite() && self.state.best.as_ref().is_none_or(|b| value > b.value) {
+            self.state.best = Some(Best { metric: metric.into(), value, step: Some(self.state.step) });
+            if root {
+                let path = self.ckpt_dir.join("best.safetensors");
+                checkpoint::save(&path, &self.model.state_dict(), &self.optim.state_tensors(), &self.meta(epoch))?;
+                tracing::info!("new best {value:.4} → {}", path.display());
+            }
+        }
+        self.dp.barrier()
+    }
+
+    pub(super) fn draw_curves(&self) {
+        if !self.dp.is_root() {
+            return;
+        }
+        let out = &self.cfg.train.output_dir;
+        if let Err(e) = super::curves::render(&out.join("metrics.jsonl"), &out.join("curves.png")) {
+            tracing::warn!("curves.png not drawn: {e:#}");
+        }
+    }
+
+    pub(super) fn summary(&self, last_loss: f64) -> TrainSummary {
+        TrainSummary {
+            steps: self.state.step,
+            last_loss,
+            best: self.state.best.clone(),
+            last_eval: self.last_eval.clone(),
+            last_checkpoint: self.last_checkpoint.clone(),
+        }
+    }
+}

@@ -1,0 +1,34 @@
+//! The training state a checkpoint carries besides tensors: the position (step,
+//! epoch), the best evaluation so far with its metric's name, and the fp16 loss scaler.
+use serde::{Deserialize, Serialize};
+
+/// The best evaluation score so far.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Best {
+    /// `miou` (segmentation) or `top1` (classification).
+    pub metric: String,
+    pub value: f64,
+    /// The step it was reached at (unknown for checkpoints from before segzoo recorded it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<u64>,
+}
+
+/// The fp16 loss scaler's mutable state.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ScalerState {
+    pub scale: f64,
+    pub good_steps: u64,
+    pub skipped: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TrainState {
+    /// Completed optimisation steps.
+    pub step: u64,
+    /// The epoch in progress (0-based) when saved at `step`.
+    pub epoch: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub best: Option<Best>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amp: Option<ScalerState>,
+}
