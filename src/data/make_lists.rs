@@ -3,7 +3,7 @@
 use super::decode::{read_label, read_rgb, write_gray_png};
 use super::kind::DatasetKind;
 use super::labels::{class_names, LabelMap, IGNORE};
-use super::lists::{read_list, write_list, Columns};
+use super::lists::{read_list, write_list, Columns, ListEntry};
 use crate::progress::progress;
 use anyhow::{bail, Context};
 use std::collections::BTreeSet;
@@ -283,55 +283,21 @@ pub fn check(kind: DatasetKind, root: &Path, list: &Path, threads: usize) -> any
     let entries = read_list(&list_path, Columns::Pair)?;
     let map = LabelMap::for_dataset(kind);
     let n_counts = if kind == DatasetKind::Imagenet { 1000 } else { map.num_classes };
+    let ctx = EntryCheck { kind, root, list_path: &list_path, map: &map };
     let bar = progress(entries.len() as u64, "checking");
     let chunk = entries.len().div_ceil(threads.max(1));
-    let results: Vec<anyhow::Result<(Vec<u64>, u64)>> = std::thread::scope(|s| {
+    let results: Vec<anyhow::Result<Tally>> = std::thread::scope(|s| {
         let handles: Vec<_> = entries
             .chunks(chunk.max(1))
             .map(|part| {
-                let (map, bar, list_path) = (&map, &bar, &list_path);
-                s.spawn(move || -> anyhow::Result<(Vec<u64>, u64)> {
-                    let mut counts = vec![0u64; n_counts];
-                    let mut ignored = 0u64;
+                let (ctx, bar) = (&ctx, &bar);
+                s.spawn(move || -> anyhow::Result<Tally> {
+                    let mut tally = Tally { counts: vec![0u64; n_counts], ignored: 0 };
                     for e in part {
-                        let at = format!("{}:{}", list_path.display(), e.line);
-                        let img_path = root.join(&e.image);
-                        let img = read_rgb(&img_path).with_context(|| at.clone())?;
-                        let target = e.target.as_deref().unwrap_or_default();
-                        if kind == DatasetKind::Imagenet {
-                            let c: usize = target
-                                .parse()
-                                .map_err(|_| anyhow::anyhow!("{at}: class {target:?} is not an index"))?;
-                            *counts.get_mut(c).with_context(|| format!("{at}: class {c} out of range"))? += 1;
-                        } else {
-                            let label_path = root.join(target);
-                            let lab = read_label(&label_path).with_context(|| at.clone())?;
-                            if (img.width(), img.height()) != (lab.width, lab.height) {
-                                bail!(
-                                    "{at}: image {} is {}×{} but label {} is {}×{}",
-                                    img_path.display(),
-                                    img.width(),
-                                    img.height(),
-                                    label_path.display(),
-                                    lab.width,
-                                    lab.height
-                                );
-                            }
-                            let mut data = lab.data;
-                            map.apply(&mut data).map_err(|v| {
-                                anyhow::anyhow!("{at}: label {} has invalid value {v}", label_path.display())
-                            })?;
-                            for v in data {
-                                if v == IGNORE {
-                                    ignored += 1;
-                                } else {
-                                    counts[v as usize] += 1;
-                                }
-                            }
-                        }
+                        ctx.entry(e, &mut tally)?;
                         bar.inc(1);
                     }
-                    Ok((counts, ignored))
+                    Ok(tally)
                 })
             })
             .collect();
@@ -343,9 +309,66 @@ pub fn check(kind: DatasetKind, root: &Path, list: &Path, threads: usize) -> any
     bar.finish_and_clear();
     let mut report = CheckReport { list: list_path, entries: entries.len(), counts: vec![0; n_counts], ignored: 0 };
     for r in results {
-        let (counts, ignored) = r?;
+        let Tally { counts, ignored } = r?;
         report.counts.iter_mut().zip(counts).for_each(|(a, b)| *a += b);
         report.ignored += ignored;
     }
     Ok(report)
+}
+
+/// One thread's running totals: pixels per train id (or images per class) and ignored pixels.
+struct Tally {
+    counts: Vec<u64>,
+    ignored: u64,
+}
+
+/// What checking one list entry needs, shared by all threads.
+struct EntryCheck<'a> {
+    kind: DatasetKind,
+    root: &'a Path,
+    /// The list file, named with the line number in every error.
+    list_path: &'a Path,
+    map: &'a LabelMap,
+}
+
+impl EntryCheck<'_> {
+    /// Check one list line: the image decodes, and its class index is in range
+    /// (classification) or its label decodes, matches the image size and holds
+    /// only valid values (segmentation). Adds what it found to `tally`.
+    fn entry(&self, e: &ListEntry, tally: &mut Tally) -> anyhow::Result<()> {
+        let at = format!("{}:{}", self.list_path.display(), e.line);
+        let img_path = self.root.join(&e.image);
+        let img = read_rgb(&img_path).with_context(|| at.clone())?;
+        let target = e.target.as_deref().unwrap_or_default();
+        if self.kind == DatasetKind::Imagenet {
+            let c: usize = target.parse().map_err(|_| anyhow::anyhow!("{at}: class {target:?} is not an index"))?;
+            *tally.counts.get_mut(c).with_context(|| format!("{at}: class {c} out of range"))? += 1;
+            return Ok(());
+        }
+        let label_path = self.root.join(target);
+        let lab = read_label(&label_path).with_context(|| at.clone())?;
+        if (img.width(), img.height()) != (lab.width, lab.height) {
+            bail!(
+                "{at}: image {} is {}×{} but label {} is {}×{}",
+                img_path.display(),
+                img.width(),
+                img.height(),
+                label_path.display(),
+                lab.width,
+                lab.height
+            );
+        }
+        let mut data = lab.data;
+        self.map
+            .apply(&mut data)
+            .map_err(|v| anyhow::anyhow!("{at}: label {} has invalid value {v}", label_path.display()))?;
+        for v in data {
+            if v == IGNORE {
+                tally.ignored += 1;
+            } else {
+                tally.counts[v as usize] += 1;
+            }
+        }
+        Ok(())
+    }
 }

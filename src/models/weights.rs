@@ -132,24 +132,53 @@ pub fn load_into(
     let dict = model.state_dict();
     let mut report = LoadReport::default();
     if mode == LoadMode::Partial {
-        // OCRNet's official init loads a pretrained seg head into aux_head.
-        for (name, _) in &dict {
-            if let Some(rest) = name.strip_prefix("aux_head.") {
-                let from = format!("last_layer.{rest}");
-                if !file.contains_key(name) {
-                    if let Some(t) = file.remove(&from) {
-                        report.renamed.push((from, name.clone()));
-                        file.insert(name.clone(), t);
-                    }
+        report.renamed = rename_aux_head(&dict, &mut file);
+    }
+    let mismatch = compare(&dict, &file, &model.skipped_on_load());
+    if mismatch.is_fatal(mode) {
+        bail!("{}", mismatch.message(source, &model.preset, mode).trim_end());
+    }
+    report.loaded = copy_matching(&dict, &file)?;
+    report.missing = mismatch.missing;
+    report.unexpected = mismatch.unexpected;
+    Ok(report)
+}
+
+/// OCRNet's official init loads a pretrained seg head (`last_layer.*`) into
+/// `aux_head.*`: move each such file tensor to the model name it fills, unless the
+/// file already has that name. Returns the (file name, model name) renames.
+fn rename_aux_head(dict: &[(String, Tensor)], file: &mut HashMap<String, Tensor>) -> Vec<(String, String)> {
+    let mut renamed = Vec::new();
+    for (name, _) in dict {
+        if let Some(rest) = name.strip_prefix("aux_head.") {
+            let from = format!("last_layer.{rest}");
+            if !file.contains_key(name) {
+                if let Some(t) = file.remove(&from) {
+                    renamed.push((from, name.clone()));
+                    file.insert(name.clone(), t);
                 }
             }
         }
     }
+    renamed
+}
+
+/// How the file's tensors fail to line up with the model's.
+struct Mismatch {
+    /// Model names the file lacks (in model order; `num_batches_tracked` excused).
+    missing: Vec<String>,
+    /// File names the model has no place for (sorted; `skipped_on_load` prefixes excused).
+    unexpected: Vec<String>,
+    /// `name: file [..], model [..]` for names present in both with different sizes.
+    wrong_shape: Vec<String>,
+}
+
+/// Compare the file's tensors with the model's state dict, name by name.
+fn compare(dict: &[(String, Tensor)], file: &HashMap<String, Tensor>, skipped: &[String]) -> Mismatch {
     let model_names: HashSet<&str> = dict.iter().map(|(n, _)| n.as_str()).collect();
-    let skipped = model.skipped_on_load();
     let mut missing = Vec::new();
     let mut wrong_shape = Vec::new();
-    for (name, var) in &dict {
+    for (name, var) in dict {
         match file.get(name) {
             None if is_nbt(name) => {} // InPlaceABN-era checkpoints have none; harmless.
             None => missing.push(name.clone()),
@@ -166,37 +195,51 @@ pub fn load_into(
         .cloned()
         .collect();
     unexpected.sort();
-    let fatal =
-        !wrong_shape.is_empty() || (mode == LoadMode::Strict && (!missing.is_empty() || !unexpected.is_empty()));
-    if fatal {
+    Mismatch { missing, unexpected, wrong_shape }
+}
+
+impl Mismatch {
+    /// A wrong shape always fails (copying it cannot work); missing and
+    /// unexpected names fail only a strict load.
+    fn is_fatal(&self, mode: LoadMode) -> bool {
+        !self.wrong_shape.is_empty()
+            || (mode == LoadMode::Strict && (!self.missing.is_empty() || !self.unexpected.is_empty()))
+    }
+
+    /// The load error: counts, then each list (capped), then a hint towards the
+    /// partial mode when a strict load failed on names alone.
+    fn message(&self, source: &str, preset: &str, mode: LoadMode) -> String {
         let mut msg = format!(
             "weights {source} do not fit model {}: {} missing, {} unexpected, {} with the wrong shape\n",
-            model.preset,
-            missing.len(),
-            unexpected.len(),
-            wrong_shape.len()
+            preset,
+            self.missing.len(),
+            self.unexpected.len(),
+            self.wrong_shape.len()
         );
-        listing(&mut msg, "missing from the file", &missing);
-        listing(&mut msg, "in the file but not in the model", &unexpected);
-        listing(&mut msg, "wrong shape", &wrong_shape);
-        if mode == LoadMode::Strict && wrong_shape.is_empty() {
+        listing(&mut msg, "missing from the file", &self.missing);
+        listing(&mut msg, "in the file but not in the model", &self.unexpected);
+        listing(&mut msg, "wrong shape", &self.wrong_shape);
+        if mode == LoadMode::Strict && self.wrong_shape.is_empty() {
             msg.push_str("  (for a backbone-only load, use the partial mode: --allow-partial / model.pretrained)");
         }
-        bail!("{}", msg.trim_end());
+        msg
     }
-    tch::no_grad(|| -> anyhow::Result<()> {
-        for (name, var) in &dict {
+}
+
+/// Copy every model tensor the file provides, converted to the model tensor's
+/// kind and device; returns how many were copied.
+fn copy_matching(dict: &[(String, Tensor)], file: &HashMap<String, Tensor>) -> anyhow::Result<usize> {
+    tch::no_grad(|| -> anyhow::Result<usize> {
+        let mut loaded = 0;
+        for (name, var) in dict {
             if let Some(src) = file.get(name) {
                 let src = src.to_kind(var.kind()).to_device(var.device());
                 var.shallow_clone().f_copy_(&src).with_context(|| format!("copying {name}"))?;
-                report.loaded += 1;
+                loaded += 1;
             }
         }
-        Ok(())
-    })?;
-    report.missing = missing;
-    report.unexpected = unexpected;
-    Ok(report)
+        Ok(loaded)
+    })
 }
 
 /// Load a weights file into `model`.
