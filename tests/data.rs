@@ -233,38 +233,55 @@ fn bad_lists_are_reported_with_file_and_line() {
     assert!(e.contains("bad.lst:1") && e.contains("gtFine/missing.png: cannot open"), "{e}");
 }
 
+/// The error names the list file and line and every file at fault.
+fn assert_names(e: &str, parts: &[&str]) {
+    for p in parts {
+        assert!(e.contains(p), "`{p}` not named in: {e}");
+    }
+}
+
 #[test]
-fn bad_files_are_reported_by_path() {
+fn bad_files_are_reported_with_list_line_and_path() {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
     one_pair(d);
-    // Image and label of different sizes.
+    // Image and label of different sizes: both files named, with their sizes.
     decode::write_gray_png(&d.join("small.png"), 10, 10, &[7; 100]).expect("png");
     let e = load_err(d, &format!("{IMG} small.png\n"));
-    assert!(e.contains("is 64×32 but label") && e.contains("small.png is 10×10"), "{e}");
+    assert_names(
+        &e,
+        &["bad.lst:1", &format!("image {}", d.join(IMG).display()), "is 64×32 but label", "small.png is 10×10"],
+    );
+    // The same through `make-lists --check`.
+    std::fs::write(d.join("mismatch.lst"), format!("{IMG} small.png\n")).expect("list");
+    let e = format!("{:#}", make_lists::check(Kind::Cityscapes, d, Path::new("mismatch.lst"), 1).expect_err("size"));
+    assert_names(&e, &["mismatch.lst:1", IMG, "is 64×32 but label", "small.png is 10×10"]);
     // Corrupt and truncated PNGs.
     std::fs::write(d.join("corrupt.png"), b"\x89PNG\r\n\x1a\nnot really a png").expect("write");
     let e = load_err(d, &format!("corrupt.png {LAB}\n"));
-    assert!(e.contains("corrupt.png"), "{e}");
+    assert_names(&e, &["bad.lst:1", "corrupt.png"]);
     let bytes = std::fs::read(d.join(IMG)).expect("read");
     std::fs::write(d.join("cut.png"), &bytes[..bytes.len() / 2]).expect("write");
     let e = load_err(d, &format!("cut.png {LAB}\n"));
-    assert!(e.contains("cut.png: corrupt or truncated image"), "{e}");
+    assert_names(&e, &["bad.lst:1", "cut.png: corrupt or truncated image"]);
     let lab = std::fs::read(d.join(LAB)).expect("read");
     std::fs::write(d.join("cut_label.png"), &lab[..lab.len() / 2]).expect("write");
     let e = load_err(d, &format!("{IMG} cut_label.png\n"));
-    assert!(e.contains("cut_label.png: corrupt or truncated label PNG"), "{e}");
+    assert_names(&e, &["bad.lst:1", "cut_label.png: corrupt or truncated label PNG"]);
     // A truncated JPEG.
     let img = decode::read_rgb(&d.join(IMG)).expect("img");
     img.save_with_format(d.join("x.jpg"), image::ImageFormat::Jpeg).expect("jpeg");
     let jpg = std::fs::read(d.join("x.jpg")).expect("read");
     std::fs::write(d.join("cut.jpg"), &jpg[..jpg.len() - 40]).expect("write");
     let e = load_err(d, &format!("cut.jpg {LAB}\n"));
-    assert!(e.contains("cut.jpg: truncated JPEG"), "{e}");
+    assert_names(&e, &["bad.lst:1", "cut.jpg: truncated JPEG"]);
     // An RGB label.
     decode::write_rgb_png(&d.join("rgb_label.png"), &img).expect("png");
     let e = load_err(d, &format!("{IMG} rgb_label.png\n"));
-    assert!(e.contains("a label must be an 8-bit grey or palette PNG"), "{e}");
+    assert_names(&e, &["bad.lst:1", "rgb_label.png", "a label must be an 8-bit grey or palette PNG"]);
+    // A missing image.
+    let e = load_err(d, &format!("leftImg8bit/none.png {LAB}\n"));
+    assert_names(&e, &["bad.lst:1", "leftImg8bit/none.png"]);
 }
 
 #[test]
@@ -285,7 +302,7 @@ fn label_values_outside_the_classes() {
     let e = format!("{:#}", ds.load_raw(0).expect_err("rejected"));
     assert!(e.contains("odd.lst:1") && e.contains("odd.png has value 200, not a class id (0–20)"), "{e}");
     let e = format!("{:#}", make_lists::check(Kind::Lip, d, Path::new("odd.lst"), 1).expect_err("rejected"));
-    assert!(e.contains("invalid value"), "{e}");
+    assert_names(&e, &["odd.lst:1", "odd.png has invalid value 200"]);
 }
 
 #[test]

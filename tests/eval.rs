@@ -1,4 +1,5 @@
-//! `eval-preds` on hand-made PNGs with hand-computed IoUs; eval modes and export via the CLI.
+//! `segzoo eval-preds` on hand-made PNGs with hand-computed IoUs (train ids and Cityscapes
+//! label ids, and the printed recipe lines).
 use segzoo::data::decode::write_gray_png;
 use segzoo::data::kind::DatasetKind;
 use std::path::Path;

@@ -1,5 +1,6 @@
-//! The training engine: exact resume, atomic checkpoints, overfitting, NaN stop,
-//! recipes, and loading a checkpoint as pretrained weights.
+//! The training engine: exact resume, atomic checkpoints, overfitting, NaN stop, recipes
+//! at their published sizes, mixed precision (the fp16 scale's trajectory), and loading a
+//! checkpoint as pretrained weights.
 mod common;
 
 use segzoo::config::{Config, DataConfig, DatasetKind, Optimizer, Schedule};

@@ -68,9 +68,14 @@ pub fn model_spec(cfg: &ModelConfig, default_classes: Option<i64>) -> ModelSpec 
     }
 }
 
+/// The class count of the config's dataset.
+pub fn dataset_classes(cfg: &Config) -> i64 {
+    DatasetKind::from(cfg.data.dataset).num_classes()
+}
+
 /// The model a config trains and evaluates: `[model]` with the dataset's class count.
 pub fn build_model(cfg: &Config, device: tch::Device) -> anyhow::Result<Model> {
-    models::build(&model_spec(&cfg.model, Some(cfg.data.dataset.num_classes())), device)
+    models::build(&model_spec(&cfg.model, Some(dataset_classes(cfg))), device)
 }
 
 /// Load `model.pretrained`, if set, with the backbone-only rules: tensors that match

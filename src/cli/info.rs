@@ -52,7 +52,7 @@ pub fn resolve_model(arg: &str, set: &[String], num_classes: Option<i64>) -> any
     let path = Path::new(arg);
     let mut spec = if arg.ends_with(".toml") || path.is_file() {
         let cfg = config_with(path, set)?;
-        crate::app::model_spec(&cfg.model, Some(cfg.data.dataset.num_classes()))
+        crate::app::model_spec(&cfg.model, Some(crate::app::specs::dataset_classes(&cfg)))
     } else {
         if !set.is_empty() {
             anyhow::bail!("--set needs a config file, not a preset name");

@@ -2,6 +2,8 @@
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
+/// `data.dataset` (and the CLI's `--dataset`); the layouts themselves, with their class
+/// counts, are `crate::data::kind::DatasetKind`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum DatasetKind {
@@ -9,17 +11,6 @@ pub enum DatasetKind {
     Lip,
     Voc,
     Imagenet,
-}
-
-impl DatasetKind {
-    pub fn num_classes(self) -> i64 {
-        match self {
-            DatasetKind::Cityscapes => 19,
-            DatasetKind::Lip => 20,
-            DatasetKind::Voc => 21,
-            DatasetKind::Imagenet => 1000,
-        }
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -1,5 +1,9 @@
-//! Data: readers for Cityscapes, LIP, VOC/SBD and ImageNet-style folders, list
-//! makers, augmentation, the sharded sampler, the threaded loader, and synthetic data.
+//! Data: the dataset layouts (`kind.rs`) and their labels and palettes (`labels.rs`);
+//! list files (`lists.rs`) and their makers and checks (`make_lists.rs`); image decoding
+//! (`decode.rs`); readers for Cityscapes, LIP, VOC/SBD and ImageNet-style folders
+//! (`dataset.rs`); augmentation (`transforms.rs`); the sharded sampler, per-sample RNG and
+//! the threaded loader (`sampler.rs`, `rng.rs`, `loader.rs`); synthetic data (`synth.rs`).
+//! Nothing here reads the TOML config: the application maps it onto these types.
 pub mod dataset;
 pub mod decode;
 pub mod kind;

@@ -142,47 +142,12 @@ struct HrModule {
 }
 
 impl HrModule {
-    fn new(s: &Scope, spec: &StageSpec, inch: &mut [i64], upsample: Upsample) -> Self {
-        let n = spec.num_branches;
-        let exp = spec.block.expansion();
-        let bs = s.sub("branches");
-        let branches: Vec<Vec<Block>> = (0..n)
-            .map(|i| {
-                let layer = make_layer(&bs.sub(i), spec.block, inch[i], spec.num_channels[i], spec.num_blocks[i], 1);
-                inch[i] = spec.num_channels[i] * exp;
-                layer
-            })
-            .collect();
-        let mut fuse = Vec::new();
-        if n > 1 {
-            let fs = s.sub("fuse_layers");
-            for i in 0..n {
-                let row = fs.sub(i);
-                let mut fuse_row = Vec::new();
-                for j in 0..n {
-                    let cell = row.sub(j);
-                    fuse_row.push(if j > i {
-                        let conv = conv1x1(&cell.sub(0), inch[j], inch[i], false);
-                        let bn = BatchNorm2d::new(&cell.sub(1), inch[i]);
-                        Fuse::Up(ConvBn { conv, bn, relu: false }, 1 << (j - i))
-                    } else if j == i {
-                        Fuse::Identity
-                    } else {
-                        let chain = (0..i - j)
-                            .map(|k| {
-                                let last = k == i - j - 1;
-                                let cout = if last { inch[i] } else { inch[j] };
-                                let step = cell.sub(k);
-                                let conv = conv3x3(&step.sub(0), inch[j], cout, 2, false);
-                                ConvBn { conv, bn: BatchNorm2d::new(&step.sub(1), cout), relu: !last }
-                            })
-                            .collect();
-                        Fuse::Down(chain)
-                    });
-                }
-                fuse.push(fuse_row);
-            }
-        }
+    /// A module of `spec`'s stage. `in_channels` holds each branch's input width and is
+    /// updated to its output width (the next module's input).
+    fn new(scope: &Scope, spec: &StageSpec, in_channels: &mut [i64], upsample: Upsample) -> Self {
+        let branches = make_branches(&scope.sub("branches"), spec, in_channels);
+        let fuse =
+            if spec.num_branches > 1 { make_fuse_layers(&scope.sub("fuse_layers"), in_channels) } else { Vec::new() };
         HrModule { branches, fuse, upsample }
     }
 
@@ -191,36 +156,87 @@ impl HrModule {
         if self.fuse.is_empty() {
             return xs;
         }
-        self.fuse
-            .iter()
-            .enumerate()
-            .map(|(i, row)| {
-                let (h, w) = (xs[i].size()[2], xs[i].size()[3]);
-                let mut y: Option<Tensor> = None;
-                for (j, f) in row.iter().enumerate() {
-                    let t = match f {
-                        Fuse::Identity => xs[j].shallow_clone(),
-                        Fuse::Up(cb, scale) => {
-                            let t = cb.forward(&xs[j], train);
-                            match self.upsample {
-                                Upsample::Bilinear { align_corners } => resize_bilinear(&t, h, w, align_corners),
-                                Upsample::Nearest => {
-                                    let s = *scale as f64;
-                                    let (th, tw) = (t.size()[2] * *scale, t.size()[3] * *scale);
-                                    t.upsample_nearest2d([th, tw], Some(s), Some(s))
-                                }
-                            }
-                        }
-                        Fuse::Down(chain) => chain.iter().fold(xs[j].shallow_clone(), |t, cb| cb.forward(&t, train)),
-                    };
-                    y = Some(match y {
-                        None => t,
-                        Some(acc) => acc + t,
-                    });
-                }
-                y.expect("fuse rows are non-empty").relu()
-            })
-            .collect()
+        // Output branch i: the sum over every input branch j brought to i's resolution
+        // and width, then ReLU.
+        self.fuse.iter().enumerate().map(|(i, row)| self.fuse_row(i, row, &xs, train)).collect()
+    }
+
+    fn fuse_row(&self, i: usize, row: &[Fuse], xs: &[Tensor], train: bool) -> Tensor {
+        let (h, w) = (xs[i].size()[2], xs[i].size()[3]);
+        let mut sum: Option<Tensor> = None;
+        for (j, cell) in row.iter().enumerate() {
+            let t = match cell {
+                Fuse::Identity => xs[j].shallow_clone(),
+                Fuse::Up(conv_bn, scale) => self.upsample_to(&conv_bn.forward(&xs[j], train), h, w, *scale),
+                Fuse::Down(chain) => chain.iter().fold(xs[j].shallow_clone(), |t, step| step.forward(&t, train)),
+            };
+            sum = Some(match sum {
+                None => t,
+                Some(acc) => acc + t,
+            });
+        }
+        sum.expect("fuse rows are non-empty").relu()
+    }
+
+    /// A lower-resolution branch up to `h`×`w` (segmentation) or by `scale` (classification).
+    fn upsample_to(&self, t: &Tensor, h: i64, w: i64, scale: i64) -> Tensor {
+        match self.upsample {
+            Upsample::Bilinear { align_corners } => resize_bilinear(t, h, w, align_corners),
+            Upsample::Nearest => {
+                let factor = scale as f64;
+                let (th, tw) = (t.size()[2] * scale, t.size()[3] * scale);
+                t.upsample_nearest2d([th, tw], Some(factor), Some(factor))
+            }
+        }
+    }
+}
+
+/// `branches.{i}`: `num_blocks[i]` residual blocks per branch.
+fn make_branches(scope: &Scope, spec: &StageSpec, in_channels: &mut [i64]) -> Vec<Vec<Block>> {
+    let expansion = spec.block.expansion();
+    (0..spec.num_branches)
+        .map(|i| {
+            let (width, blocks) = (spec.num_channels[i], spec.num_blocks[i]);
+            let layer = make_layer(&scope.sub(i), spec.block, in_channels[i], width, blocks, 1);
+            in_channels[i] = width * expansion;
+            layer
+        })
+        .collect()
+}
+
+/// `fuse_layers.{i}.{j}`: how input branch j reaches output branch i.
+fn make_fuse_layers(scope: &Scope, channels: &[i64]) -> Vec<Vec<Fuse>> {
+    let n = channels.len();
+    (0..n)
+        .map(|i| {
+            let row = scope.sub(i);
+            (0..n).map(|j| fuse_cell(&row.sub(j), channels, i, j)).collect()
+        })
+        .collect()
+}
+
+fn fuse_cell(cell: &Scope, channels: &[i64], i: usize, j: usize) -> Fuse {
+    use std::cmp::Ordering::*;
+    match j.cmp(&i) {
+        Equal => Fuse::Identity,
+        // Lower resolution: 1×1 conv + BN to branch i's width; upsampled in forward.
+        Greater => {
+            let conv = conv1x1(&cell.sub(0), channels[j], channels[i], false);
+            let bn = BatchNorm2d::new(&cell.sub(1), channels[i]);
+            Fuse::Up(ConvBn { conv, bn, relu: false }, 1 << (j - i))
+        }
+        // Higher resolution: i - j stride-2 3×3 convs, widening only at the last.
+        Less => Fuse::Down(
+            (0..i - j)
+                .map(|k| {
+                    let last = k == i - j - 1;
+                    let out = if last { channels[i] } else { channels[j] };
+                    let step = cell.sub(k);
+                    let conv = conv3x3(&step.sub(0), channels[j], out, 2, false);
+                    ConvBn { conv, bn: BatchNorm2d::new(&step.sub(1), out), relu: !last }
+                })
+                .collect(),
+        ),
     }
 }
 
@@ -267,11 +283,11 @@ fn apply_transition(ts: &[Transition], ys: &[Tensor], train: bool) -> Vec<Tensor
         .enumerate()
         .map(|(i, t)| match t {
             Transition::Keep => ys[i].shallow_clone(),
-            Transition::Adapt(cb) => cb.forward(&ys[i], train),
+            Transition::Adapt(conv_bn) => conv_bn.forward(&ys[i], train),
             // New branches grow from the lowest-resolution output.
             Transition::New(chain) => {
                 let src = ys.last().expect("non-empty");
-                chain.iter().fold(src.shallow_clone(), |x, cb| cb.forward(&x, train))
+                chain.iter().fold(src.shallow_clone(), |x, step| step.forward(&x, train))
             }
         })
         .collect()
@@ -305,11 +321,13 @@ impl Backbone {
         for (k, st) in [&spec.stage2, &spec.stage3, &spec.stage4].into_iter().enumerate() {
             let cur: Vec<i64> = st.num_channels.iter().map(|c| c * st.block.expansion()).collect();
             transitions.push(make_transition(&s.sub(format!("transition{}", k + 1)), &pre, &cur));
-            let ss = s.sub(format!("stage{}", k + 2));
-            let mut inch = cur.clone();
-            let modules = (0..st.num_modules).map(|m| HrModule::new(&ss.sub(m), st, &mut inch, upsample)).collect();
+            let stage_scope = s.sub(format!("stage{}", k + 2));
+            let mut in_channels = cur.clone();
+            let modules = (0..st.num_modules)
+                .map(|m| HrModule::new(&stage_scope.sub(m), st, &mut in_channels, upsample))
+                .collect();
             stages.push(modules);
-            pre = inch;
+            pre = in_channels;
         }
         let [t1, t2, t3]: [Vec<Transition>; 3] = transitions.try_into().expect("three transitions");
         let [s2, s3, s4]: [Vec<HrModule>; 3] = stages.try_into().expect("three stages");

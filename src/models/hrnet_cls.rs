@@ -47,31 +47,31 @@ impl HrnetCls {
         }
         let backbone = Backbone::new(s, spec, Upsample::Nearest)?;
         let exp = BlockKind::Bottleneck.expansion();
-        let is = s.sub("incre_modules");
+        let incre_scope = s.sub("incre_modules");
         let incre: Vec<Vec<Block>> = backbone
             .out_channels
             .iter()
             .zip(&head.incre_channels)
             .enumerate()
-            .map(|(i, (&cin, &c))| make_layer(&is.sub(i), BlockKind::Bottleneck, cin, c, 1, 1))
+            .map(|(i, (&cin, &c))| make_layer(&incre_scope.sub(i), BlockKind::Bottleneck, cin, c, 1, 1))
             .collect();
-        let ds = s.sub("downsamp_modules");
+        let downsamp_scope = s.sub("downsamp_modules");
         let downsamp = head
             .incre_channels
             .windows(2)
             .enumerate()
             .map(|(i, w)| {
-                let m = ds.sub(i);
+                let m = downsamp_scope.sub(i);
                 let conv = conv3x3(&m.sub(0), w[0] * exp, w[1] * exp, 2, true);
                 ConvBn { conv, bn: BatchNorm2d::new(&m.sub(1), w[1] * exp), relu: true }
             })
             .collect();
-        let fl = s.sub("final_layer");
+        let final_scope = s.sub("final_layer");
         // Checked above: one width per branch, so there is a last one.
         let last = head.incre_channels[head.incre_channels.len() - 1] * exp;
         let final_layer = ConvBn {
-            conv: conv1x1(&fl.sub(0), last, head.final_channels, true),
-            bn: BatchNorm2d::new(&fl.sub(1), head.final_channels),
+            conv: conv1x1(&final_scope.sub(0), last, head.final_channels, true),
+            bn: BatchNorm2d::new(&final_scope.sub(1), head.final_channels),
             relu: true,
         };
         let classifier = Linear::new(&s.sub("classifier"), head.final_channels, num_classes);

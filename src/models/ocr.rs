@@ -112,12 +112,15 @@ impl OcrNet {
         let backbone = Backbone::new(s, spec, Upsample::Bilinear { align_corners })?;
         let c: i64 = backbone.out_channels.iter().sum();
         let mid = ocr.mid_channels;
-        let cs = s.sub("conv3x3_ocr");
-        let conv3x3_ocr =
-            ConvBn { conv: conv3x3(&cs.sub(0), c, mid, 1, true), bn: BatchNorm2d::new(&cs.sub(1), mid), relu: true };
-        let ds = s.sub("ocr_distri_head");
-        let attention = ObjectAttention::new(&ds.sub("object_context_block"), mid, ocr.key_channels);
-        let conv_bn_dropout = conv_bnrelu(&ds.sub("conv_bn_dropout"), 2 * mid, mid);
+        let conv_scope = s.sub("conv3x3_ocr");
+        let conv3x3_ocr = ConvBn {
+            conv: conv3x3(&conv_scope.sub(0), c, mid, 1, true),
+            bn: BatchNorm2d::new(&conv_scope.sub(1), mid),
+            relu: true,
+        };
+        let head_scope = s.sub("ocr_distri_head");
+        let attention = ObjectAttention::new(&head_scope.sub("object_context_block"), mid, ocr.key_channels);
+        let conv_bn_dropout = conv_bnrelu(&head_scope.sub("conv_bn_dropout"), 2 * mid, mid);
         let cls_head = conv1x1(&s.sub("cls_head"), mid, num_classes, true);
         let aux_head = SegHead::new(&s.sub("aux_head"), c, num_classes);
         Ok(OcrNet {

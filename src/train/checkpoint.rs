@@ -159,3 +159,48 @@ pub fn prune(dir: &Path, keep: usize) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A checkpoint as segzoo wrote it before the typed state: `best_miou` in meta.json
+    /// and the fp16 scaler as `amp.*` optimiser tensors.
+    #[test]
+    fn checkpoints_with_the_old_best_miou_and_amp_tensors_still_load() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("old.safetensors");
+        let mut meta =
+            serde_json::to_value(Meta::new("quickstart", 19, TrainState::default(), None, Config::default()))
+                .expect("meta json");
+        let obj = meta.as_object_mut().expect("object");
+        obj.insert("step".into(), 40.into());
+        obj.insert("epoch".into(), 3.into());
+        obj.insert("best_miou".into(), 0.25.into());
+        obj.insert("metrics".into(), serde_json::Value::Null);
+        let json = serde_json::to_vec(&meta).expect("bytes");
+        let tensors = vec![
+            ("model.w".to_string(), Tensor::from_slice(&[1.0f32, 2.0])),
+            ("optim.w.momentum".to_string(), Tensor::from_slice(&[0.5f32, 0.5])),
+            ("optim.amp.scale".to_string(), Tensor::from(1024.0f64)),
+            ("optim.amp.good_steps".to_string(), Tensor::from(7i64)),
+            ("optim.amp.skipped".to_string(), Tensor::from(2i64)),
+            ("meta.json".to_string(), Tensor::from_slice(&json)),
+        ];
+        write_safetensors_atomic(&tensors, &path).expect("write");
+        let loaded = load(&path).expect("an old checkpoint loads");
+        let state = &loaded.meta.state;
+        assert_eq!((state.step, state.epoch), (40, 3));
+        assert_eq!(state.best, Some(Best { metric: "miou".into(), value: 0.25, step: None }));
+        assert_eq!(state.amp, Some(ScalerState { scale: 1024.0, good_steps: 7, skipped: 2 }));
+        let mut optim: Vec<&String> = loaded.optim.keys().collect();
+        optim.sort();
+        assert_eq!(optim, vec!["w.momentum"], "amp.* are scaler state, not optimiser slots");
+        // Written again, the state is typed and `best_miou` is gone.
+        save(&path, &loaded.model, &[], &loaded.meta).expect("save");
+        let written = Tensor::read_safetensors(&path).expect("read");
+        let meta = written.iter().find(|(n, _)| n == "meta.json").map(|(_, t)| t).expect("meta.json");
+        let text = String::from_utf8(Vec::<u8>::try_from(meta).expect("bytes")).expect("utf8");
+        assert!(text.contains(r#""best":{"metric":"miou","value":0.25}"#) && !text.contains("best_miou"), "{text}");
+    }
+}
