@@ -233,3 +233,64 @@ fn every_collective_checks_out_on_two_ranks() {
     }
     assert!(text.contains("all-reduce of 1.0 MiB f32 over 2 rank(s)"), "{text}");
 }
+
+/// Model tensors of a run's step checkpoint.
+fn step_weights(run: &Path, step: u32) -> HashMap<String, Tensor> {
+    model_tensors(&run.join(format!("checkpoints/ckpt_step_{step:08}.safetensors")))
+}
+
+/// `train.accumulate_steps = 2` × batch 2 takes the optimiser steps of batch 4 (frozen BN,
+/// no ignored pixels): alone and on 2 ranks, parameters equal to 1e-5 after 3 steps.
+#[test]
+fn accumulating_two_batches_of_2_steps_like_batch_4_alone_and_on_2_ranks() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    setup(d);
+    let common =
+        ["train", "--config", "c.toml", "--max-steps", "3", "--set", "eval.start=99", "--set", "train.epochs=5"];
+    let run = |ranks: usize, extra: &[&str]| {
+        let args = [&common[..], extra].concat();
+        if ranks == 1 {
+            ok(segzoo(d, &args))
+        } else {
+            ok(mpirun(d, ranks, &args))
+        }
+    };
+    run(1, &["--set", "train.batch_size=4", "--set", "train.output_dir=b4"]);
+    let text =
+        run(1, &["--set", "train.batch_size=2", "--set", "train.accumulate_steps=2", "--set", "train.output_dir=a2"]);
+    assert!(text.contains("trained 3 steps"), "optimiser steps are counted: {text}");
+    run(2, &["--set", "train.batch_size=4", "--set", "train.output_dir=b4x2"]);
+    run(2, &["--set", "train.batch_size=2", "--set", "train.accumulate_steps=2", "--set", "train.output_dir=a2x2"]);
+    for (plain, accumulated) in [("b4", "a2"), ("b4x2", "a2x2")] {
+        let (p, a) = (step_weights(&d.join(plain), 3), step_weights(&d.join(accumulated), 3));
+        let diff = max_diff(&p, &a);
+        assert!(diff <= 1e-5, "{plain} vs {accumulated}: parameters differ by {diff}");
+        let moved = max_diff(&p, &step_weights(&d.join(plain), 1));
+        assert!(moved > 1e-4, "{plain}: weights moved only {moved}");
+        // Logged and checkpointed per optimiser step.
+        assert_eq!(losses(&d.join(accumulated)).len(), 3, "{accumulated}");
+    }
+}
+
+/// With accumulation, 1 step + stop + resume for 2 more equals 3 steps straight, bit for bit.
+#[test]
+fn resume_with_accumulation_is_bit_identical() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    setup(d);
+    let common = ["train", "--config", "c.toml", "--set", "train.batch_size=2", "--set", "train.accumulate_steps=2"];
+    let common = [&common[..], &["--set", "eval.start=99"]].concat();
+    ok(segzoo(d, &[&common[..], &["--max-steps", "3", "--set", "train.output_dir=straight"]].concat()));
+    ok(segzoo(d, &[&common[..], &["--max-steps", "1", "--set", "train.output_dir=resumed"]].concat()));
+    let text = ok(segzoo(
+        d,
+        &[&common[..], &["--max-steps", "3", "--resume", "auto", "--set", "train.output_dir=resumed"]].concat(),
+    ));
+    assert!(text.contains("resumed from") && text.contains("at step 1"), "{text}");
+    let (a, b) = (step_weights(&d.join("straight"), 3), step_weights(&d.join("resumed"), 3));
+    assert_eq!(a.len(), b.len());
+    for (name, t) in &a {
+        assert!(t.equal(&b[name]), "{name} differs after resume");
+    }
+}

@@ -63,8 +63,11 @@ impl Default for LossConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct TrainConfig {
     pub epochs: usize,
-    /// Images per device per step.
+    /// Images per device per micro-batch (per step without accumulation).
     pub batch_size: usize,
+    /// Micro-batches of `batch_size` per optimiser step: gradients are accumulated over
+    /// them and all-reduced once, so k × batch b trains like batch k·b.
+    pub accumulate_steps: usize,
     pub optimizer: Optimizer,
     pub lr: f64,
     pub momentum: f64,
@@ -108,6 +111,7 @@ impl Default for TrainConfig {
         Self {
             epochs: 484,
             batch_size: 3,
+            accumulate_steps: 1,
             optimizer: Optimizer::Sgd,
             lr: 0.01,
             momentum: 0.9,

@@ -80,7 +80,7 @@ impl Run<'_> {
     }
 
     fn log_interval(&mut self, window: &mut LossWindow, epoch: usize, lr: f64, steps: u64, secs: f64) {
-        let bs = self.cfg.train.batch_size;
+        let bs = self.cfg.train.batch_size * self.cfg.train.accumulate_steps;
         let ms = 1000.0 * secs / steps as f64;
         // The mean over the interval, as the recipes log it.
         let avg = window.take_mean();
@@ -116,6 +116,8 @@ impl Run<'_> {
     pub(super) fn fit(mut self, opts: &TrainOptions) -> anyhow::Result<TrainSummary> {
         let cfg = self.cfg;
         let (t, bs) = (&cfg.train, cfg.train.batch_size);
+        // Samples of one optimiser step on this rank.
+        let per_step = bs * t.accumulate_steps;
         let loader_opts = LoaderOptions {
             batch_size: bs,
             workers: cfg.data.num_workers.max(1),
@@ -129,16 +131,21 @@ impl Run<'_> {
             let epoch = (self.state.step / self.steps_per_epoch) as usize;
             let offset = (self.state.step % self.steps_per_epoch) as usize;
             let indices = self.sampler.indices(epoch as u64);
-            let todo = &indices[offset * bs..self.steps_per_epoch as usize * bs];
+            let todo = &indices[offset * per_step..self.steps_per_epoch as usize * per_step];
             let mut timer = Instant::now();
             let mut since_log = 0u64;
+            let mut micro = Vec::with_capacity(t.accumulate_steps);
             for batch in loader::epoch(self.train_ds.clone(), todo, epoch as u64, &loader_opts) {
                 let batch = batch?;
+                micro.push((batch.images.to_device(device), batch.targets.to_device(device)));
+                if micro.len() < t.accumulate_steps {
+                    continue;
+                }
+                let batches = std::mem::take(&mut micro);
                 self.seed_step();
                 let lr = self.schedule.lr(self.state.step);
-                let (x, y) = (batch.images.to_device(device), batch.targets.to_device(device));
                 let ctx = StepContext { model: &self.model, loss: &self.loss, precision: t.precision, dp: &self.dp };
-                let result = train_step(&ctx, &mut self.optim, self.scaler.as_mut(), &x, &y, lr)?;
+                let result = train_step(&ctx, &mut self.optim, self.scaler.as_mut(), &batches, lr)?;
                 if !result.applied {
                     let scale = self.scaler.as_ref().map_or(1.0, |s| s.scale);
                     tracing::warn!(

@@ -156,14 +156,20 @@ impl<'a> Run<'a> {
             std::fs::write(out.join("config.toml"), toml::to_string(cfg)?).context("writing the resolved config")?;
         }
         let train_ds: Arc<dyn Dataset> = crate::app::dataset(&cfg.data, Split::Train)?.into();
-        let bs = cfg.train.batch_size as u64;
-        // train.batch_size is per rank, as in the recipes: the global batch is batch_size × ranks.
+        // train.batch_size is per rank, as in the recipes: the global batch of an optimiser
+        // step is batch_size × accumulate_steps × ranks.
+        let bs = (cfg.train.batch_size * cfg.train.accumulate_steps) as u64;
         let sampler = ShardedSampler::train(train_ds.len(), dp.size(), dp.rank(), cfg.train.seed);
         let steps_per_epoch = sampler.per_rank() as u64 / bs;
         if steps_per_epoch == 0 {
+            let accumulate = match cfg.train.accumulate_steps {
+                1 => String::new(),
+                k => format!(" × train.accumulate_steps = {k}"),
+            };
             bail!(
-                "the train list has {} samples, fewer than train.batch_size = {bs} × {} rank(s)",
+                "the train list has {} samples, fewer than train.batch_size = {}{accumulate} × {} rank(s)",
                 train_ds.len(),
+                cfg.train.batch_size,
                 dp.size()
             );
         }

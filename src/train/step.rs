@@ -1,6 +1,7 @@
-//! One training step, shared by the loop (`fit.rs`) and `segzoo bench train`: forward
-//! under autocast, the loss for either task, backward, gradients averaged over the
-//! ranks, and the optimiser step (skipped on fp16 overflow, as PyTorch's GradScaler).
+//! One training step, shared by the loop (`fit.rs`) and `segzoo bench train`: for each
+//! micro-batch, forward under autocast and the loss for either task, backward
+//! (accumulating gradients); then gradients averaged over the ranks once, and the
+//! optimiser step (skipped on fp16 overflow, as PyTorch's GradScaler).
 use super::amp::{self, GradScaler};
 use super::data_parallel::DataParallel;
 use super::loss::SegLoss;
@@ -20,6 +21,7 @@ pub struct StepContext<'a> {
 /// A step's result. The loss stays on the device: the loop brings it to the host only
 /// when it logs or checks it, so a step costs no host synchronisation.
 pub struct StepResult {
+    /// The mean of the micro-batches' losses.
     pub loss: Tensor,
     /// False when fp16 overflow skipped the optimiser step.
     pub applied: bool,
@@ -35,36 +37,44 @@ pub fn forward_loss(model: &Model, loss: &SegLoss, x: &Tensor, y: &Tensor) -> Te
     }
 }
 
+/// One optimiser step over `batches` (k micro-batches of (images, targets)). Each
+/// micro-batch's loss is divided by k, so the accumulated gradient is the one of their
+/// union; no collective runs until the last has been backpropagated.
 pub fn train_step(
     ctx: &StepContext,
     optim: &mut Optimizer,
-    scaler: Option<&mut GradScaler>,
-    x: &Tensor,
-    y: &Tensor,
+    mut scaler: Option<&mut GradScaler>,
+    batches: &[(Tensor, Tensor)],
     lr: f64,
 ) -> anyhow::Result<StepResult> {
+    anyhow::ensure!(!batches.is_empty(), "a training step needs at least one micro-batch");
     let device = ctx.model.device();
-    let loss = amp::autocast(device, ctx.precision, || forward_loss(ctx.model, ctx.loss, x, y))?;
+    let k = batches.len();
     optim.zero_grad();
-    let applied = match scaler {
-        None => {
-            loss.backward();
-            ctx.dp.average_gradients(&optim.params)?;
-            optim.step(lr);
-            true
+    let mut losses = Vec::with_capacity(k);
+    for (x, y) in batches {
+        let loss = amp::autocast(device, ctx.precision, || forward_loss(ctx.model, ctx.loss, x, y))?;
+        // Without accumulation the loss itself is backpropagated (bit for bit as before).
+        let part = if k == 1 { loss.shallow_clone() } else { &loss / k as f64 };
+        match scaler.as_deref() {
+            Some(s) => s.scale_loss(&part).backward(),
+            None => part.backward(),
         }
-        Some(scaler) => {
-            scaler.scale_loss(&loss).backward();
-            // Averaged before the overflow check, so every rank skips or steps alike.
-            ctx.dp.average_gradients(&optim.params)?;
+        losses.push(loss.detach());
+    }
+    // Averaged before the overflow check, so every rank skips or steps alike.
+    ctx.dp.average_gradients(&optim.params)?;
+    let applied = match scaler.as_mut() {
+        None => true,
+        Some(s) => {
             let params: Vec<Tensor> = optim.params.iter().map(|p| p.tensor.shallow_clone()).collect();
-            let finite = scaler.unscale(&params);
-            let applied = scaler.update(finite);
-            if applied {
-                optim.step(lr);
-            }
-            applied
+            let finite = s.unscale(&params);
+            s.update(finite)
         }
     };
-    Ok(StepResult { loss: loss.detach(), applied })
+    if applied {
+        optim.step(lr);
+    }
+    let loss = if k == 1 { losses.swap_remove(0) } else { Tensor::stack(&losses, 0).mean(None) };
+    Ok(StepResult { loss, applied })
 }
