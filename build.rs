@@ -15,7 +15,7 @@ fn main() {
         // Through the .segzoo/libtorch link, so re-running setup re-targets it.
         println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.display());
         println!("cargo:rustc-env=SEGZOO_LIBTORCH_VERSION={}", libtorch_version(Path::new(&libtorch)));
-        build_autocast_shim(Path::new(&libtorch));
+        build_shim(Path::new(&libtorch));
     } else {
         println!("cargo:rustc-env=SEGZOO_LIBTORCH_VERSION=unknown");
     }
@@ -47,17 +47,21 @@ fn libtorch_version(libtorch: &Path) -> String {
     "unknown".to_string()
 }
 
-/// csrc/autocast.cpp: per-device autocast with a dtype (tch exposes CUDA/fp16 only).
-fn build_autocast_shim(libtorch: &Path) {
+/// The C++ shim, one concern per file: csrc/autocast.cpp (per-device autocast with a
+/// dtype; tch exposes CUDA/fp16 only) and csrc/group_sum.cpp (a differentiable sum over
+/// the ranks for SyncBatchNorm; tch has no autograd-function API).
+fn build_shim(libtorch: &Path) {
     println!("cargo:rerun-if-changed=csrc/autocast.cpp");
+    println!("cargo:rerun-if-changed=csrc/group_sum.cpp");
     let abi = std::env::var("LIBTORCH_CXX11_ABI").unwrap_or_else(|_| "1".into());
     cc::Build::new()
         .cpp(true)
         .file("csrc/autocast.cpp")
+        .file("csrc/group_sum.cpp")
         .include(libtorch.join("include"))
         .include(libtorch.join("include/torch/csrc/api/include"))
         .flag("-std=c++17")
         .flag_if_supported("-Wno-unused-parameter")
         .define("_GLIBCXX_USE_CXX11_ABI", abi.as_str())
-        .compile("segzoo_autocast");
+        .compile("segzoo_shim");
 }

@@ -94,6 +94,18 @@ fn validation_names_the_key() {
     assert!(msg.starts_with("recipe.toml:2:") && msg.contains("data.scale_range"), "{msg}");
     let msg = err("", &["train.lr=-1.0"]);
     assert!(msg.starts_with("--set train.lr=-1.0:") && msg.contains("positive"), "{msg}");
+    let msg = err("[train]\naccumulate_steps = 0\n", &[]);
+    assert!(
+        msg.starts_with("recipe.toml:2:") && msg.contains("key `train.accumulate_steps`: must be at least 1"),
+        "{msg}"
+    );
+    let cfg = segzoo::config::parse_config(
+        "[model]\nsync_bn = true\n[train]\naccumulate_steps = 4\n",
+        Path::new("x.toml"),
+        &[],
+    )
+    .expect("valid");
+    assert!(cfg.model.sync_bn && cfg.train.accumulate_steps == 4);
 }
 
 #[test]

@@ -26,8 +26,12 @@ pub struct ModelConfig {
     /// Classification head widths (HRNet-C presets).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cls_head: Option<ClsHeadConfig>,
-    /// BatchNorm always in eval mode with γ, β not trained (the RefineNet recipe).
+    /// BatchNorm always in eval mode with γ, β not trained (the RefineNet recipe); wins
+    /// over `sync_bn`.
     pub freeze_bn: bool,
+    /// Training-mode BatchNorm statistics over every rank's samples (SyncBatchNorm, as the
+    /// PyTorch trainers of these models use); in a world of one, plain BatchNorm.
+    pub sync_bn: bool,
     /// Build BiSeNetV2's four auxiliary heads (training); inference builds may omit them.
     pub aux_heads: bool,
 }
@@ -43,6 +47,7 @@ impl Default for ModelConfig {
             ocr: None,
             cls_head: None,
             freeze_bn: false,
+            sync_bn: false,
             aux_heads: true,
         }
     }

@@ -7,6 +7,7 @@ pub mod buckets;
 pub mod check;
 pub mod collective;
 pub mod device;
+pub mod group_sum;
 pub mod mpi;
 pub mod nccl;
 pub mod world;

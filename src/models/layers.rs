@@ -22,11 +22,19 @@ pub struct Scope<'a> {
     order: Rc<RefCell<Vec<Entry>>>,
     /// BatchNorm layers always use running statistics and do not train γ, β.
     pub freeze_bn: bool,
+    /// Shared by the model's BatchNorm layers: set, they synchronize over the ranks.
+    pub sync: super::sync_bn::SyncSlot,
 }
 
 impl<'a> Scope<'a> {
     pub fn root(path: nn::Path<'a>, freeze_bn: bool) -> Self {
-        Scope { path, prefix: String::new(), order: Rc::new(RefCell::new(Vec::new())), freeze_bn }
+        Scope {
+            path,
+            prefix: String::new(),
+            order: Rc::new(RefCell::new(Vec::new())),
+            freeze_bn,
+            sync: Default::default(),
+        }
     }
 
     pub fn sub<T: ToString>(&self, name: T) -> Scope<'a> {
@@ -36,6 +44,7 @@ impl<'a> Scope<'a> {
             prefix: format!("{}{name}.", self.prefix),
             order: self.order.clone(),
             freeze_bn: self.freeze_bn,
+            sync: self.sync.clone(),
         }
     }
 
@@ -115,9 +124,10 @@ pub struct BatchNorm2d {
     pub running_mean: Tensor,
     pub running_var: Tensor,
     pub num_batches_tracked: Tensor,
-    momentum: f64,
-    eps: f64,
+    pub(crate) momentum: f64,
+    pub(crate) eps: f64,
     frozen: bool,
+    sync: super::sync_bn::SyncSlot,
 }
 
 impl BatchNorm2d {
@@ -144,17 +154,22 @@ impl BatchNorm2d {
             momentum: 0.1,
             eps: 1e-5,
             frozen: s.freeze_bn,
+            sync: s.sync.clone(),
         }
     }
 
-    /// Batch statistics (and running-stat updates) when `train`, running statistics
-    /// otherwise; a frozen BN always uses its running statistics.
+    /// Batch statistics (and running-stat updates) when `train` — over every rank when
+    /// the model synchronizes BN — running statistics otherwise; a frozen BN always uses
+    /// its running statistics.
     pub fn forward(&self, x: &Tensor, train: bool) -> Tensor {
         let train = train && !self.frozen;
         if train {
             tch::no_grad(|| {
                 let _ = self.num_batches_tracked.shallow_clone().g_add_scalar_(1);
             });
+            if let Some(sum) = self.sync.get() {
+                return super::sync_bn::train_forward(self, x, &*sum);
+            }
         }
         Tensor::batch_norm(
             x,

@@ -19,6 +19,7 @@ pub mod refinenet;
 pub mod registry;
 pub mod resnet;
 pub mod spec;
+pub mod sync_bn;
 pub mod weights;
 
 pub use model::{Arch, Averaging, Model, Network, Task, TensorInfo};

@@ -65,6 +65,8 @@ pub struct Model {
     pub(crate) net: Box<dyn Network>,
     pub preset: String,
     pub num_classes: i64,
+    /// The BatchNorm layers' shared synchronization slot.
+    pub(crate) sync: super::sync_bn::SyncSlot,
 }
 
 /// One state-dict entry, as the reference manifests list them.
@@ -129,6 +131,12 @@ impl Model {
             anyhow::bail!("{} needs input sides that are multiples of {m}, got {h}×{w}", self.preset);
         }
         Ok(())
+    }
+
+    /// Synchronize training-mode BatchNorm over the ranks `sum` spans (SyncBatchNorm),
+    /// or stop (`None`).
+    pub fn set_batch_norm_group(&self, sum: Option<super::sync_bn::GroupSum>) {
+        self.sync.set(sum);
     }
 
     pub fn device(&self) -> Device {

@@ -185,6 +185,10 @@ impl<'a> Run<'a> {
         // Initial weights are a function of the seed too.
         tch::manual_seed(derive(&[cfg.train.seed, u64::MAX - 1]) as i64 & i64::MAX);
         let model = crate::app::build_model(cfg, opts.device)?;
+        if cfg.model.sync_bn && dp.size() > 1 && !cfg.model.freeze_bn {
+            model.set_batch_norm_group(Some(crate::dist::group_sum::group_sum(dp.comm.clone())));
+            tracing::info!("SyncBatchNorm: batch statistics over {} ranks", dp.size());
+        }
         let optim = build_optimizer(cfg, &model);
         let schedule = build_schedule(cfg, steps_per_epoch)?;
         let loss = build_loss(cfg, &model)?;
