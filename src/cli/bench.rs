@@ -1,6 +1,6 @@
 //! `segzoo bench train` (the training step on synthetic tensors) and `segzoo bench data`
 //! (the training input pipeline).
-use super::{config_with, parse_device, Output};
+use super::{config_with, fail_together, parse_device, Output};
 use crate::config::Config;
 use crate::data::dataset::{Dataset, Split};
 use crate::data::{loader, sampler::ShardedSampler};
@@ -37,24 +37,35 @@ pub enum BenchCommand {
 
 pub fn run(cmd: BenchCommand) -> anyhow::Result<Output> {
     match cmd {
-        BenchCommand::Train { config, steps, set, device } => {
-            let cfg = config_with(&config, &set)?;
-            let device = crate::dist::device::for_this_process(device)?;
-            let r = crate::train::bench::bench(&cfg, steps, device)?;
-            Ok(Output::text(format!(
-                "bench train: {} on {device:?}, batch {} of {}×{}: {:.1} ms/step, {:.2} img/s\n",
-                cfg.model.name,
-                cfg.train.batch_size,
-                cfg.data.crop_size[0],
-                cfg.data.crop_size[1],
-                r.ms_per_step,
-                r.img_per_s
-            )))
-        }
+        BenchCommand::Train { config, steps, set, device } => bench_train(&config_with(&config, &set)?, steps, device),
         BenchCommand::Data { config, threads, batches, set } => {
             bench_data(&config_with(&config, &set)?, threads, batches)
         }
     }
+}
+
+/// Every rank of the job steps; rank 0 reports, with the exposed communication under mpirun.
+fn bench_train(cfg: &Config, steps: usize, device: Option<tch::Device>) -> anyhow::Result<Output> {
+    let (_, device, comm) = crate::dist::join(device, cfg.dist.backend)?;
+    let (rank, size) = (comm.rank(), comm.size());
+    let r = fail_together(&comm, crate::train::bench::bench(cfg, steps, device, comm.clone()))?;
+    if rank != 0 {
+        return Ok(Output::none());
+    }
+    let [h, w] = cfg.data.crop_size;
+    let mut out = Output::text(format!(
+        "bench train: {} on {device:?}, batch {} of {h}×{w}: {:.1} ms/step, {:.2} img/s\n",
+        cfg.model.name, cfg.train.batch_size, r.ms_per_step, r.img_per_s
+    ));
+    if size > 1 {
+        let how = if r.overlap { "overlapped with backward" } else { "after backward" };
+        out.line(format!(
+            "gradient all-reduce over {size} ranks ({} backend, {how}): {:.1} ms/step exposed after backward",
+            comm.kind(),
+            r.exposed_comm_ms
+        ));
+    }
+    Ok(out)
 }
 
 /// Batches of the training pipeline, timed after one warm-up batch.

@@ -90,11 +90,14 @@ pub struct DistConfig {
     pub backend: Backend,
     /// Gradients are all-reduced in flat buckets of about this many MiB.
     pub bucket_mb: f64,
+    /// All-reduce each bucket as soon as backward has produced its gradients (MPI on CPU);
+    /// false: all of them after backward.
+    pub overlap: bool,
 }
 
 impl Default for DistConfig {
     fn default() -> Self {
-        Self { backend: Backend::Auto, bucket_mb: 25.0 }
+        Self { backend: Backend::Auto, bucket_mb: 25.0, overlap: true }
     }
 }
 

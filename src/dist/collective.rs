@@ -21,9 +21,19 @@ impl std::fmt::Display for BackendKind {
     }
 }
 
+/// Sums flat tensors over the ranks on a thread of its own, in submission order, while the
+/// caller goes on (gradient buckets during backward). Its communicator is separate from the
+/// job's, so it may run alongside the caller's collectives.
+pub trait BackgroundSum {
+    /// Start summing `flat` (a host tensor) over the ranks.
+    fn submit(&self, flat: Tensor) -> anyhow::Result<()>;
+    /// The next submitted tensor's sum, waiting for it.
+    fn wait(&self) -> anyhow::Result<Tensor>;
+}
+
 /// In-place collectives over every rank of the job. Tensors must have the same shape,
 /// kind and device on every rank; supported kinds are f32, f64, bf16, f16, i64, i32, u8.
-/// Called from one thread (the training loop's); autograd is not involved.
+/// Called from the training loop's thread (SyncBatchNorm's backward: see group_sum.rs).
 pub trait Collective {
     fn kind(&self) -> BackendKind;
     fn rank(&self) -> usize;
@@ -37,6 +47,11 @@ pub trait Collective {
     /// End the whole job: under MPI every rank is killed (MPI_Abort), otherwise this
     /// process exits and its launcher stops the others.
     fn abort(&self, code: i32) -> !;
+    /// A background summer on a communicator of its own, where the backend has one (MPI
+    /// with thread support); `None` otherwise.
+    fn background(&self) -> Option<Box<dyn BackgroundSum>> {
+        None
+    }
 }
 
 impl std::fmt::Debug for dyn Collective {

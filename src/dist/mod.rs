@@ -10,6 +10,7 @@ pub mod device;
 pub mod group_sum;
 pub mod mpi;
 pub mod nccl;
+pub mod overlap;
 pub mod world;
 
 pub use collective::{BackendKind, Collective, Comm};

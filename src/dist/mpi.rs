@@ -1,6 +1,6 @@
 //! MPI through rsmpi (OpenMPI from Debian): the CPU collective backend, and the
 //! channel NCCL's unique id travels over under mpirun.
-use super::collective::{BackendKind, Collective};
+use super::collective::{BackendKind, BackgroundSum, Collective};
 use super::world::World;
 use anyhow::Context;
 use mpi::collective::SystemOperation;
@@ -40,6 +40,30 @@ pub struct MpiCollective {
     _universe: mpi::environment::Universe,
     rank: usize,
     size: usize,
+    /// MPI_THREAD_MULTIPLE was granted: a background thread may run collectives too.
+    threads: bool,
+}
+
+/// Calls the reduction or broadcast for the Rust type of a host kind.
+macro_rules! by_kind {
+    (reduce_on_with, $kind:expr, $comm:expr, $host:expr) => {
+        match $kind {
+            Kind::Float => reduce_on::<f32>($comm, $host),
+            Kind::Double => reduce_on::<f64>($comm, $host),
+            Kind::Int64 => reduce_on::<i64>($comm, $host),
+            Kind::Int => reduce_on::<i32>($comm, $host),
+            _ => reduce_on::<u8>($comm, $host),
+        }
+    };
+    ($self:ident, $method:ident, $kind:expr, $host:expr $(, $arg:expr)*) => {
+        match $kind {
+            Kind::Float => $self.$method::<f32>($host $(, $arg)*),
+            Kind::Double => $self.$method::<f64>($host $(, $arg)*),
+            Kind::Int64 => $self.$method::<i64>($host $(, $arg)*),
+            Kind::Int => $self.$method::<i32>($host $(, $arg)*),
+            _ => $self.$method::<u8>($host $(, $arg)*),
+        }
+    };
 }
 
 /// MPI counts are C ints: larger buffers go in pieces.
@@ -57,7 +81,8 @@ impl MpiCollective {
     /// Initialise MPI (once per process) and check it agrees with the world read from
     /// the environment.
     pub fn init(expected: &World) -> anyhow::Result<Self> {
-        let (universe, _) = mpi::initialize_with_threading(Threading::Funneled)
+        // Multiple: gradient buckets are all-reduced on a thread of their own during backward.
+        let (universe, provided) = mpi::initialize_with_threading(Threading::Multiple)
             .context("MPI is already initialised in this process")?;
         let world = universe.world();
         let (rank, size) = (world.rank() as usize, world.size() as usize);
@@ -68,16 +93,11 @@ impl MpiCollective {
                 expected.size
             );
         }
-        Ok(MpiCollective { world, _universe: universe, rank, size })
+        Ok(MpiCollective { world, _universe: universe, rank, size, threads: provided == Threading::Multiple })
     }
 
     fn reduce<T: Element + Equivalence + Default + Clone>(&self, host: &Tensor) -> anyhow::Result<Tensor> {
-        let send = to_vec::<T>(host)?;
-        let mut recv = vec![T::default(); send.len()];
-        for (s, r) in send.chunks(CHUNK).zip(recv.chunks_mut(CHUNK)) {
-            self.world.all_reduce_into(s, r, SystemOperation::sum());
-        }
-        Ok(Tensor::from_slice(&recv))
+        reduce_on::<T>(&self.world, host)
     }
 
     fn bcast<T: Element + Equivalence + Default + Clone>(&self, host: &Tensor, root: usize) -> anyhow::Result<Tensor> {
@@ -87,6 +107,75 @@ impl MpiCollective {
             root.broadcast_into(piece);
         }
         Ok(Tensor::from_slice(&buf))
+    }
+}
+
+fn reduce_on<T: Element + Equivalence + Default + Clone>(
+    comm: &mpi::topology::SimpleCommunicator,
+    host: &Tensor,
+) -> anyhow::Result<Tensor> {
+    let send = to_vec::<T>(host)?;
+    let mut recv = vec![T::default(); send.len()];
+    for (s, r) in send.chunks(CHUNK).zip(recv.chunks_mut(CHUNK)) {
+        comm.all_reduce_into(s, r, SystemOperation::sum());
+    }
+    Ok(Tensor::from_slice(&recv))
+}
+
+/// A duplicate of MPI_COMM_WORLD owned by a thread that sums what it is sent, in order.
+struct MpiBackground {
+    jobs: Option<std::sync::mpsc::Sender<Tensor>>,
+    results: std::sync::mpsc::Receiver<anyhow::Result<Tensor>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// A communicator handle moved to the background thread, which alone uses it from then on.
+struct RawComm(mpi::ffi::MPI_Comm);
+// SAFETY: MPI_THREAD_MULTIPLE was granted, and the handle is used by one thread only.
+unsafe impl Send for RawComm {}
+
+impl MpiBackground {
+    fn start(world: &mpi::topology::SimpleCommunicator) -> Self {
+        use mpi::raw::{AsRaw, FromRaw};
+        let dup = world.duplicate();
+        let raw = RawComm(dup.as_raw());
+        // The thread owns (and frees) the duplicate.
+        std::mem::forget(dup);
+        let (jobs, inbox) = std::sync::mpsc::channel::<Tensor>();
+        let (outbox, results) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let raw = raw;
+            // SAFETY: a live intra-communicator that no other thread uses.
+            let comm = unsafe { mpi::topology::SimpleCommunicator::from_raw(raw.0) };
+            for flat in inbox {
+                let sum = host_kind(flat.kind()).and_then(|kind| by_kind!(reduce_on_with, kind, &comm, &flat));
+                if outbox.send(sum).is_err() {
+                    break;
+                }
+            }
+        });
+        MpiBackground { jobs: Some(jobs), results, thread: Some(thread) }
+    }
+}
+
+impl BackgroundSum for MpiBackground {
+    fn submit(&self, flat: Tensor) -> anyhow::Result<()> {
+        let jobs = self.jobs.as_ref().context("the MPI background thread is stopped")?;
+        jobs.send(flat).map_err(|_| anyhow::anyhow!("the MPI background thread has stopped"))
+    }
+
+    fn wait(&self) -> anyhow::Result<Tensor> {
+        self.results.recv().map_err(|_| anyhow::anyhow!("the MPI background thread has stopped"))?
+    }
+}
+
+impl Drop for MpiBackground {
+    /// The thread frees its communicator as it ends, which must be before MPI_Finalize.
+    fn drop(&mut self) {
+        self.jobs.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
     }
 }
 
@@ -103,18 +192,6 @@ fn through_host(t: &mut Tensor, f: impl FnOnce(Kind, &Tensor) -> anyhow::Result<
     let out = f(kind, &host)?.view(t.size().as_slice());
     tch::no_grad(|| t.copy_(&out));
     Ok(())
-}
-
-macro_rules! by_kind {
-    ($self:ident, $method:ident, $kind:expr, $host:expr $(, $arg:expr)*) => {
-        match $kind {
-            Kind::Float => $self.$method::<f32>($host $(, $arg)*),
-            Kind::Double => $self.$method::<f64>($host $(, $arg)*),
-            Kind::Int64 => $self.$method::<i64>($host $(, $arg)*),
-            Kind::Int => $self.$method::<i32>($host $(, $arg)*),
-            _ => $self.$method::<u8>($host $(, $arg)*),
-        }
-    };
 }
 
 impl Collective for MpiCollective {
@@ -140,5 +217,8 @@ impl Collective for MpiCollective {
     }
     fn abort(&self, code: i32) -> ! {
         self.world.abort(code)
+    }
+    fn background(&self) -> Option<Box<dyn BackgroundSum>> {
+        self.threads.then(|| Box::new(MpiBackground::start(&self.world)) as Box<dyn BackgroundSum>)
     }
 }

@@ -2,6 +2,7 @@
 //! everywhere, gradients averaged over the ranks after every backward pass, BN running
 //! statistics averaged before they are evaluated or saved, and agreement checks.
 use super::optim::Param;
+use crate::dist::overlap::Reducer;
 use crate::dist::{buckets, Comm};
 use crate::models::Model;
 use anyhow::bail;
@@ -12,11 +13,48 @@ pub struct DataParallel {
     pub bucket_bytes: usize,
     /// The model's device, where small bookkeeping tensors are made (NCCL needs them there).
     pub device: tch::Device,
+    /// Gradient all-reduce overlapped with backward (`dist.overlap`), where available.
+    overlap: Option<Reducer>,
 }
 
 impl DataParallel {
     pub fn new(comm: Comm, bucket_mb: f64, device: tch::Device) -> Self {
-        DataParallel { comm, bucket_bytes: (bucket_mb * 1024.0 * 1024.0) as usize, device }
+        DataParallel { comm, bucket_bytes: (bucket_mb * 1024.0 * 1024.0) as usize, device, overlap: None }
+    }
+
+    /// Overlap the gradient all-reduce of `params` with backward, where the backend has a
+    /// background summer (MPI with thread support, CPU tensors); returns whether it does.
+    pub fn enable_overlap(&mut self, params: &[Param]) -> anyhow::Result<bool> {
+        if self.size() == 1 || self.device != tch::Device::Cpu {
+            return Ok(false);
+        }
+        let Some(summer) = self.comm.background() else {
+            return Ok(false);
+        };
+        let tensors: Vec<Tensor> = params.iter().map(|p| p.tensor.shallow_clone()).collect();
+        self.overlap = Some(Reducer::new(&tensors, self.bucket_bytes, 1.0 / self.size() as f64, summer)?);
+        Ok(true)
+    }
+
+    /// (buckets started during the last backward, buckets), with overlap on.
+    pub fn overlapped(&self) -> Option<(usize, usize)> {
+        self.overlap.as_ref().map(Reducer::overlapped)
+    }
+
+    /// Before the backward whose gradients are the step's (the last micro-batch's).
+    pub fn before_last_backward(&self) {
+        if let Some(r) = &self.overlap {
+            r.arm();
+        }
+    }
+
+    /// After the last backward: every gradient ← its mean over the ranks, by finishing the
+    /// overlapped all-reduce or running the whole of it now.
+    pub fn finish_gradients(&self, params: &[Param]) -> anyhow::Result<()> {
+        match &self.overlap {
+            Some(r) => r.finish(),
+            None => self.average_gradients(params),
+        }
     }
 
     pub fn rank(&self) -> usize {

@@ -127,6 +127,8 @@ impl Run<'_> {
         };
         let device = self.model.device();
         let mut window = LossWindow::new();
+        // How much of the all-reduce the first step's backward hid, said once.
+        let mut overlap_reported = false;
         while (self.state.step / self.steps_per_epoch) < t.epochs as u64 {
             let epoch = (self.state.step / self.steps_per_epoch) as usize;
             let offset = (self.state.step % self.steps_per_epoch) as usize;
@@ -153,6 +155,10 @@ impl Run<'_> {
                         self.state.step + 1
                     );
                 }
+                if let (false, Some((early, all))) = (overlap_reported, self.dp.overlapped()) {
+                    tracing::info!("overlap: {early} of {all} gradient buckets started during backward");
+                }
+                overlap_reported = true;
                 self.state.step += 1;
                 window.push(result.loss, self.state.step);
                 since_log += 1;

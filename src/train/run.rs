@@ -190,6 +190,10 @@ impl<'a> Run<'a> {
             tracing::info!("SyncBatchNorm: batch statistics over {} ranks", dp.size());
         }
         let optim = build_optimizer(cfg, &model);
+        let mut dp = dp;
+        if cfg.dist.overlap && dp.enable_overlap(&optim.params)? {
+            tracing::info!("gradient all-reduce overlapped with backward");
+        }
         let schedule = build_schedule(cfg, steps_per_epoch)?;
         let loss = build_loss(cfg, &model)?;
         let log = MetricsLog::open(&out.join("metrics.jsonl"), dp.is_root())?;

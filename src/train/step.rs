@@ -25,6 +25,9 @@ pub struct StepResult {
     pub loss: Tensor,
     /// False when fp16 overflow skipped the optimiser step.
     pub applied: bool,
+    /// Time spent waiting for gradient communication after backward ended (all of the
+    /// all-reduce without overlap; what backward did not hide with it).
+    pub exposed_comm: std::time::Duration,
 }
 
 /// The loss of `model` on a batch: the weighted heads' cross-entropy (segmentation) or
@@ -52,7 +55,10 @@ pub fn train_step(
     let k = batches.len();
     optim.zero_grad();
     let mut losses = Vec::with_capacity(k);
-    for (x, y) in batches {
+    for (i, (x, y)) in batches.iter().enumerate() {
+        if i + 1 == k {
+            ctx.dp.before_last_backward();
+        }
         let loss = amp::autocast(device, ctx.precision, || forward_loss(ctx.model, ctx.loss, x, y))?;
         // Without accumulation the loss itself is backpropagated (bit for bit as before).
         let part = if k == 1 { loss.shallow_clone() } else { &loss / k as f64 };
@@ -63,7 +69,9 @@ pub fn train_step(
         losses.push(loss.detach());
     }
     // Averaged before the overflow check, so every rank skips or steps alike.
-    ctx.dp.average_gradients(&optim.params)?;
+    let backward_end = std::time::Instant::now();
+    ctx.dp.finish_gradients(&optim.params)?;
+    let exposed_comm = backward_end.elapsed();
     let applied = match scaler.as_mut() {
         None => true,
         Some(s) => {
@@ -76,5 +84,5 @@ pub fn train_step(
         optim.step(lr);
     }
     let loss = if k == 1 { losses.swap_remove(0) } else { Tensor::stack(&losses, 0).mean(None) };
-    Ok(StepResult { loss, applied })
+    Ok(StepResult { loss, applied, exposed_comm })
 }
