@@ -4,8 +4,13 @@
 use super::collective::Collective;
 use tch::Tensor;
 
+/// The first bucket's size, as DDP's: gradients come in reverse registration order, and a
+/// small first bucket lets the all-reduce start early in backward.
+pub const FIRST_BUCKET_BYTES: usize = 1 << 20;
+
 /// Groups of consecutive indices into `tensors`, each one kind and device and closed
-/// once it holds at least `bucket_bytes`.
+/// once it holds at least `bucket_bytes` (the first: at least the smaller of that and
+/// [`FIRST_BUCKET_BYTES`]).
 pub fn plan(tensors: &[Tensor], bucket_bytes: usize) -> Vec<Vec<usize>> {
     let mut buckets: Vec<Vec<usize>> = Vec::new();
     let mut bytes = 0usize;
@@ -14,7 +19,8 @@ pub fn plan(tensors: &[Tensor], bucket_bytes: usize) -> Vec<Vec<usize>> {
             let u = &tensors[j];
             u.kind() == t.kind() && u.device() == t.device()
         });
-        if !same || bytes >= bucket_bytes {
+        let cap = if buckets.len() <= 1 { bucket_bytes.min(FIRST_BUCKET_BYTES) } else { bucket_bytes };
+        if !same || bytes >= cap {
             buckets.push(Vec::new());
             bytes = 0;
         }
@@ -62,6 +68,10 @@ mod tests {
         let ts = [f(4), f(4), f(4), f(2), l(1), f(1)];
         assert_eq!(plan(&ts, 40), vec![vec![0, 1, 2], vec![3], vec![4], vec![5]]);
         assert_eq!(plan(&ts, 1 << 20), vec![vec![0, 1, 2, 3], vec![4], vec![5]]);
+        // The first bucket closes at 1 MiB even when buckets are larger.
+        let big = |n: i64| Tensor::zeros([n], (Kind::Float, Device::Cpu));
+        let ts = [big(200_000), big(100_000), big(300_000), big(300_000)];
+        assert_eq!(plan(&ts, 25 << 20), vec![vec![0, 1], vec![2, 3]]);
         assert!(plan(&[], 10).is_empty());
     }
 
