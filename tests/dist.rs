@@ -315,6 +315,23 @@ fn max_rel_diff(a: &HashMap<String, Tensor>, b: &HashMap<String, Tensor>, which:
         .fold(0.0, f64::max)
 }
 
+/// Two 3-step runs took the same steps: per-step losses and parameters equal to 1e-5 and BN
+/// running statistics to 1e-4 (relative; see below). Returns the first run's final weights
+/// and the parameter and statistics differences.
+fn assert_trains_alike(plain: &Path, sync: &Path) -> (HashMap<String, Tensor>, f64, f64) {
+    let (lp, ls) = (losses(plain), losses(sync));
+    assert_eq!((lp.len(), ls.len()), (3, 3));
+    for (a, b) in lp.iter().zip(&ls) {
+        assert!((a - b).abs() <= 1e-5 * a.abs().max(1.0), "losses {lp:?} vs {ls:?}");
+    }
+    let (p, s) = (step_weights(plain, 3), step_weights(sync, 3));
+    let params = max_rel_diff(&p, &s, |n| !n.contains(".running_"));
+    assert!(params <= 1e-5, "parameters differ by {params} (relative)");
+    let stats = max_rel_diff(&p, &s, |n| n.contains(".running_"));
+    assert!(stats <= 1e-4, "BN running statistics differ by {stats} (relative)");
+    (p, params, stats)
+}
+
 /// SyncBatchNorm (`model.sync_bn`, BN in training mode): 2 ranks × batch 2 take the steps of
 /// one process × batch 4 with plain BN, and the checkpoint loads into `forward` built
 /// without sync_bn. 128×128 images keep the coarsest branch at 4×4, and a small learning
@@ -345,16 +362,7 @@ fn sync_bn_on_2_ranks_trains_like_plain_bn_on_the_whole_batch() {
         .concat(),
     ));
     assert!(text.contains("SyncBatchNorm: batch statistics over 2 ranks"), "{text}");
-    let (lp, ls) = (losses(&d.join("plain")), losses(&d.join("sync")));
-    assert_eq!((lp.len(), ls.len()), (3, 3));
-    for (a, b) in lp.iter().zip(&ls) {
-        assert!((a - b).abs() <= 1e-5 * a.abs().max(1.0), "losses {lp:?} vs {ls:?}");
-    }
-    let (p, s) = (step_weights(&d.join("plain"), 3), step_weights(&d.join("sync"), 3));
-    let params = max_rel_diff(&p, &s, |n| !n.contains(".running_"));
-    assert!(params <= 1e-5, "parameters differ by {params} (relative)");
-    let stats = max_rel_diff(&p, &s, |n| n.contains(".running_"));
-    assert!(stats <= 1e-4, "BN running statistics differ by {stats} (relative)");
+    let (p, params, stats) = assert_trains_alike(&d.join("plain"), &d.join("sync"));
     let moved = max_rel_diff(&p, &step_weights(&d.join("plain"), 1), |n| !n.contains(".running_"));
     assert!(moved > 10.0 * params, "weights moved {moved}, not clearly more than the difference {params}");
     // Per-rank BN (no sync) does not: its batch statistics are over 2 images, not 4.
@@ -395,16 +403,7 @@ fn sync_bn_on_3_ranks_trains_and_evaluates_like_one_process() {
         ]
         .concat(),
     ));
-    let (lp, ls) = (losses(&d.join("plain")), losses(&d.join("sync")));
-    assert_eq!((lp.len(), ls.len()), (3, 3));
-    for (a, b) in lp.iter().zip(&ls) {
-        assert!((a - b).abs() <= 1e-5 * a.abs().max(1.0), "losses {lp:?} vs {ls:?}");
-    }
-    let (p, s) = (step_weights(&d.join("plain"), 3), step_weights(&d.join("sync"), 3));
-    let params = max_rel_diff(&p, &s, |n| !n.contains(".running_"));
-    assert!(params <= 1e-5, "parameters differ by {params} (relative)");
-    let stats = max_rel_diff(&p, &s, |n| n.contains(".running_"));
-    assert!(stats <= 1e-4, "BN running statistics differ by {stats} (relative)");
+    assert_trains_alike(&d.join("plain"), &d.join("sync"));
     let (ep, es) = (evals(&d.join("plain")), evals(&d.join("sync")));
     // After epochs 1 and 2; --max-steps 3 ends the run at the third step, before its evaluation.
     assert_eq!((ep.len(), es.len()), (2, 2), "an evaluation per completed epoch");
