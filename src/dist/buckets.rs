@@ -30,6 +30,36 @@ pub fn plan(tensors: &[Tensor], bucket_bytes: usize) -> Vec<Vec<usize>> {
     buckets
 }
 
+/// A parameter's gradient, or zeros where it has none: every rank must send the same
+/// buckets, and a parameter without a gradient takes part as zeros.
+pub fn grad_or_zeros(param: &Tensor) -> Tensor {
+    let g = param.grad();
+    if g.defined() {
+        g
+    } else {
+        param.zeros_like()
+    }
+}
+
+/// The bucket's tensors (`members` of `tensors`), flattened into one new tensor.
+pub fn pack(tensors: &[Tensor], members: &[usize]) -> Tensor {
+    let parts: Vec<Tensor> = members.iter().map(|&i| tensors[i].reshape([-1])).collect();
+    Tensor::cat(&parts, 0)
+}
+
+/// `scale` × the summed bucket `flat`, copied back into its `members` of `tensors`.
+pub fn unpack(mut flat: Tensor, tensors: &mut [Tensor], members: &[usize], scale: f64) {
+    if scale != 1.0 {
+        flat *= scale;
+    }
+    let sizes: Vec<i64> = members.iter().map(|&i| tensors[i].numel() as i64).collect();
+    for (&i, piece) in members.iter().zip(flat.split_with_sizes(sizes.as_slice(), 0)) {
+        let t = &mut tensors[i];
+        let shape = t.size();
+        tch::no_grad(|| t.copy_(&piece.view(shape.as_slice())));
+    }
+}
+
 /// Every tensor ← `scale` × its sum over all ranks, in the order given.
 pub fn all_reduce(
     comm: &dyn Collective,
@@ -38,18 +68,9 @@ pub fn all_reduce(
     scale: f64,
 ) -> anyhow::Result<()> {
     for bucket in plan(tensors, bucket_bytes) {
-        let parts: Vec<Tensor> = bucket.iter().map(|&i| tensors[i].reshape([-1])).collect();
-        let mut flat = Tensor::cat(&parts, 0);
+        let mut flat = pack(tensors, &bucket);
         comm.all_reduce_sum(&mut flat)?;
-        if scale != 1.0 {
-            flat *= scale;
-        }
-        let sizes: Vec<i64> = parts.iter().map(|p| p.numel() as i64).collect();
-        for (&i, piece) in bucket.iter().zip(flat.split_with_sizes(sizes.as_slice(), 0)) {
-            let t = &mut tensors[i];
-            let shape = t.size();
-            tch::no_grad(|| t.copy_(&piece.view(shape.as_slice())));
-        }
+        unpack(flat, tensors, &bucket, scale);
     }
     Ok(())
 }

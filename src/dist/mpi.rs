@@ -44,24 +44,15 @@ pub struct MpiCollective {
     threads: bool,
 }
 
-/// Calls the reduction or broadcast for the Rust type of a host kind.
+/// Calls `$f::<T>(args…)` for the Rust type `T` of a host kind.
 macro_rules! by_kind {
-    (reduce_on_with, $kind:expr, $comm:expr, $host:expr) => {
+    ($f:ident, $kind:expr $(, $arg:expr)*) => {
         match $kind {
-            Kind::Float => reduce_on::<f32>($comm, $host),
-            Kind::Double => reduce_on::<f64>($comm, $host),
-            Kind::Int64 => reduce_on::<i64>($comm, $host),
-            Kind::Int => reduce_on::<i32>($comm, $host),
-            _ => reduce_on::<u8>($comm, $host),
-        }
-    };
-    ($self:ident, $method:ident, $kind:expr, $host:expr $(, $arg:expr)*) => {
-        match $kind {
-            Kind::Float => $self.$method::<f32>($host $(, $arg)*),
-            Kind::Double => $self.$method::<f64>($host $(, $arg)*),
-            Kind::Int64 => $self.$method::<i64>($host $(, $arg)*),
-            Kind::Int => $self.$method::<i32>($host $(, $arg)*),
-            _ => $self.$method::<u8>($host $(, $arg)*),
+            Kind::Float => $f::<f32>($($arg),*),
+            Kind::Double => $f::<f64>($($arg),*),
+            Kind::Int64 => $f::<i64>($($arg),*),
+            Kind::Int => $f::<i32>($($arg),*),
+            _ => $f::<u8>($($arg),*),
         }
     };
 }
@@ -95,19 +86,19 @@ impl MpiCollective {
         }
         Ok(MpiCollective { world, _universe: universe, rank, size, threads: provided == Threading::Multiple })
     }
+}
 
-    fn reduce<T: Element + Equivalence + Default + Clone>(&self, host: &Tensor) -> anyhow::Result<Tensor> {
-        reduce_on::<T>(&self.world, host)
+fn bcast_on<T: Element + Equivalence + Default + Clone>(
+    comm: &mpi::topology::SimpleCommunicator,
+    host: &Tensor,
+    root: usize,
+) -> anyhow::Result<Tensor> {
+    let mut buf = to_vec::<T>(host)?;
+    let root = comm.process_at_rank(root as i32);
+    for piece in buf.chunks_mut(CHUNK) {
+        root.broadcast_into(piece);
     }
-
-    fn bcast<T: Element + Equivalence + Default + Clone>(&self, host: &Tensor, root: usize) -> anyhow::Result<Tensor> {
-        let mut buf = to_vec::<T>(host)?;
-        let root = self.world.process_at_rank(root as i32);
-        for piece in buf.chunks_mut(CHUNK) {
-            root.broadcast_into(piece);
-        }
-        Ok(Tensor::from_slice(&buf))
-    }
+    Ok(Tensor::from_slice(&buf))
 }
 
 fn reduce_on<T: Element + Equivalence + Default + Clone>(
@@ -148,7 +139,7 @@ impl MpiBackground {
             // SAFETY: a live intra-communicator that no other thread uses.
             let comm = unsafe { mpi::topology::SimpleCommunicator::from_raw(raw.0) };
             for flat in inbox {
-                let sum = host_kind(flat.kind()).and_then(|kind| by_kind!(reduce_on_with, kind, &comm, &flat));
+                let sum = host_kind(flat.kind()).and_then(|kind| by_kind!(reduce_on, kind, &comm, &flat));
                 if outbox.send(sum).is_err() {
                     break;
                 }
@@ -205,11 +196,11 @@ impl Collective for MpiCollective {
         self.size
     }
     fn all_reduce_sum(&self, t: &mut Tensor) -> anyhow::Result<()> {
-        through_host(t, |kind, host| by_kind!(self, reduce, kind, host))
+        through_host(t, |kind, host| by_kind!(reduce_on, kind, &self.world, host))
     }
     fn broadcast(&self, t: &mut Tensor, root: usize) -> anyhow::Result<()> {
         anyhow::ensure!(root < self.size, "broadcast from rank {root} in a world of {}", self.size);
-        through_host(t, |kind, host| by_kind!(self, bcast, kind, host, root))
+        through_host(t, |kind, host| by_kind!(bcast_on, kind, &self.world, host, root))
     }
     fn barrier(&self) -> anyhow::Result<()> {
         self.world.barrier();

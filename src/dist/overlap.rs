@@ -78,20 +78,14 @@ impl Shared {
         }
     }
 
-    /// The bucket's gradients, flattened into one new tensor (zeros where there is none).
-    fn flatten(&self, bucket: usize) -> Tensor {
-        let parts: Vec<Tensor> = self.buckets[bucket]
-            .iter()
-            .map(|&i| {
-                let g = self.params[i].grad();
-                if g.defined() { g } else { self.params[i].zeros_like() }.reshape([-1])
-            })
-            .collect();
-        Tensor::cat(&parts, 0)
+    /// The bucket's gradients (zeros where there is none), at the time of sending.
+    fn grads(&self, bucket: usize) -> Vec<Tensor> {
+        self.buckets[bucket].iter().map(|&i| buckets::grad_or_zeros(&self.params[i])).collect()
     }
 
     fn send(&self, bucket: usize) -> anyhow::Result<()> {
-        self.summer.submit(self.flatten(bucket))
+        let members: Vec<usize> = (0..self.buckets[bucket].len()).collect();
+        self.summer.submit(buckets::pack(&self.grads(bucket), &members))
     }
 }
 
@@ -153,19 +147,12 @@ impl Reducer {
         for b in next..shared.buckets.len() {
             shared.send(b)?;
         }
-        for members in &shared.buckets {
-            let mut flat = shared.summer.wait()?;
-            if self.scale != 1.0 {
-                flat *= self.scale;
-            }
-            let sizes: Vec<i64> = members.iter().map(|&i| shared.params[i].numel() as i64).collect();
-            for (&i, piece) in members.iter().zip(flat.split_with_sizes(sizes.as_slice(), 0)) {
-                let mut g = shared.params[i].grad();
-                if g.defined() {
-                    let shape = g.size();
-                    tch::no_grad(|| g.copy_(&piece.view(shape.as_slice())));
-                }
-            }
+        for bucket in 0..shared.buckets.len() {
+            let flat = shared.summer.wait()?;
+            // A missing gradient's zeros receive their share and are dropped: it stays missing.
+            let mut grads = shared.grads(bucket);
+            let members: Vec<usize> = (0..grads.len()).collect();
+            buckets::unpack(flat, &mut grads, &members, self.scale);
         }
         Ok(())
     }

@@ -87,18 +87,7 @@ impl DataParallel {
         if self.size() == 1 {
             return Ok(());
         }
-        let mut grads: Vec<Tensor> = params
-            .iter()
-            .rev()
-            .map(|p| {
-                let g = p.tensor.grad();
-                if g.defined() {
-                    g
-                } else {
-                    p.tensor.zeros_like()
-                }
-            })
-            .collect();
+        let mut grads: Vec<Tensor> = params.iter().rev().map(|p| buckets::grad_or_zeros(&p.tensor)).collect();
         buckets::all_reduce(self.comm.as_ref(), &mut grads, self.bucket_bytes, 1.0 / self.size() as f64)
     }
 
@@ -128,8 +117,9 @@ impl DataParallel {
             self.comm.all_reduce_sum(&mut t)?;
         }
         let host = Vec::<f32>::try_from(t.to_device(tch::Device::Cpu))?;
+        // Alone, a division by 1, which is exact.
         let n = self.size() as f64;
-        Ok(host.into_iter().map(|v| if n > 1.0 { v as f64 / n } else { v as f64 }).collect())
+        Ok(host.into_iter().map(|v| v as f64 / n).collect())
     }
 
     /// Fails on a rank whose `value` differs from rank 0's, naming both.

@@ -150,7 +150,7 @@ fn build_schedule(cfg: &Config, steps_per_epoch: u64) -> anyhow::Result<LrSchedu
 impl<'a> Run<'a> {
     fn new(cfg: &'a Config, opts: &TrainOptions) -> anyhow::Result<Self> {
         let out = &cfg.train.output_dir;
-        let dp = DataParallel::new(opts.comm.clone(), cfg.dist.bucket_mb, opts.device);
+        let mut dp = DataParallel::new(opts.comm.clone(), cfg.dist.bucket_mb, opts.device);
         if dp.is_root() {
             std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
             std::fs::write(out.join("config.toml"), toml::to_string(cfg)?).context("writing the resolved config")?;
@@ -190,7 +190,6 @@ impl<'a> Run<'a> {
             tracing::info!("SyncBatchNorm: batch statistics over {} ranks", dp.size());
         }
         let optim = build_optimizer(cfg, &model);
-        let mut dp = dp;
         if cfg.dist.overlap && dp.enable_overlap(&optim.params)? {
             tracing::info!("gradient all-reduce overlapped with backward");
         }
