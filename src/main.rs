@@ -3,6 +3,7 @@
 use clap::{Parser, Subcommand};
 use segzoo::cli::{bench, data, dist_check, eval, infer, info, train, weights, Output};
 use segzoo::logging::{self, LogFormat};
+use segzoo::train::preempt::Interrupted;
 
 #[derive(Parser)]
 #[command(name = "segzoo", version, about = "Semantic-segmentation models on libtorch: train, evaluate, serve")]
@@ -90,10 +91,19 @@ fn main() -> std::process::ExitCode {
             who = format!("rank {}/{}: ", w.rank, w.size);
         }
     }
-    match run(cli.command).and_then(|out| out.print()) {
+    let result = run(cli.command).and_then(|out| out.print());
+    segzoo::dist::watchdog::finish();
+    match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
+        // Preempted: the checkpoint is written; the exit code says which signal ended it.
+        Err(e) if e.downcast_ref::<Interrupted>().is_some() => {
+            let code = e.downcast_ref::<Interrupted>().map_or(1, Interrupted::exit_code);
+            eprintln!("{who}{e}");
+            std::process::ExitCode::from(code)
+        }
         Err(e) => {
             eprintln!("error: {who}{e:#}");
+            segzoo::dist::watchdog::record_failure("error", &e, 1);
             std::process::ExitCode::FAILURE
         }
     }

@@ -9,6 +9,9 @@ pub struct DistCheckArgs {
     /// Collective backend (as dist.backend).
     #[arg(long, value_enum, default_value = "auto")]
     backend: crate::config::Backend,
+    /// Seconds a collective may take before the rank ends the job (as dist.timeout_s).
+    #[arg(long, default_value_t = 600.0)]
+    timeout_s: f64,
     /// All-reduce size for the bandwidth figure, MiB.
     #[arg(long, default_value_t = 64.0)]
     mib: f64,
@@ -19,7 +22,11 @@ pub struct DistCheckArgs {
 }
 
 pub fn run(args: DistCheckArgs) -> anyhow::Result<Output> {
-    let (w, device, comm) = crate::dist::join(args.device, args.backend)?;
+    anyhow::ensure!(args.timeout_s > 0.0, "--timeout-s {}: must be a positive number of seconds", args.timeout_s);
+    let (w, device, comm) = {
+        let dist = crate::config::DistConfig { backend: args.backend, timeout_s: args.timeout_s, ..Default::default() };
+        crate::dist::join(args.device, &dist, None)?
+    };
     let checked = check::verify(comm.as_ref(), device)
         .and_then(|()| check::bandwidth(comm.as_ref(), device, args.mib, args.iters));
     let bw = fail_together(&comm, checked)?;

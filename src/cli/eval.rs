@@ -39,7 +39,7 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<Output> {
     }
     cfg.eval.flip |= args.flip;
     cfg.eval.sliding |= args.sliding;
-    let (_, device, comm) = crate::dist::join(args.device, cfg.dist.backend)?;
+    let (_, device, comm) = crate::dist::join(args.device, &cfg.dist, None)?;
     let start = std::time::Instant::now();
     let evaluated = crate::eval::sharded::evaluate_checkpoint(&cfg, &args.checkpoint, device, comm.as_ref());
     let (tally, images) = fail_together(&comm, evaluated)?;

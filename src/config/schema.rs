@@ -93,11 +93,16 @@ pub struct DistConfig {
     /// All-reduce each bucket as soon as backward has produced its gradients (MPI on CPU);
     /// false: all of them after backward.
     pub overlap: bool,
+    /// A collective that has not completed in this many seconds ends the job (exit 124),
+    /// naming itself, the step and the ranks that went silent.
+    pub timeout_s: f64,
+    /// The same for the job's start (every rank joining MPI or NCCL).
+    pub init_timeout_s: f64,
 }
 
 impl Default for DistConfig {
     fn default() -> Self {
-        Self { backend: Backend::Auto, bucket_mb: 25.0, overlap: true }
+        Self { backend: Backend::Auto, bucket_mb: 25.0, overlap: true, timeout_s: 600.0, init_timeout_s: 300.0 }
     }
 }
 
@@ -166,6 +171,16 @@ impl Config {
         need(self.eval.stride.is_none_or(|s| s.iter().all(|&v| v > 0)), "eval.stride", "must be positive");
         need(self.log.interval > 0, "log.interval", "must be positive");
         need(self.dist.bucket_mb > 0.0, "dist.bucket_mb", "must be positive");
+        need(
+            self.dist.timeout_s > 0.0 && self.dist.timeout_s.is_finite(),
+            "dist.timeout_s",
+            "must be a positive number of seconds",
+        );
+        need(
+            self.dist.init_timeout_s > 0.0 && self.dist.init_timeout_s.is_finite(),
+            "dist.init_timeout_s",
+            "must be a positive number of seconds",
+        );
         bad
     }
 }

@@ -27,7 +27,8 @@ extern "C" fn sum_in_place(user: *mut c_void, t: *mut c_void) {
         // autograd graph, which lives as long as the model; `t` is a live at::Tensor.
         let comm = unsafe { &*(user as *const Comm) };
         let mut t = unsafe { Tensor::clone_from_ptr(t as *mut _) };
-        comm.all_reduce_sum(&mut t).map_err(|e| (comm.rank(), comm.size(), e))
+        super::watchdog::within("SyncBatchNorm", || comm.all_reduce_sum(&mut t))
+            .map_err(|e| (comm.rank(), comm.size(), e))
     });
     match outcome {
         Ok(Ok(())) => {}

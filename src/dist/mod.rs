@@ -1,6 +1,7 @@
 //! Distribution: where this process stands (`world.rs`), which device it uses
 //! (`device.rs`), the collective backends (`collective.rs`: the trait and `single`;
-//! `nccl.rs`, `mpi.rs`; chosen in `backend.rs`), gradient buckets (`buckets.rs`), and
+//! `nccl.rs`, `mpi.rs`; chosen in `backend.rs`), gradient buckets (`buckets.rs`), the
+//! collective watchdog and the files ranks leave (`watchdog.rs`, `rank_files.rs`), and
 //! the collective self-test `segzoo dist-check` runs (`check.rs`).
 pub mod backend;
 pub mod buckets;
@@ -11,15 +12,21 @@ pub mod group_sum;
 pub mod mpi;
 pub mod nccl;
 pub mod overlap;
+pub mod rank_files;
+pub mod watchdog;
 pub mod world;
 
 pub use collective::{BackendKind, Collective, Comm};
 
 /// This process's world, device (the policy of `device.rs`) and collective group, from
 /// the environment. CPU ranks sharing a machine split its cores between their torch pools.
+/// In a job of several ranks the collective watchdog starts first (`dist.timeout_s`,
+/// `dist.init_timeout_s`), with heartbeats and error files in the launcher's log
+/// directory or else in `files_dir` (the command's output directory).
 pub fn join(
     device: Option<tch::Device>,
-    backend: crate::config::Backend,
+    dist: &crate::config::DistConfig,
+    files_dir: Option<&std::path::Path>,
 ) -> anyhow::Result<(world::World, tch::Device, Comm)> {
     let w = world::from_process_env()?;
     let device = device::select(&w, device)?;
@@ -27,6 +34,17 @@ pub fn join(
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         tch::set_num_threads((cores / w.local_size).max(1) as i32);
     }
-    let comm = backend::connect(backend, &w, device)?;
+    if w.size > 1 {
+        let files = rank_files::RankFiles::locate(&|k| std::env::var(k).ok(), files_dir, w.rank);
+        let timeout = std::time::Duration::from_secs_f64(dist.timeout_s);
+        watchdog::start(watchdog::Options { rank: w.rank, size: w.size, timeout, files });
+    }
+    let backend = backend::resolve(dist.backend, &w, device);
+    let comm = {
+        let start =
+            format!("the job's start ({} rendezvous of {} ranks)", format!("{backend:?}").to_lowercase(), w.size);
+        let _in_flight = watchdog::guard_start(&start, std::time::Duration::from_secs_f64(dist.init_timeout_s));
+        backend::connect(backend, &w, device)?
+    };
     Ok((w, device, comm))
 }

@@ -1,6 +1,7 @@
 //! MPI through rsmpi (OpenMPI from Debian): the CPU collective backend, and the
 //! channel NCCL's unique id travels over under mpirun.
 use super::collective::{BackendKind, BackgroundSum, Collective};
+use super::watchdog;
 use super::world::World;
 use anyhow::Context;
 use mpi::collective::SystemOperation;
@@ -84,8 +85,25 @@ impl MpiCollective {
                 expected.size
             );
         }
+        // A timed-out collective ends the whole mpirun job from the watchdog's thread.
+        // SAFETY: MPI is initialised; MPI_Abort may be called from any thread.
+        watchdog::set_abort(|code| unsafe {
+            mpi::ffi::MPI_Abort(mpi::ffi::RSMPI_COMM_WORLD, code);
+        });
         Ok(MpiCollective { world, _universe: universe, rank, size, threads: provided == Threading::Multiple })
     }
+}
+
+impl Drop for MpiCollective {
+    fn drop(&mut self) {
+        // MPI_Abort is invalid after MPI_Finalize, which follows.
+        watchdog::clear_backend();
+    }
+}
+
+/// What the watchdog calls a collective on `n` values.
+fn op(name: &str, n: usize) -> String {
+    format!("MPI {name} of {n} values")
 }
 
 fn bcast_on<T: Element + Equivalence + Default + Clone>(
@@ -139,6 +157,8 @@ impl MpiBackground {
             // SAFETY: a live intra-communicator that no other thread uses.
             let comm = unsafe { mpi::topology::SimpleCommunicator::from_raw(raw.0) };
             for flat in inbox {
+                let what = "gradient all-reduce, overlapped with backward";
+                let _in_flight = watchdog::within(what, || watchdog::guard(&op("all-reduce", flat.numel())));
                 let sum = host_kind(flat.kind()).and_then(|kind| by_kind!(reduce_on, kind, &comm, &flat));
                 if outbox.send(sum).is_err() {
                     break;
@@ -196,13 +216,16 @@ impl Collective for MpiCollective {
         self.size
     }
     fn all_reduce_sum(&self, t: &mut Tensor) -> anyhow::Result<()> {
+        let _in_flight = watchdog::guard(&op("all-reduce", t.numel()));
         through_host(t, |kind, host| by_kind!(reduce_on, kind, &self.world, host))
     }
     fn broadcast(&self, t: &mut Tensor, root: usize) -> anyhow::Result<()> {
         anyhow::ensure!(root < self.size, "broadcast from rank {root} in a world of {}", self.size);
+        let _in_flight = watchdog::guard(&op("broadcast", t.numel()));
         through_host(t, |kind, host| by_kind!(bcast_on, kind, &self.world, host, root))
     }
     fn barrier(&self) -> anyhow::Result<()> {
+        let _in_flight = watchdog::guard("MPI barrier");
         self.world.barrier();
         Ok(())
     }

@@ -3,6 +3,7 @@
 //! without the library every entry point returns an error instead of panicking.
 use super::collective::{BackendKind, Collective};
 use super::mpi::MpiCollective;
+use super::watchdog;
 use super::world::{Launch, World};
 use anyhow::{bail, Context};
 use cudarc::nccl::{result, sys};
@@ -140,12 +141,14 @@ impl NcclCollective {
         unsafe { result::comm_init_rank(&mut comm, world.size as i32, id, world.rank as i32) }.map_err(|e| {
             anyhow::anyhow!("ncclCommInitRank (rank {} of {} on cuda:{index}): {e:?}", world.rank, world.size)
         })?;
+        watch(comm, index, mpi.is_some());
         Ok(NcclCollective { comm, rank: world.rank, size: world.size, device: index, mpi })
     }
 
     /// `op(ptr, count, type)` on `t`'s memory (a contiguous copy when `t` is strided).
     fn on_device(
         &self,
+        name: &str,
         t: &mut Tensor,
         op: impl FnOnce(*mut std::ffi::c_void, usize, sys::ncclDataType_t) -> Result<(), result::NcclError>,
     ) -> anyhow::Result<()> {
@@ -155,7 +158,13 @@ impl NcclCollective {
         let dtype = data_type(t.kind())?;
         let dense = if t.is_contiguous() { t.shallow_clone() } else { t.contiguous() };
         let count = dense.numel();
-        op(dense.data_ptr(), count, dtype).map_err(|e| anyhow::anyhow!("NCCL rank {}: {e:?}", self.rank))?;
+        {
+            // Blocking while NCCL connects to its peers (the first collectives), hence guarded.
+            let _in_flight = watchdog::guard(&format!("NCCL {name} of {count} values"));
+            op(dense.data_ptr(), count, dtype)
+                .map_err(|e| anyhow::anyhow!("NCCL rank {}: {name}: {}", self.rank, describe(e.0, self.comm)))?;
+        }
+        track(&format!("NCCL {name} of {count} values"));
         if !t.is_contiguous() {
             tch::no_grad(|| t.copy_(&dense));
         }
@@ -163,8 +172,99 @@ impl NcclCollective {
     }
 }
 
+/// A communicator handle the watchdog's thread may use: NCCL allows ncclCommAbort and
+/// ncclCommGetAsyncError from another thread than the one running collectives.
+#[derive(Clone, Copy)]
+struct SharedComm(sys::ncclComm_t);
+// SAFETY: see above; the watchdog forgets it (clear_backend) before it is destroyed.
+unsafe impl Send for SharedComm {}
+unsafe impl Sync for SharedComm {}
+
+impl SharedComm {
+    /// Through a method, so that closures capture the Send wrapper, not the raw field.
+    fn get(self) -> sys::ncclComm_t {
+        self.0
+    }
+}
+
+/// NCCL's description of `code`, with its last error message for `comm`.
+fn describe(code: sys::ncclResult_t, comm: sys::ncclComm_t) -> String {
+    let text = |p: *const std::ffi::c_char| {
+        // SAFETY: NCCL returns static or per-communicator NUL-terminated strings (or null).
+        (!p.is_null()).then(|| unsafe { std::ffi::CStr::from_ptr(p) }.to_string_lossy().into_owned())
+    };
+    // SAFETY: plain queries.
+    let name = text(unsafe { sys::ncclGetErrorString(code) }).unwrap_or_else(|| format!("{code:?}"));
+    match text(unsafe { sys::ncclGetLastError(comm) }).filter(|l| !l.is_empty()) {
+        Some(last) => format!("{name}: {last}"),
+        None => name,
+    }
+}
+
+/// Hand the watchdog what it needs for this communicator: how to abort it (and, under
+/// mpirun, the MPI job) and how to poll its asynchronous errors.
+fn watch(comm: sys::ncclComm_t, device: usize, under_mpi: bool) {
+    let shared = SharedComm(comm);
+    watchdog::set_abort(move |code| {
+        // SAFETY: a live communicator (see SharedComm); aborting frees its kernels.
+        let _ = unsafe { result::comm_abort(shared.get()) };
+        if under_mpi {
+            // SAFETY: MPI is initialised (it carried the unique id) and not finalised.
+            unsafe { mpi::ffi::MPI_Abort(mpi::ffi::RSMPI_COMM_WORLD, code) };
+        }
+    });
+    let mut device_set = false;
+    watchdog::set_probe(move || {
+        if !device_set {
+            device_set = set_device(device).is_ok();
+        }
+        let mut state = sys::ncclResult_t::ncclSuccess;
+        // SAFETY: a live communicator; `state` is a valid out-pointer.
+        let polled = unsafe { sys::ncclCommGetAsyncError(shared.get(), &mut state) };
+        match (polled, state) {
+            (sys::ncclResult_t::ncclSuccess, sys::ncclResult_t::ncclSuccess | sys::ncclResult_t::ncclInProgress) => {
+                None
+            }
+            (sys::ncclResult_t::ncclSuccess, failed) => Some(describe(failed, shared.get())),
+            (failed, _) => Some(format!("ncclCommGetAsyncError: {}", describe(failed, shared.get()))),
+        }
+    });
+}
+
+/// A CUDA event recorded on the null stream after an enqueued collective, which the
+/// watchdog polls: the collective counts as in flight until the GPU has passed it.
+fn track(op: &str) {
+    use cudarc::runtime::{result::event, sys as rt};
+    let Ok(ev) = event::create(rt::cudaEventDisableTiming) else { return };
+    // SAFETY: a fresh event; the null stream is libtorch's compute stream here.
+    if unsafe { event::record(ev, std::ptr::null_mut()) }.is_err() {
+        // SAFETY: created above, never recorded.
+        let _ = unsafe { event::destroy(ev) };
+        return;
+    }
+    struct Event(rt::cudaEvent_t);
+    // SAFETY: CUDA events may be queried and destroyed from any thread.
+    unsafe impl Send for Event {}
+    impl Event {
+        /// Whether the GPU has passed it; destroys it then (once).
+        fn passed(&self) -> bool {
+            // SAFETY: a live event until it has completed.
+            let state = unsafe { rt::cudaEventQuery(self.0) };
+            if state == rt::cudaError::cudaErrorNotReady {
+                return false;
+            }
+            // SAFETY: completed, and never queried again (the watchdog drops done work).
+            let _ = unsafe { event::destroy(self.0) };
+            true
+        }
+    }
+    let ev = Event(ev);
+    watchdog::track(op, move || ev.passed());
+}
+
 impl Drop for NcclCollective {
     fn drop(&mut self) {
+        watchdog::clear_backend();
         // SAFETY: the communicator was created by init and is destroyed once.
         let _ = unsafe { result::comm_destroy(self.comm) };
     }
@@ -182,7 +282,7 @@ impl Collective for NcclCollective {
     }
     fn all_reduce_sum(&self, t: &mut Tensor) -> anyhow::Result<()> {
         let comm = self.comm;
-        self.on_device(t, |ptr, count, dtype| {
+        self.on_device("all-reduce", t, |ptr, count, dtype| {
             // SAFETY: `ptr` addresses `count` elements of `dtype` on this rank's device.
             unsafe { result::all_reduce(ptr, ptr, count, dtype, sys::ncclRedOp_t::ncclSum, comm, std::ptr::null_mut()) }
                 .map(|_| ())
@@ -191,7 +291,7 @@ impl Collective for NcclCollective {
     fn broadcast(&self, t: &mut Tensor, root: usize) -> anyhow::Result<()> {
         anyhow::ensure!(root < self.size, "broadcast from rank {root} in a world of {}", self.size);
         let comm = self.comm;
-        self.on_device(t, |ptr, count, dtype| {
+        self.on_device("broadcast", t, |ptr, count, dtype| {
             // SAFETY: as above; in place, as NCCL allows.
             unsafe { result::broadcast(ptr, ptr, count, dtype, root as i32, comm, std::ptr::null_mut()) }.map(|_| ())
         })

@@ -21,7 +21,7 @@ impl Tally {
         if comm.size() == 1 {
             return Ok(());
         }
-        match self {
+        crate::dist::watchdog::within("evaluation tally sum", || match self {
             Tally::Seg(cm) => comm.all_reduce_sum(&mut cm.matrix),
             Tally::Cls(k) => {
                 let mut t = tch::Tensor::from_slice(&[k.top1_correct, k.top5_correct, k.images]).to_device(device);
@@ -30,7 +30,7 @@ impl Tally {
                     (t.int64_value(&[0]), t.int64_value(&[1]), t.int64_value(&[2]));
                 Ok(())
             }
-        }
+        })
     }
 
     /// The scores, with `class_names` for the per-class table.

@@ -3,6 +3,7 @@
 //! statistics averaged before they are evaluated or saved, and agreement checks.
 use super::optim::Param;
 use crate::dist::overlap::Reducer;
+use crate::dist::watchdog::within;
 use crate::dist::{buckets, Comm};
 use crate::models::Model;
 use anyhow::bail;
@@ -51,10 +52,10 @@ impl DataParallel {
     /// After the last backward: every gradient ← its mean over the ranks, by finishing the
     /// overlapped all-reduce or running the whole of it now.
     pub fn finish_gradients(&self, params: &[Param]) -> anyhow::Result<()> {
-        match &self.overlap {
+        within("gradient all-reduce", || match &self.overlap {
             Some(r) => r.finish(),
             None => self.average_gradients(params),
-        }
+        })
     }
 
     pub fn rank(&self) -> usize {
@@ -74,10 +75,12 @@ impl DataParallel {
         if self.size() == 1 {
             return Ok(());
         }
-        for (_, mut t) in model.state_dict() {
-            self.comm.broadcast(&mut t, 0)?;
-        }
-        Ok(())
+        within("broadcast of rank 0's weights", || {
+            for (_, mut t) in model.state_dict() {
+                self.comm.broadcast(&mut t, 0)?;
+            }
+            Ok(())
+        })
     }
 
     /// Every gradient ← its mean over the ranks. Buckets follow reverse registration
@@ -103,7 +106,9 @@ impl DataParallel {
             .filter(|(n, _)| n.ends_with(".running_mean") || n.ends_with(".running_var"))
             .map(|(_, t)| t)
             .collect();
-        buckets::all_reduce(self.comm.as_ref(), &mut stats, self.bucket_bytes, 1.0 / self.size() as f64)
+        within("BN running statistics average", || {
+            buckets::all_reduce(self.comm.as_ref(), &mut stats, self.bucket_bytes, 1.0 / self.size() as f64)
+        })
     }
 
     /// Each scalar's mean over the ranks (the steps' losses, as logged and checked):
@@ -114,7 +119,7 @@ impl DataParallel {
         }
         let mut t = Tensor::stack(&values.iter().map(|v| v.detach().to_kind(Kind::Float)).collect::<Vec<_>>(), 0);
         if self.size() > 1 {
-            self.comm.all_reduce_sum(&mut t)?;
+            within("loss mean", || self.comm.all_reduce_sum(&mut t))?;
         }
         let host = Vec::<f32>::try_from(t.to_device(tch::Device::Cpu))?;
         // Alone, a division by 1, which is exact.
@@ -128,7 +133,7 @@ impl DataParallel {
             return Ok(());
         }
         let mut t = Tensor::from_slice(&[value]).to_device(self.device);
-        self.comm.broadcast(&mut t, 0)?;
+        within("agreement check", || self.comm.broadcast(&mut t, 0))?;
         let root = t.int64_value(&[0]);
         if root != value {
             bail!("rank {} has {what} {value} but rank 0 has {root}; {hint}", self.rank());
@@ -137,6 +142,17 @@ impl DataParallel {
     }
 
     pub fn barrier(&self) -> anyhow::Result<()> {
-        self.comm.barrier()
+        within("barrier", || self.comm.barrier())
+    }
+
+    /// For each flag, whether any rank raised it (stop and save requests): one small
+    /// all-reduce, so that every rank acts on the same step.
+    pub fn any(&self, flags: &[bool]) -> anyhow::Result<Vec<bool>> {
+        if self.size() == 1 {
+            return Ok(flags.to_vec());
+        }
+        let mut t = Tensor::from_slice(&flags.iter().map(|&f| f as i64).collect::<Vec<_>>()).to_device(self.device);
+        within("signal agreement", || self.comm.all_reduce_sum(&mut t))?;
+        Ok(Vec::<i64>::try_from(t.to_device(tch::Device::Cpu))?.into_iter().map(|n| n > 0).collect())
     }
 }

@@ -7,11 +7,13 @@
 //! checkpoint or evaluation — and are then brought to the host (averaged over the
 //! ranks) in one transfer, so a step costs no host synchronisation. A non-finite loss
 //! ends the run at that point, before anything is saved from the diverged weights.
+use super::preempt::{Interrupted, Signals};
 use super::records::{Record, TrainRecord};
 use super::run::{Run, TrainOptions, TrainSummary};
 use super::step::{train_step, StepContext};
 use crate::data::loader::{self, LoaderOptions};
 use crate::data::rng::derive;
+use crate::dist::watchdog;
 use anyhow::bail;
 use std::time::Instant;
 use tch::Tensor;
@@ -103,6 +105,40 @@ impl Run<'_> {
         self.log.write(&Record::Train(record));
     }
 
+    /// Act on the signals received, at a step every rank agrees on: every step on the CPU
+    /// (one tiny host collective), at each log line on GPUs (no extra host sync). SIGUSR1/2:
+    /// a checkpoint now; SIGTERM/SIGINT: a checkpoint now, then [`Interrupted`].
+    fn answer_signals(
+        &mut self,
+        signals: &Signals,
+        window: &mut LossWindow,
+        epoch: usize,
+        logged: bool,
+    ) -> anyhow::Result<()> {
+        let agree_now = self.dp.size() == 1 || self.dp.device == tch::Device::Cpu || logged;
+        if !agree_now {
+            return Ok(());
+        }
+        let request = signals.take();
+        let agreed = self.dp.any(&[request.stop.is_some(), request.save])?;
+        if !(agreed[0] || agreed[1]) {
+            return Ok(());
+        }
+        watchdog::set_phase("checkpoint");
+        self.checked_save(window, epoch)?;
+        let path = self.last_checkpoint.clone();
+        if agreed[0] {
+            // A rank that got no signal itself stops because another did: SIGTERM's code.
+            let signal = request.stop.unwrap_or(signal_hook::consts::SIGTERM);
+            return Err(Interrupted { signal, step: self.state.step, checkpoint: path }.into());
+        }
+        if self.dp.is_root() {
+            let why = if request.save { "a save signal (SIGUSR1/SIGUSR2)" } else { "another rank's save signal" };
+            tracing::info!("checkpoint at step {} on {why}", self.state.step);
+        }
+        Ok(())
+    }
+
     /// Torch's generator for this step: dropout differs between ranks; alone, the
     /// stream is the single-device one.
     fn seed_step(&self) {
@@ -129,6 +165,7 @@ impl Run<'_> {
         let mut window = LossWindow::new();
         // How much of the all-reduce the first step's backward hid, said once.
         let mut overlap_reported = false;
+        let signals = Signals::install()?;
         while (self.state.step / self.steps_per_epoch) < t.epochs as u64 {
             let epoch = (self.state.step / self.steps_per_epoch) as usize;
             let offset = (self.state.step % self.steps_per_epoch) as usize;
@@ -137,13 +174,16 @@ impl Run<'_> {
             let mut timer = Instant::now();
             let mut since_log = 0u64;
             let mut micro = Vec::with_capacity(t.accumulate_steps);
+            watchdog::set_phase("data");
             for batch in loader::epoch(self.train_ds.clone(), todo, epoch as u64, &loader_opts) {
                 let batch = batch?;
+                watchdog::set_phase("step");
                 micro.push((batch.images.to_device(device), batch.targets.to_device(device)));
                 if micro.len() < t.accumulate_steps {
                     continue;
                 }
                 let batches = std::mem::take(&mut micro);
+                watchdog::set_step(self.state.step + 1);
                 self.seed_step();
                 let lr = self.schedule.lr(self.state.step);
                 let ctx = StepContext { model: &self.model, loss: &self.loss, precision: t.precision, dp: &self.dp };
@@ -163,15 +203,20 @@ impl Run<'_> {
                 window.push(result.loss, self.state.step);
                 since_log += 1;
                 let in_epoch = self.state.step - epoch as u64 * self.steps_per_epoch;
-                if self.state.step % cfg.log.interval as u64 == 0 || in_epoch == self.steps_per_epoch {
+                let logged = self.state.step % cfg.log.interval as u64 == 0 || in_epoch == self.steps_per_epoch;
+                if logged {
                     self.flush_losses(&mut window, epoch)?;
                     self.log_interval(&mut window, epoch, lr, since_log, timer.elapsed().as_secs_f64());
                     timer = Instant::now();
                     since_log = 0;
                 }
                 if t.checkpoint_steps > 0 && self.state.step % t.checkpoint_steps == 0 {
+                    watchdog::set_phase("checkpoint");
                     self.checked_save(&mut window, epoch)?;
                 }
+                // Mid-epoch, the position saved is this step's: a resume continues from it.
+                self.answer_signals(&signals, &mut window, epoch, logged)?;
+                watchdog::set_phase("data");
                 if opts.max_steps.is_some_and(|m| self.state.step >= m) {
                     self.checked_save(&mut window, epoch)?;
                     return Ok(self.summary(window.last));
@@ -179,6 +224,7 @@ impl Run<'_> {
             }
             self.end_of_epoch(&mut window, epoch + 1)?;
         }
+        drop(signals);
         self.draw_curves();
         Ok(self.summary(window.last))
     }
@@ -190,9 +236,11 @@ impl Run<'_> {
         let evaluate = done >= e.start && ((done - e.start) % e.interval == 0 || done == t.epochs);
         let save = done % t.checkpoint_interval == 0 || done == t.epochs;
         if evaluate {
+            watchdog::set_phase("evaluation");
             self.evaluate(done)?;
         }
         if save {
+            watchdog::set_phase("checkpoint");
             // Saved at the start of the next epoch's position.
             self.save(done)?;
         }

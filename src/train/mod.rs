@@ -10,6 +10,7 @@ pub mod data_parallel;
 mod fit;
 pub mod loss;
 pub mod optim;
+pub mod preempt;
 pub mod records;
 pub mod run;
 pub mod schedule;

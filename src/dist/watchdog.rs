@@ -1,0 +1,375 @@
+//! The collective watchdog: no rank of a job waits forever. Every collective a rank runs
+//! is registered here while it is in flight — for MPI the blocking call itself; for NCCL
+//! the enqueued operation until a CUDA event after it completes — and a thread of its own
+//! checks them. One that has not completed within `dist.timeout_s` (the job's start:
+//! `dist.init_timeout_s`) ends the rank: it logs `error: rank k/N: <collective> at step S
+//! did not complete in T s`, what the other ranks' heartbeats say (which ones went
+//! silent, and where each was), writes its error file, aborts the communicator (MPI_Abort
+//! stops the whole mpirun job; ncclCommAbort frees this rank's NCCL kernels) and exits
+//! with [`EXIT_TIMEOUT`]. NCCL's asynchronous errors are polled here too
+//! ([`EXIT_NCCL`]). The same thread writes this rank's heartbeat every second.
+//!
+//! Process-wide, like the communicator it watches: collectives run on the main thread, the
+//! MPI gradient thread and autograd's threads, and all of them report here.
+use super::rank_files::{now_ms, peers_report, write_json, ErrorReport, Heartbeat, RankFiles, EXIT_NCCL, EXIT_TIMEOUT};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub rank: usize,
+    pub size: usize,
+    /// Limit of one collective.
+    pub timeout: Duration,
+    pub files: Option<RankFiles>,
+}
+
+type AbortFn = Box<dyn Fn(i32) + Send + Sync>;
+/// Returns an error description when the backend has failed asynchronously.
+type ProbeFn = Box<dyn FnMut() -> Option<String> + Send>;
+/// Returns whether an enqueued operation has completed.
+type DoneFn = Box<dyn FnMut() -> bool + Send>;
+
+struct Work {
+    id: u64,
+    label: String,
+    step: Option<u64>,
+    started: Instant,
+    limit: Duration,
+    /// `None`: in flight until its guard drops (a blocking call).
+    done: Option<DoneFn>,
+}
+
+struct Dog {
+    opts: Options,
+    /// The step in progress (1-based); 0 before training.
+    step: AtomicU64,
+    phase: Mutex<&'static str>,
+    works: Mutex<Vec<Work>>,
+    next_id: AtomicU64,
+    abort: Mutex<Option<Arc<AbortFn>>>,
+    probe: Mutex<Option<ProbeFn>>,
+    stopped: AtomicBool,
+}
+
+static DOG: OnceLock<Arc<Dog>> = OnceLock::new();
+
+/// How often in-flight work is checked, and how often the heartbeat is written.
+const POLL: Duration = Duration::from_millis(100);
+const BEAT: Duration = Duration::from_secs(1);
+/// A peer whose heartbeat is older than this has gone silent.
+const QUIET: Duration = Duration::from_secs(3);
+/// After aborting the communicator, how long to wait for it to end the process.
+const ABORT_GRACE: Duration = Duration::from_secs(5);
+
+thread_local! {
+    /// What the calling thread's collectives are for ("gradient all-reduce", …).
+    static CONTEXT: Cell<Option<&'static str>> = const { Cell::new(None) };
+}
+
+/// Start watching (once per process; later calls are ignored) and write the first
+/// heartbeat at once, so that peers waiting at the start can tell this rank has started.
+pub fn start(opts: Options) {
+    let dog = Arc::new(Dog::new(opts));
+    if DOG.set(dog.clone()).is_err() {
+        return;
+    }
+    dog.beat();
+    std::thread::Builder::new()
+        .name("segzoo-watchdog".into())
+        .spawn(move || dog.watch())
+        .map(|_| ())
+        .unwrap_or_else(|e| eprintln!("warning: the collective watchdog could not start: {e}"));
+}
+
+fn dog() -> Option<&'static Arc<Dog>> {
+    DOG.get()
+}
+
+/// Stop heartbeats and remove this rank's heartbeat file (a clean end).
+pub fn finish() {
+    if let Some(d) = dog() {
+        d.stopped.store(true, Ordering::SeqCst);
+        if let Some(f) = &d.opts.files {
+            let _ = std::fs::remove_file(f.heartbeat(d.opts.rank));
+        }
+    }
+}
+
+/// How the backend ends the job when a collective times out (MPI_Abort, ncclCommAbort).
+pub fn set_abort(f: impl Fn(i32) + Send + Sync + 'static) {
+    if let Some(d) = dog() {
+        *lock(&d.abort) = Some(Arc::new(Box::new(f)));
+    }
+}
+
+/// A check of the backend's asynchronous errors, polled with the in-flight work.
+pub fn set_probe(f: impl FnMut() -> Option<String> + Send + 'static) {
+    if let Some(d) = dog() {
+        *lock(&d.probe) = Some(Box::new(f));
+    }
+}
+
+/// Forget the backend's abort and probe (its communicator is being destroyed).
+pub fn clear_backend() {
+    if let Some(d) = dog() {
+        *lock(&d.abort) = None;
+        *lock(&d.probe) = None;
+    }
+}
+
+pub fn set_step(step: u64) {
+    if let Some(d) = dog() {
+        d.step.store(step, Ordering::Relaxed);
+    }
+}
+
+pub fn set_phase(phase: &'static str) {
+    if let Some(d) = dog() {
+        *lock(&d.phase) = phase;
+    }
+}
+
+/// The step in progress, when training.
+pub fn step() -> Option<u64> {
+    dog().map(|d| d.step.load(Ordering::Relaxed)).filter(|&s| s > 0)
+}
+
+/// Run `f` with its collectives labelled as being for `what`.
+pub fn within<T>(what: &'static str, f: impl FnOnce() -> T) -> T {
+    let before = CONTEXT.with(|c| c.replace(Some(what)));
+    let out = f();
+    CONTEXT.with(|c| c.set(before));
+    out
+}
+
+fn label(op: &str) -> String {
+    match CONTEXT.with(Cell::get) {
+        Some(what) => format!("{what} ({op})"),
+        None => op.to_string(),
+    }
+}
+
+/// A blocking collective in flight until dropped.
+#[must_use = "the collective counts as in flight until the guard drops"]
+pub struct Guard(Option<u64>);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if let (Some(id), Some(d)) = (self.0, dog()) {
+            lock(&d.works).retain(|w| w.id != id);
+        }
+    }
+}
+
+/// Register a blocking collective `op` (labelled with the caller's context) under the
+/// collective timeout.
+pub fn guard(op: &str) -> Guard {
+    let Some(d) = dog() else { return Guard(None) };
+    let step = Some(d.step.load(Ordering::Relaxed)).filter(|&s| s > 0);
+    Guard(Some(d.add(label(op), step, d.opts.timeout, None)))
+}
+
+/// Register the job's start (`label`), which has its own limit.
+pub fn guard_start(label: &str, limit: Duration) -> Guard {
+    let Some(d) = dog() else { return Guard(None) };
+    Guard(Some(d.add(label.to_string(), None, limit, None)))
+}
+
+/// Register an enqueued collective `op`, in flight until `done` says it completed.
+pub fn track(op: &str, done: impl FnMut() -> bool + Send + 'static) {
+    if let Some(d) = dog() {
+        let step = Some(d.step.load(Ordering::Relaxed)).filter(|&s| s > 0);
+        d.add(label(op), step, d.opts.timeout, Some(Box::new(done)));
+    }
+}
+
+/// Write this rank's error file for a failure that ends it (no-op without a place for it).
+pub fn record_failure(kind: &str, error: &anyhow::Error, exit_code: i32) {
+    let (rank, size, step, files) = match dog() {
+        Some(d) => (d.opts.rank, d.opts.size, step(), d.opts.files.clone()),
+        None => {
+            let w = super::world::from_process_env().unwrap_or_else(|_| super::world::World::single(None));
+            (w.rank, w.size, None, RankFiles::locate(&|k| std::env::var(k).ok(), None, w.rank))
+        }
+    };
+    if let Some(files) = files {
+        write_report(&files, &ErrorReport::new(rank, size, step, kind, error, exit_code));
+    }
+}
+
+fn write_report(files: &RankFiles, report: &ErrorReport) {
+    if let Err(e) = write_json(&files.error_file, report) {
+        eprintln!("warning: cannot write {}: {e}", files.error_file.display());
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic elsewhere must not silence the watchdog.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Dog {
+    fn new(opts: Options) -> Dog {
+        Dog {
+            opts,
+            step: AtomicU64::new(0),
+            phase: Mutex::new("starting"),
+            works: Mutex::new(Vec::new()),
+            next_id: AtomicU64::new(0),
+            abort: Mutex::new(None),
+            probe: Mutex::new(None),
+            stopped: AtomicBool::new(false),
+        }
+    }
+
+    fn add(&self, label: String, step: Option<u64>, limit: Duration, done: Option<DoneFn>) -> u64 {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        lock(&self.works).push(Work { id, label, step, started: Instant::now(), limit, done });
+        id
+    }
+
+    fn watch(&self) {
+        let mut last_beat = Instant::now();
+        while !self.stopped.load(Ordering::SeqCst) {
+            std::thread::sleep(POLL);
+            if let Some((message, code, kind)) = self.overdue() {
+                self.fire(&message, code, kind);
+            }
+            if last_beat.elapsed() >= BEAT {
+                self.beat();
+                last_beat = Instant::now();
+            }
+        }
+    }
+
+    /// The first collective past its limit, or the backend's asynchronous error.
+    fn overdue(&self) -> Option<(String, i32, &'static str)> {
+        let mut works = lock(&self.works);
+        works.retain_mut(|w| !w.done.as_mut().is_some_and(|done| done()));
+        if let Some(w) = works.iter().find(|w| w.started.elapsed() > w.limit) {
+            let at = w.step.map_or(String::new(), |s| format!(" at step {s}"));
+            let message = format!("{}{at} did not complete in {} s", w.label, w.limit.as_secs_f64());
+            return Some((message, EXIT_TIMEOUT, "timeout"));
+        }
+        drop(works);
+        let error = lock(&self.probe).as_mut().and_then(|probe| probe())?;
+        let step = self.step.load(Ordering::Relaxed);
+        let at = if step > 0 { format!(" at step {step}") } else { String::new() };
+        Some((format!("the communicator failed{at}: {error}"), EXIT_NCCL, "nccl"))
+    }
+
+    /// End this rank: report, abort the communicator, exit.
+    fn fire(&self, message: &str, code: i32, kind: &str) -> ! {
+        let (rank, size) = (self.opts.rank, self.opts.size);
+        let mut text = format!("rank {rank}/{size}: {message}");
+        let peers = match &self.opts.files {
+            Some(f) => {
+                let (alive, mut lines) = peers_report(f, rank, size, now_ms(), QUIET);
+                lines.insert(
+                    0,
+                    format!("{} of {size} ranks are running (heartbeats in {})", alive + 1, f.dir.display()),
+                );
+                lines
+            }
+            None => Vec::new(),
+        };
+        for p in &peers {
+            text += &format!("\n  {p}");
+        }
+        eprintln!("error: {text}");
+        if let Some(files) = &self.opts.files {
+            let mut report =
+                ErrorReport::new(rank, size, step(), kind, &anyhow::anyhow!("rank {rank}/{size}: {message}"), code);
+            report.chain = peers;
+            write_report(files, &report);
+        }
+        let abort = lock(&self.abort).clone();
+        if let Some(abort) = abort {
+            abort(code);
+        }
+        std::thread::sleep(ABORT_GRACE);
+        // SAFETY: ends the process without exit handlers, which could block on the very
+        // communicator that is stuck.
+        unsafe { libc::_exit(code) }
+    }
+
+    fn beat(&self) {
+        let Some(files) = &self.opts.files else { return };
+        let beat = Heartbeat {
+            rank: self.opts.rank,
+            size: self.opts.size,
+            pid: std::process::id(),
+            step: self.step.load(Ordering::Relaxed),
+            phase: lock(&self.phase).to_string(),
+            time_unix_ms: now_ms(),
+        };
+        // The directory may not exist yet (the run creates it): then there is nothing to say.
+        let _ = std::fs::create_dir_all(&files.dir);
+        let _ = write_json(&files.heartbeat(self.opts.rank), &beat);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dog(timeout_ms: u64) -> Dog {
+        Dog::new(Options { rank: 1, size: 4, timeout: Duration::from_millis(timeout_ms), files: None })
+    }
+
+    #[test]
+    fn a_collective_past_its_limit_is_named_with_its_step_and_the_limit() {
+        let d = dog(30);
+        d.step.store(12, Ordering::Relaxed);
+        d.add("gradient all-reduce (MPI all-reduce of 10 values)".into(), Some(12), d.opts.timeout, None);
+        assert_eq!(d.overdue(), None, "not yet");
+        std::thread::sleep(Duration::from_millis(60));
+        let (message, code, kind) = d.overdue().expect("overdue");
+        assert_eq!(message, "gradient all-reduce (MPI all-reduce of 10 values) at step 12 did not complete in 0.03 s");
+        assert_eq!((code, kind), (EXIT_TIMEOUT, "timeout"));
+    }
+
+    #[test]
+    fn completed_work_is_dropped_and_the_start_has_its_own_limit() {
+        let d = dog(10);
+        let mut polls = 0;
+        d.add(
+            "NCCL all-reduce".into(),
+            Some(3),
+            d.opts.timeout,
+            Some(Box::new(move || {
+                polls += 1;
+                polls > 1
+            })),
+        );
+        d.add("the job's start".into(), None, Duration::from_secs(60), None);
+        std::thread::sleep(Duration::from_millis(30));
+        // First poll: the NCCL work has not completed and is overdue.
+        assert!(d.overdue().is_some_and(|(m, _, _)| m.starts_with("NCCL all-reduce at step 3")));
+        // Second: it completed; the start is still within its minute.
+        assert_eq!(d.overdue(), None);
+        assert_eq!(lock(&d.works).len(), 1);
+    }
+
+    #[test]
+    fn an_asynchronous_backend_error_ends_the_rank_with_its_own_code() {
+        let d = dog(1000);
+        *lock(&d.probe) = Some(Box::new(|| Some("remote process exited or there was a network error".into())));
+        let (message, code, kind) = d.overdue().expect("error");
+        assert_eq!(message, "the communicator failed: remote process exited or there was a network error");
+        assert_eq!((code, kind), (EXIT_NCCL, "nccl"));
+    }
+
+    #[test]
+    fn labels_carry_the_callers_context_on_this_thread_only() {
+        assert_eq!(label("MPI barrier"), "MPI barrier");
+        let inside =
+            within("loss mean", || (label("MPI all-reduce of 3 values"), std::thread::spawn(|| label("x")).join()));
+        assert_eq!(inside.0, "loss mean (MPI all-reduce of 3 values)");
+        assert_eq!(inside.1.expect("thread"), "x");
+        assert_eq!(label("MPI barrier"), "MPI barrier", "restored");
+    }
+}

@@ -1,0 +1,216 @@
+//! Jobs that fail instead of hanging, and that lose no work when stopped: a stalled rank
+//! under mpirun ends the job at the collective timeout with the collective, the step and
+//! the silent rank named; SIGTERM through segzoo-launch checkpoints the current step, and
+//! a resume from it ends with the weights of an uninterrupted run; a failing worker's
+//! error file is what the launcher reports.
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+use tch::Tensor;
+
+const BIN: &str = env!("CARGO_BIN_EXE_segzoo");
+
+/// A small HRNet on 32×32 LIP-layout images, fast enough for dozens of steps.
+const CONFIG: &str = r#"
+[model]
+name = "hrnetv2_w18_small_v1"
+freeze_bn = true
+
+[data]
+dataset = "lip"
+root = "data"
+crop_size = [32, 32]
+scale_range = [1.0, 1.0]
+num_workers = 1
+
+[train]
+epochs = 40
+batch_size = 2
+optimizer = "sgd"
+lr = 1e-4
+checkpoint_steps = 0
+checkpoint_interval = 1000
+keep_checkpoints = 10
+
+[eval]
+start = 1000
+
+[log]
+interval = 1
+"#;
+
+fn text(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+}
+
+fn setup(d: &Path) {
+    let out = Command::new(BIN)
+        .args(["synth", "lip", "--out", "data", "--n", "8", "--size", "32x32"])
+        .current_dir(d)
+        .output();
+    let out = out.expect("synth runs");
+    assert!(out.status.success(), "{}", text(&out));
+    std::fs::write(d.join("c.toml"), CONFIG).expect("config");
+}
+
+/// The launcher binary, built next to segzoo by `cargo test --workspace`.
+fn launcher() -> PathBuf {
+    let p = Path::new(BIN).with_file_name("segzoo-launch");
+    assert!(p.exists(), "{} missing: run the workspace's tests (cargo test --workspace)", p.display());
+    p
+}
+
+/// Running or stopped; a zombie (exited, not yet reaped by whoever inherited it) is not.
+fn alive(pid: i32) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The state follows the parenthesised command name.
+    stat.rsplit_once(") ").is_some_and(|(_, rest)| !rest.starts_with('Z') && !rest.starts_with('X'))
+}
+
+fn signal(pid: i32, sig: i32) {
+    // SAFETY: a plain kill(2).
+    assert_eq!(unsafe { libc::kill(pid, sig) }, 0, "kill({pid}, {sig})");
+}
+
+/// Poll `ready` every 50 ms for up to `limit`.
+fn wait_for(limit: Duration, what: &str, mut ready: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !ready() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn json(path: &Path) -> Option<serde_json::Value> {
+    serde_json::from_slice(&std::fs::read(path).ok()?).ok()
+}
+
+/// Wait for a child with a deadline; kill it (and fail) past the deadline.
+fn wait_with_deadline(child: &mut std::process::Child, limit: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the job did not end within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_stalled_rank_ends_the_mpirun_job_at_the_timeout_naming_the_collective_and_the_step() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    setup(d);
+    let mut job = Command::new("mpirun")
+        .args(["--allow-run-as-root", "--oversubscribe", "-n", "2", BIN, "train", "--config", "c.toml"])
+        .args(["--set", "dist.timeout_s=5", "--set", "train.output_dir=run"])
+        .current_dir(d)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("mpirun runs (scripts/setup.sh installs openmpi-bin)");
+    // Each rank's heartbeat (in the run's directory under mpirun) says its step and pid.
+    let beat = |r: usize| json(&d.join(format!("run/rank_{r}.heartbeat.json")));
+    wait_for(Duration::from_secs(120), "rank 1's first step", || {
+        beat(1).is_some_and(|b| b["step"].as_u64() >= Some(1))
+    });
+    let pid = |r: usize| beat(r).and_then(|b| b["pid"].as_i64()).expect("pid") as i32;
+    let (pid0, pid1) = (pid(0), pid(1));
+    signal(pid1, libc::SIGSTOP);
+    let stopped = Instant::now();
+    let status = wait_with_deadline(&mut job, Duration::from_secs(5 + 15));
+    let took = stopped.elapsed();
+    let out = job.wait_with_output().expect("output");
+    let all = text(&out);
+    // mpirun's daemon may still be reaping its ranks for a moment after mpirun returns.
+    let gone = Instant::now() + Duration::from_secs(3);
+    while [pid0, pid1].iter().any(|&p| alive(p)) && Instant::now() < gone {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Leave nothing behind even if the job did: continue and kill the stopped rank.
+    let left: Vec<i32> = [pid0, pid1].into_iter().filter(|&p| alive(p)).collect();
+    for &p in &left {
+        signal(p, libc::SIGCONT);
+        signal(p, libc::SIGKILL);
+    }
+    assert_eq!(status.code(), Some(124), "the timeout's exit code: {all}");
+    assert!(took >= Duration::from_secs(4), "ended after {took:?}, before the timeout: {all}");
+    assert!(left.is_empty(), "ranks {left:?} were left behind: {all}");
+    let line =
+        all.lines().find(|l| l.starts_with("error: rank 0/2: ")).unwrap_or_else(|| panic!("no error line: {all}"));
+    // Where rank 0 waits depends on where rank 1 stopped: a gradient bucket, the loss mean…
+    assert!(
+        line.contains("(MPI ") && line.contains(" at step ") && line.ends_with("did not complete in 5 s"),
+        "{line}"
+    );
+    assert!(all.contains("rank 1: silent: stopped, stuck or dead"), "the silent rank is named: {all}");
+    let report = json(&d.join("run/rank_0.error.json")).expect("rank 0's error file");
+    assert_eq!((report["kind"].as_str(), report["exit_code"].as_i64()), (Some("timeout"), Some(124)));
+    assert_eq!(report["message"].as_str(), line.strip_prefix("error: "), "{report}");
+}
+
+/// The model's and the optimiser's tensors of a checkpoint, by name.
+fn weights(path: &Path) -> Vec<(String, Tensor)> {
+    let mut w = Tensor::read_safetensors(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    w.retain(|(n, _)| n.starts_with("model.") || n.starts_with("optim."));
+    w.sort_by(|a, b| a.0.cmp(&b.0));
+    w
+}
+
+fn checkpoints(run: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(run.join("checkpoints"))
+        .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    names.retain(|n| n.starts_with("ckpt_step_"));
+    names.sort();
+    names
+}
+
+#[test]
+fn sigterm_through_the_launcher_checkpoints_the_current_step_and_the_resume_ends_like_an_unbroken_run() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    setup(d);
+    let table = Path::new(env!("CARGO_MANIFEST_DIR")).join("rank_tables/hccl_1p.json");
+    let launch = |out_dir: &str, extra: &[&str]| {
+        let mut cmd = Command::new(launcher());
+        cmd.arg("--rank-table").arg(&table);
+        cmd.args(["--server-id", "127.0.0.1", "--max-restarts", "1", "--console", "none", "--log-dir", "lg"]);
+        cmd.args(["--", BIN, "train", "--config", "c.toml", "--set", &format!("train.output_dir={out_dir}")]);
+        cmd.args(extra).current_dir(d).stdout(Stdio::null()).stderr(Stdio::piped());
+        cmd
+    };
+    let mut job = launch("run", &[]).spawn().expect("segzoo-launch runs");
+    // A few steps in (one metrics line per step), between checkpoints.
+    let steps = || std::fs::read_to_string(d.join("run/metrics.jsonl")).map_or(0, |m| m.lines().count());
+    wait_for(Duration::from_secs(120), "3 training steps", || steps() >= 3);
+    signal(job.id() as i32, libc::SIGTERM);
+    let status = wait_with_deadline(&mut job, Duration::from_secs(30));
+    let log = std::fs::read_to_string(d.join("lg/rank_0.log")).expect("rank log");
+    assert_eq!(status.code(), Some(143), "the launcher exits 128 + SIGTERM: {log}");
+    let saved = checkpoints(&d.join("run"));
+    assert_eq!(saved.len(), 1, "one checkpoint, at the step SIGTERM came: {saved:?}\n{log}");
+    let step: u64 = saved[0].trim_start_matches("ckpt_step_").trim_end_matches(".safetensors").parse().expect("step");
+    assert!((3..160).contains(&step), "{saved:?}");
+    assert!(log.contains(&format!("stopped by SIGTERM at step {step}; checkpoint")), "{log}");
+    // No restart after a stop the launcher was asked for.
+    assert!(!log.contains("restart 1 of 1"), "{log}");
+
+    let resumed = launch("run", &["--resume", "auto"]).output().expect("resume");
+    let all = text(&resumed);
+    assert!(resumed.status.success(), "{all}");
+    let log = std::fs::read_to_string(d.join("lg/rank_0.log")).expect("rank log");
+    assert!(log.contains(&format!("at step {step}")), "resumed from the SIGTERM checkpoint: {log}");
+    let straight = launch("straight", &[]).output().expect("uninterrupted run");
+    assert!(straight.status.success(), "{}", text(&straight));
+    let last = "checkpoints/ckpt_step_00000160.safetensors";
+    let (a, b) = (weights(&d.join("run").join(last)), weights(&d.join("straight").join(last)));
+    assert_eq!(a.len(), b.len());
+    for ((name, x), (_, y)) in a.iter().zip(&b) {
+        assert!(x.equal(y), "{name} differs from the uninterrupted run's");
+    }
+}
