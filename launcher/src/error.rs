@@ -1,6 +1,7 @@
 //! The launcher's one error type and its exit codes: 2 for bad input (found before any
-//! worker starts), 1 for the launcher's own failures. A run that happened, failed or not,
-//! is not an error: its code comes from [`crate::report::RunReport::exit_code`].
+//! worker starts, or a leader refusing this server's table), 1 for the launcher's own
+//! failures and a lost group. A run that happened, failed or not,
+//! is not an error: its code comes from [`crate::cause::JobCause::exit_code`].
 use crate::rank_table::TableError;
 use std::path::PathBuf;
 
@@ -16,6 +17,17 @@ pub enum Error {
     /// A bad command-line value; the message names the option.
     #[error("{0}")]
     Argument(String),
+    /// Unreachable with a validated table (rank ids are exactly 0..n), kept explicit.
+    #[error("no server of the rank table holds rank 0 (servers: {servers})")]
+    NoRankZero { servers: String },
+    /// The leader does not take this server: its table or options differ.
+    #[error("the group leader at {addr} refused this server: {reason}")]
+    Refused { addr: String, reason: String },
+    #[error("cannot join the group at {addr} within {waited} s: {last}")]
+    CannotJoin { addr: String, waited: f64, last: String },
+    /// A follower's connection to the leader closed or went silent.
+    #[error("lost the group: {0}")]
+    LostGroup(String),
     #[error("cannot create log dir {}: {source}", path.display())]
     LogDir { path: PathBuf, source: std::io::Error },
     #[error("cannot open {}: {source}", path.display())]
@@ -43,8 +55,15 @@ impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
             // The input is at fault, as with a usage error; nothing has started.
-            Error::Table(_) | Error::ServerIdNotListed { .. } | Error::HostNotListed { .. } | Error::Argument(_) => 2,
-            Error::LogDir { .. }
+            Error::Table(_)
+            | Error::ServerIdNotListed { .. }
+            | Error::HostNotListed { .. }
+            | Error::Argument(_)
+            | Error::NoRankZero { .. }
+            | Error::Refused { .. } => 2,
+            Error::CannotJoin { .. }
+            | Error::LostGroup(_)
+            | Error::LogDir { .. }
             | Error::LogFile { .. }
             | Error::Spawn { .. }
             | Error::NoPid { .. }
@@ -70,6 +89,11 @@ mod tests {
             Error::ServerIdNotListed { id: "a".into(), servers: "b".into() },
             Error::HostNotListed { identities: "a".into(), servers: "b".into() },
             Error::Argument("--grace-period -1: must be a non-negative number of seconds".into()),
+            Error::NoRankZero { servers: "a, b".into() },
+            Error::Refused {
+                addr: "a:1".into(),
+                reason: "world size 4 in this server's rank table, 8 in the leader's".into(),
+            },
         ] {
             assert_eq!(e.exit_code(), 2, "{e}");
         }
@@ -80,6 +104,8 @@ mod tests {
             Error::NoPid { rank: 0 },
             Error::io("writing output")(io_error()),
             Error::Internal("x".into()),
+            Error::CannotJoin { addr: "a:1".into(), waited: 300.0, last: "connection refused".into() },
+            Error::LostGroup("connection to the leader at a:1 closed".into()),
         ] {
             assert_eq!(e.exit_code(), 1, "{e}");
         }

@@ -1,7 +1,9 @@
 //! `segzoo-launch`: reads an HCCL-style rank table and runs one supervised worker per
-//! device of this server. The command line, and the one place errors become exit codes.
+//! device of this server; with several servers, the launchers form a group led by the one
+//! holding rank 0. The command line, and the one place errors become exit codes.
 use clap::{Args, Parser, Subcommand};
 use segzoo_launch::error::Error;
+use segzoo_launch::job::{self, Role};
 use segzoo_launch::worker::Console;
 use segzoo_launch::{plan, rank_table, supervise};
 use std::net::Ipv4Addr;
@@ -35,13 +37,30 @@ struct Launch {
     /// Where `rank_<k>.log` files go.
     #[arg(long, default_value = "logs")]
     log_dir: PathBuf,
-    /// Port of rank 0's NCCL bootstrap (NCCL_COMM_ID=<first server>:<port>).
+    /// Port of rank 0's NCCL bootstrap (NCCL_COMM_ID=<rank 0's server>:<port>).
     #[arg(long, default_value_t = 29500)]
     master_port: u16,
-    /// Restart the whole local group this many times after a failure (the worker command
-    /// should resume, e.g. `segzoo train … --resume auto`).
+    /// Restart every server's group this many times after a worker's failure (the worker
+    /// command should resume, e.g. `segzoo train … --resume auto`). The same on every server.
     #[arg(long, default_value_t = 0)]
     max_restarts: u32,
+    /// With several servers: the TCP port the launcher of rank 0's server listens on for
+    /// the other launchers [default: --master-port + 1].
+    #[arg(long)]
+    group_port: Option<u16>,
+    /// With several servers, on the others: reach the group leader at HOST:PORT instead
+    /// of <rank 0's server_id>:<group port> (when the table's ids are not reachable
+    /// addresses, e.g. in tests).
+    #[arg(long, value_name = "HOST:PORT")]
+    group_addr: Option<String>,
+    /// Seconds to wait for every server to join (the leader), or for the leader to be
+    /// reachable (the others).
+    #[arg(long, default_value_t = 300.0)]
+    join_timeout: f64,
+    /// Seconds without any message (heartbeats are sent every second) after which a
+    /// server's launcher counts as lost.
+    #[arg(long, default_value_t = 10.0)]
+    heartbeat_timeout: f64,
     /// Which workers' output reaches the console, prefixed `[rank k]`.
     #[arg(long, value_enum, default_value = "all")]
     console: Console,
@@ -62,7 +81,7 @@ enum Command {
         /// This server's id in the table (default: a local address or the host name).
         #[arg(long)]
         server_id: Option<String>,
-        /// Port of rank 0's NCCL bootstrap (NCCL_COMM_ID=<first server>:<port>).
+        /// Port of rank 0's NCCL bootstrap (NCCL_COMM_ID=<rank 0's server>:<port>).
         #[arg(long, default_value_t = 29500)]
         master_port: u16,
     },
@@ -100,36 +119,49 @@ fn main() -> ExitCode {
     }
 }
 
-/// Start and supervise this server's workers; the exit code is the run's.
+/// Start and supervise this server's workers, with the other servers' launchers when
+/// there are several; the exit code is the job's.
 fn launch(args: Launch) -> Result<u8, Error> {
-    let opts = plan_launch(args)?;
+    let mut opts = plan_launch(args)?;
+    let log_dir = &opts.local.log_dir;
+    std::fs::create_dir_all(log_dir).map_err(|source| Error::LogDir { path: log_dir.clone(), source })?;
+    // Workers are told an absolute path: they may change directory.
+    opts.local.log_dir_abs = std::path::absolute(log_dir).map_err(Error::io(log_dir.display().to_string()))?;
+    // One thread: the workers' parent-death signal follows the thread that spawned them.
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(Error::io("cannot start the runtime"))?;
-    let report = runtime.block_on(supervise::run(&opts))?;
-    if let Some(text) = report.summary(&opts.log_dir) {
-        eprint!("{text}");
-    }
-    Ok(report.exit_code())
+    let finished = runtime.block_on(job::run(&opts))?;
+    eprint!("{}", finished.text);
+    Ok(finished.code)
 }
 
-/// Check the table and the arguments and plan the workers. Every error of bad input (exit
-/// code 2) is found here, before anything is created or started.
-fn plan_launch(args: Launch) -> Result<supervise::Options, Error> {
-    let table_file = args.rank_table.ok_or_else(|| Error::Argument("--rank-table is required".into()))?;
+/// Seconds from the command line: finite, and at least `min`.
+fn seconds(flag: &str, value: f64, min: f64, what: &str) -> Result<std::time::Duration, Error> {
+    if value.is_finite() && value >= min {
+        return Ok(std::time::Duration::from_secs_f64(value));
+    }
+    Err(Error::Argument(format!("--{flag} {value}: must be {what}")))
+}
+
+/// Check the table and the arguments and plan the workers and this launcher's role. Every
+/// error of bad input (exit code 2) is found here, before anything is created or started.
+fn plan_launch(args: Launch) -> Result<job::Options, Error> {
+    let table_file = args.rank_table.clone().ok_or_else(|| Error::Argument("--rank-table is required".into()))?;
     let table = rank_table::RankTable::load(&table_file)?;
     let index = plan::find_server(&table, args.server_id.as_deref(), &plan::local_identities())?;
-    if !(args.grace_period >= 0.0 && args.grace_period.is_finite()) {
-        let message = format!("--grace-period {}: must be a non-negative number of seconds", args.grace_period);
-        return Err(Error::Argument(message));
-    }
+    let grace = seconds("grace-period", args.grace_period, 0.0, "a non-negative number of seconds")?;
+    let join_timeout = seconds("join-timeout", args.join_timeout, 0.0, "a non-negative number of seconds")?;
+    let heartbeat_timeout =
+        seconds("heartbeat-timeout", args.heartbeat_timeout, 2.0, "at least 2 seconds (heartbeats come every second)")?;
     if args.command.is_empty() {
         return Err(Error::Argument("no worker command: put it after `--`".into()));
     }
+    let role = role(&table, index, &args)?;
     // Workers are handed an absolute path: they may change directory.
     let table_abs = std::path::absolute(&table_file).map_err(Error::io(table_file.display().to_string()))?;
-    let workers = plan::workers(&table, index, &table_abs, args.master_port);
+    let workers = plan::workers(&table, index, &table_abs, args.master_port)?;
     let server = &table.servers[index];
     eprintln!(
         "segzoo-launch: server {} ({} of {}), ranks {}, world size {}; logs in {}",
@@ -140,14 +172,60 @@ fn plan_launch(args: Launch) -> Result<supervise::Options, Error> {
         table.world_size(),
         args.log_dir.display()
     );
-    Ok(supervise::Options {
+    let local = supervise::Options {
         workers,
         command: args.command,
+        // Made absolute once the directory exists.
+        log_dir_abs: args.log_dir.clone(),
         log_dir: args.log_dir,
         console: args.console,
         max_restarts: args.max_restarts,
-        grace: std::time::Duration::from_secs_f64(args.grace_period),
+        grace,
+        server_id: server.server_id.clone(),
+        multi: table.servers.len() > 1,
+    };
+    Ok(job::Options {
+        local,
+        role,
+        ids: table.servers.iter().map(|s| s.server_id.clone()).collect(),
+        index,
+        world_size: table.world_size(),
+        join_timeout,
+        heartbeat_timeout,
     })
+}
+
+/// Alone, the leader (this server holds rank 0), or a follower, and where the leader is.
+fn role(table: &rank_table::RankTable, index: usize, args: &Launch) -> Result<Role, Error> {
+    if table.servers.len() == 1 {
+        return Ok(Role::Single);
+    }
+    let port = match args.group_port {
+        Some(p) => p,
+        None => args.master_port.checked_add(1).ok_or_else(|| {
+            Error::Argument(format!(
+                "--master-port {}: no port after it for the group; pass --group-port",
+                args.master_port
+            ))
+        })?,
+    };
+    if port == args.master_port {
+        // On rank 0's server both would listen: NCCL's bootstrap could not.
+        return Err(Error::Argument(format!("--group-port {port}: the same as --master-port; pick another")));
+    }
+    let leader = plan::rank0_server(table)?;
+    if leader == index {
+        return Ok(Role::Leader { port });
+    }
+    let addr = match &args.group_addr {
+        Some(addr) => addr.clone(),
+        // An IPv6 address needs brackets before its port.
+        None => match &table.servers[leader].server_id {
+            id if id.contains(':') => format!("[{id}]:{port}"),
+            id => format!("{id}:{port}"),
+        },
+    };
+    Ok(Role::Follower { addr })
 }
 
 /// `check`: validate the table and print every local worker's environment.
@@ -163,7 +241,7 @@ fn check(rank_table: &Path, server_id: Option<String>, master_port: u16) -> Resu
         server.server_id,
         server.devices.len()
     );
-    for w in plan::workers(&table, index, rank_table, master_port) {
+    for w in plan::workers(&table, index, rank_table, master_port)? {
         let env: Vec<String> = w.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
         text += &format!("[rank {}] {}\n", w.rank, env.join(" "));
     }

@@ -40,15 +40,22 @@ pub fn find_server(table: &RankTable, server_id: Option<&str>, identities: &[Str
     }
 }
 
+/// Index of the server holding rank 0: it hosts NCCL's bootstrap and leads the group.
+pub fn rank0_server(table: &RankTable) -> Result<usize, Error> {
+    table.servers.iter().position(|s| s.devices.iter().any(|d| d.rank_id == 0)).ok_or_else(|| Error::NoRankZero {
+        servers: table.servers.iter().map(|s| s.server_id.as_str()).collect::<Vec<_>>().join(", "),
+    })
+}
+
 /// The workers of server `index`, ordered by rank, with their environments.
-pub fn workers(table: &RankTable, index: usize, table_file: &Path, master_port: u16) -> Vec<Worker> {
+pub fn workers(table: &RankTable, index: usize, table_file: &Path, master_port: u16) -> Result<Vec<Worker>, Error> {
     let server = &table.servers[index];
     let mut devices = server.devices.clone();
     devices.sort_by_key(|d| d.rank_id);
     let world = table.world_size();
-    let master = &table.servers[0].server_id;
+    let master = &table.servers[rank0_server(table)?].server_id;
     let local_size = devices.len();
-    devices
+    let workers = devices
         .iter()
         .enumerate()
         .map(|(local_rank, d)| {
@@ -68,5 +75,6 @@ pub fn workers(table: &RankTable, index: usize, table_file: &Path, master_port: 
             .collect();
             Worker { rank: d.rank_id, local_rank, device_id: d.device_id, env }
         })
-        .collect()
+        .collect();
+    Ok(workers)
 }

@@ -1,9 +1,15 @@
-//! Running the local workers and watching them, as torchrun and the DeepSpeed launcher
+//! Running this server's workers and watching them, as torchrun and the DeepSpeed launcher
 //! do: fail-fast (SIGTERM the others, SIGKILL after a grace period), signals to the
-//! launcher forwarded to every worker, and whole-group restarts. [`Group`] is the state
-//! machine (events in, signals to send out); [`run`] drives it with real processes and
-//! returns a [`RunReport`].
+//! launcher forwarded to every worker, and generations started and stopped by the job's
+//! hub. [`Group`] is the state machine of one generation (events in, signals to send out);
+//! [`run`] drives it with real processes: it reports the local root cause to the hub at
+//! once, its end when every worker has exited, and follows the hub's start, stop and
+//! finish, so that every server restarts together and ends with the same summary.
+use crate::cause::JobCause;
 use crate::error::Error;
+use crate::error_file;
+use crate::hub::{Command, Report};
+use crate::link::{Down, Link};
 use crate::plan::Worker;
 use crate::report::{Cause, RankEnd, RunReport};
 use crate::worker::{self, spawn_worker, Console, End, Tail, WorkerState};
@@ -20,14 +26,30 @@ pub struct Options {
     pub workers: Vec<Worker>,
     /// The worker command and its arguments (not empty).
     pub command: Vec<String>,
+    /// As given: log files are opened there and named so in messages.
     pub log_dir: PathBuf,
+    /// The same, absolute (it exists): the workers' `SEGZOO_LOG_DIR` and error files.
+    pub log_dir_abs: PathBuf,
     pub console: Console,
     pub max_restarts: u32,
     /// Between SIGTERM and SIGKILL.
     pub grace: Duration,
+    /// This server's id in the table, named in the causes it reports.
+    pub server_id: String,
+    /// The table has more than one server: messages name servers and speak of every
+    /// server's group.
+    pub multi: bool,
 }
 
-/// What can happen while a group runs.
+/// How the job ended for this launcher: its exit code and what it prints.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finished {
+    pub code: u8,
+    /// The job's summary (the same on every server) and a line about the local ranks.
+    pub text: String,
+}
+
+/// What can happen to a generation's workers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Event {
     /// The worker at this index of the group ended.
@@ -36,15 +58,19 @@ enum Event {
     Signal(Signal),
     /// The grace period after the first SIGTERM/SIGINT ran out.
     GraceOver,
+    /// Stop every worker: the hub said so (something failed elsewhere), or it was lost.
+    Stop,
 }
 
-/// One attempt's workers and what has happened to them.
+/// One generation's workers and what has happened to them.
 struct Group {
     slots: Vec<Slot>,
     /// The first worker to fail on its own, and how.
     failed: Option<(usize, End)>,
     /// The first signal the launcher received.
     signalled: Option<Signal>,
+    /// Stopped from outside: its workers' ends are consequences, not failures.
+    halted: bool,
     /// When workers still running get SIGKILL.
     deadline: Option<Instant>,
     grace: Duration,
@@ -58,7 +84,7 @@ struct Slot {
 
 impl Group {
     pub fn new(grace: Duration) -> Group {
-        Group { slots: Vec::new(), failed: None, signalled: None, deadline: None, grace }
+        Group { slots: Vec::new(), failed: None, signalled: None, halted: false, deadline: None, grace }
     }
 
     pub fn push(&mut self, worker: Worker, pgid: worker::Pgid, tail: Tail) {
@@ -85,6 +111,7 @@ impl Group {
                 self.deadline = None;
                 Some(self.stopping(Signal::SIGKILL))
             }
+            Event::Stop => self.on_stop(now),
         }
     }
 
@@ -93,7 +120,7 @@ impl Group {
         let stopped = matches!(slot.state, WorkerState::Stopping { .. });
         slot.state = WorkerState::Exited { end, stopped };
         // Only a failure of its own, before any stop, is the root cause.
-        if end.ok() || stopped || self.failed.is_some() || self.signalled.is_some() {
+        if end.ok() || stopped || self.failed.is_some() || self.signalled.is_some() || self.halted {
             return None;
         }
         self.failed = Some((index, end));
@@ -109,6 +136,18 @@ impl Group {
         self.signalled.get_or_insert(sig);
         self.deadline.get_or_insert(now + self.grace);
         self.stopping(send)
+    }
+
+    /// A stop from outside, as fail-fast does it; nothing new when the workers are being
+    /// stopped already or have all exited.
+    fn on_stop(&mut self, now: Instant) -> Option<Signal> {
+        let already = self.failed.is_some() || self.signalled.is_some() || self.halted;
+        self.halted = true;
+        if already || self.live().next().is_none() {
+            return None;
+        }
+        self.deadline = Some(now + self.grace);
+        Some(self.stopping(Signal::SIGTERM))
     }
 
     /// Mark every live worker as being stopped with `sig`, and return `sig`.
@@ -130,11 +169,17 @@ impl Group {
         self.live().for_each(|pgid| pgid.signal(sig));
     }
 
-    /// The attempt's result, once every worker has exited.
+    /// Pass `sig` on to every worker that has not exited (the process, not its group).
+    pub fn forward(&self, sig: Signal) {
+        self.live().for_each(|pgid| pgid.signal_worker(sig));
+    }
+
+    /// The generation's result, once every worker has exited.
     pub fn into_report(self, restarts: u32) -> Result<RunReport, Error> {
         let cause = match (self.signalled, self.failed) {
             (Some(sig), _) => Cause::Signalled(sig),
             (None, Some((index, end))) => Cause::RankFailed { rank: self.slots[index].worker.rank, end },
+            (None, None) if self.halted => Cause::Stopped,
             (None, None) => Cause::AllSucceeded,
         };
         let ranks = self.slots.into_iter().map(Slot::into_rank_end).collect::<Result<_, _>>()?;
@@ -152,56 +197,251 @@ impl Slot {
     }
 }
 
-/// The launcher's SIGINT and SIGTERM, caught for the whole run.
+/// The launcher's signals, caught for the whole run: SIGINT and SIGTERM stop the job,
+/// SIGUSR1 and SIGUSR2 are only passed on (segzoo checkpoints on them).
 struct Signals {
     int: tokio::signal::unix::Signal,
     term: tokio::signal::unix::Signal,
+    usr1: tokio::signal::unix::Signal,
+    usr2: tokio::signal::unix::Signal,
 }
 
 impl Signals {
     fn install() -> Result<Signals, Error> {
-        let catch = |kind| signal(kind).map_err(Error::io("cannot catch SIGINT/SIGTERM"));
-        Ok(Signals { int: catch(SignalKind::interrupt())?, term: catch(SignalKind::terminate())? })
+        let catch = |kind| signal(kind).map_err(Error::io("cannot catch SIGINT/SIGTERM/SIGUSR1/SIGUSR2"));
+        Ok(Signals {
+            int: catch(SignalKind::interrupt())?,
+            term: catch(SignalKind::terminate())?,
+            usr1: catch(SignalKind::user_defined1())?,
+            usr2: catch(SignalKind::user_defined2())?,
+        })
     }
+
+    async fn recv(&mut self) -> Signal {
+        tokio::select! {
+            _ = self.int.recv() => Signal::SIGINT,
+            _ = self.term.recv() => Signal::SIGTERM,
+            _ = self.usr1.recv() => Signal::SIGUSR1,
+            _ = self.usr2.recv() => Signal::SIGUSR2,
+        }
+    }
+}
+
+/// Whether the launcher ends the job on this signal, or only passes it on.
+fn stops_the_job(sig: Signal) -> bool {
+    matches!(sig, Signal::SIGINT | Signal::SIGTERM)
 }
 
 type Waits = JoinSet<(usize, std::io::Result<ExitStatus>)>;
 
-/// Run the workers until they all succeed, one fails with no restarts left, or the
-/// launcher is signalled; the report says which.
-pub async fn run(opts: &Options) -> Result<RunReport, Error> {
-    std::fs::create_dir_all(&opts.log_dir).map_err(|source| Error::LogDir { path: opts.log_dir.clone(), source })?;
-    let mut signals = Signals::install()?;
-    let mut attempt = 0;
-    loop {
-        let report = run_attempt(opts, attempt, &mut signals).await?;
-        let Cause::RankFailed { rank, end } = report.cause else { return Ok(report) };
-        if attempt == opts.max_restarts {
-            return Ok(report);
+/// Follow the hub until it finishes the job: run each generation it starts, report the
+/// local root cause at once and the end when every local worker has exited. Errors are
+/// the launcher's own (it tells the hub first) or a lost hub.
+pub async fn run(opts: &Options, link: &mut Link) -> Result<Finished, Error> {
+    let mut local = Local { opts, link, generation: 0, last_cause: None, pending_signal: None, report: None };
+    let result = match Signals::install() {
+        Ok(mut signals) => local.serve(&mut signals).await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = &result {
+        if !matches!(e, Error::LostGroup(_)) {
+            let cause = JobCause::Launcher { server: opts.server_id.clone(), message: e.to_string() };
+            local.link.send(Report::Failed { generation: local.generation, cause });
         }
-        attempt += 1;
-        eprintln!(
-            "segzoo-launch: rank {rank} failed ({end}); restarting the local group (restart {attempt} of {})",
-            opts.max_restarts
-        );
+    }
+    result
+}
+
+/// This launcher's side of the job.
+struct Local<'a> {
+    opts: &'a Options,
+    link: &'a mut Link,
+    generation: u32,
+    /// The cause of the generation's stop, as the hub told it: the restart message and the
+    /// line about the local ranks use it.
+    last_cause: Option<JobCause>,
+    /// SIGINT/SIGTERM received: a generation started later is reported stopped at once.
+    pending_signal: Option<Signal>,
+    /// The last generation's result.
+    report: Option<RunReport>,
+}
+
+impl Local<'_> {
+    async fn serve(&mut self, signals: &mut Signals) -> Result<Finished, Error> {
+        // What ended a generation early, handled once its workers are gone.
+        let mut held: Option<Down> = None;
+        loop {
+            let down = match held.take() {
+                Some(down) => down,
+                None => tokio::select! {
+                    down = self.link.recv() => down,
+                    sig = signals.recv() => {
+                        self.idle_signal(sig);
+                        continue;
+                    }
+                },
+            };
+            match down {
+                Down::Lost(reason) => return Err(Error::LostGroup(reason)),
+                Down::Command(Command::Finish { code, summary }) => return Ok(self.finished(code, summary)),
+                Down::Command(Command::Stop { cause, .. }) => self.last_cause = Some(cause),
+                Down::Command(Command::Start { generation }) => held = self.run_generation(generation, signals).await?,
+            }
+        }
+    }
+
+    fn signal_cause(&self, sig: Signal) -> JobCause {
+        JobCause::Signal { server: self.opts.server_id.clone(), signal: sig as i32 }
+    }
+
+    /// A signal while no worker runs (before the start, between generations).
+    fn idle_signal(&mut self, sig: Signal) {
+        if !stops_the_job(sig) {
+            return eprintln!("segzoo-launch: {} received; no worker is running to pass it on to", sig.as_str());
+        }
+        if self.pending_signal.is_none() {
+            eprintln!("segzoo-launch: {} received; ending the job", sig.as_str());
+            self.link.send(Report::Failed { generation: self.generation, cause: self.signal_cause(sig) });
+        }
+        self.pending_signal.get_or_insert(sig);
+    }
+
+    /// Run one generation until every local worker has exited; returns what ended it early
+    /// (a lost hub, an unexpected finish) for the caller to handle.
+    async fn run_generation(&mut self, generation: u32, signals: &mut Signals) -> Result<Option<Down>, Error> {
+        let o = self.opts;
+        if generation > 0 {
+            let whose = if o.multi { "every server's group" } else { "the local group" };
+            let why = self.last_cause.as_ref().map(|c| format!("{}; ", c.describe(o.multi))).unwrap_or_default();
+            eprintln!("segzoo-launch: {why}restarting {whose} (restart {generation} of {})", o.max_restarts);
+        }
+        self.generation = generation;
+        self.last_cause = None;
+        if let Some(sig) = self.pending_signal {
+            self.link.send(Report::Failed { generation, cause: self.signal_cause(sig) });
+            self.link.send(Report::Ended { generation, ok: false, detail: None });
+            return Ok(None);
+        }
+        let mut pumps = JoinSet::new();
+        let (mut group, mut waits) = start_group(o, generation, &mut pumps)?;
+        let mut held = None;
+        if let Err(e) = self.watch(&mut group, &mut waits, signals, &mut held).await {
+            // Leave nothing behind: the workers' children included.
+            group.signal_live(Signal::SIGKILL);
+            return Err(e);
+        }
+        // The pipes close when the workers (and their children) are gone; do not wait
+        // forever on a straggler that inherited one.
+        let _ =
+            tokio::time::timeout(Duration::from_secs(5), async { while pumps.join_next().await.is_some() {} }).await;
+        let report = group.into_report(generation)?;
+        if !matches!(held, Some(Down::Lost(_))) {
+            let detail = match report.cause {
+                Cause::RankFailed { rank, .. } => Some(report.detail(rank, &o.log_dir, &o.log_dir_abs)),
+                _ => None,
+            };
+            self.link.send(Report::Ended { generation, ok: report.cause == Cause::AllSucceeded, detail });
+        }
+        self.report = Some(report);
+        Ok(held)
+    }
+
+    /// Feed events to the group, send the signals it asks for and report its root cause,
+    /// until every worker exited.
+    async fn watch(
+        &mut self,
+        group: &mut Group,
+        waits: &mut Waits,
+        signals: &mut Signals,
+        held: &mut Option<Down>,
+    ) -> Result<(), Error> {
+        loop {
+            // Without a deadline the timer branch is disabled; the instant is then never awaited.
+            let kill_at = group.deadline().unwrap_or_else(Instant::now);
+            let event = tokio::select! {
+                joined = waits.join_next() => {
+                    let Some(joined) = joined else { return Ok(()) };
+                    let (index, status) = joined.map_err(|e| Error::Internal(format!("waiting for a worker: {e}")))?;
+                    let rank = group.slots[index].worker.rank;
+                    let status = status.map_err(Error::io(format!("waiting for rank {rank}")))?;
+                    Event::Exited { index, end: End::from_status(status) }
+                }
+                sig = signals.recv() => {
+                    if !stops_the_job(sig) {
+                        eprintln!("segzoo-launch: {} received; passed on to every worker", sig.as_str());
+                        group.forward(sig);
+                        continue;
+                    }
+                    Event::Signal(sig)
+                }
+                _ = tokio::time::sleep_until(kill_at), if group.deadline().is_some() => Event::GraceOver,
+                down = self.link.recv(), if held.is_none() => match self.on_hub(down, held) {
+                    Some(event) => event,
+                    None => continue,
+                },
+            };
+            self.apply(group, event);
+        }
+    }
+
+    /// What a command of the hub means while workers run.
+    fn on_hub(&mut self, down: Down, held: &mut Option<Down>) -> Option<Event> {
+        match down {
+            Down::Command(Command::Stop { generation, cause }) if generation == self.generation => {
+                self.last_cause = Some(cause);
+                Some(Event::Stop)
+            }
+            Down::Command(Command::Stop { .. } | Command::Start { .. }) => None,
+            Down::Lost(ref reason) => {
+                eprintln!("segzoo-launch: lost the group ({reason}); stopping the local workers");
+                *held = Some(down);
+                Some(Event::Stop)
+            }
+            Down::Command(Command::Finish { .. }) => {
+                *held = Some(down);
+                Some(Event::Stop)
+            }
+        }
+    }
+
+    /// Apply `event`, send what it asks for, and tell the hub a new local root cause.
+    fn apply(&mut self, group: &mut Group, event: Event) {
+        let (failed, signalled) = (group.failed.is_some(), group.signalled.is_some());
+        let send = group.apply(event, Instant::now());
+        if let (Event::Stop, Some(_), Some(cause)) = (event, send, &self.last_cause) {
+            eprintln!("segzoo-launch: {}; stopping the local workers", cause.describe(self.opts.multi));
+        }
+        if let Some(sig) = send {
+            group.signal_live(sig);
+        }
+        if let (false, Some((index, end))) = (failed, group.failed) {
+            let w = &group.slots[index].worker;
+            let cause = JobCause::Rank { server: self.opts.server_id.clone(), rank: w.rank, device: w.device_id, end };
+            self.link.send(Report::Failed { generation: self.generation, cause });
+        }
+        if let (false, Some(sig)) = (signalled, group.signalled) {
+            self.pending_signal.get_or_insert(sig);
+            self.link.send(Report::Failed { generation: self.generation, cause: self.signal_cause(sig) });
+        }
+    }
+
+    /// The job's summary, then (after a failure) how this server's ranks ended.
+    fn finished(&self, code: u8, summary: String) -> Finished {
+        let mut text = summary;
+        if let (Some(report), true) = (&self.report, code != 0) {
+            let server = self.opts.multi.then_some(self.opts.server_id.as_str());
+            let root = match &self.last_cause {
+                Some(JobCause::Rank { server, rank, .. }) if *server == self.opts.server_id => Some(*rank),
+                _ => None,
+            };
+            text += &report.local_line(server, root).unwrap_or_default();
+        }
+        Finished { code, text }
     }
 }
 
-async fn run_attempt(opts: &Options, attempt: u32, signals: &mut Signals) -> Result<RunReport, Error> {
-    let mut pumps = JoinSet::new();
-    let (mut group, mut waits) = start_group(opts, attempt, &mut pumps)?;
-    if let Err(e) = watch(&mut group, &mut waits, signals).await {
-        // Leave nothing behind: the workers' children included.
-        group.signal_live(Signal::SIGKILL);
-        return Err(e);
-    }
-    // The pipes close when the workers (and their children) are gone; do not wait
-    // forever on a straggler that inherited one.
-    let _ = tokio::time::timeout(Duration::from_secs(5), async { while pumps.join_next().await.is_some() {} }).await;
-    group.into_report(attempt)
-}
-
-/// Spawn every worker; if one cannot be started, kill those that were.
+/// Spawn every worker, each after removing its stale error file; if one cannot be
+/// started, kill those that were.
 fn start_group(opts: &Options, attempt: u32, pumps: &mut JoinSet<()>) -> Result<(Group, Waits), Error> {
     let console_rank = opts.workers.iter().map(|w| w.rank).min();
     let mut group = Group::new(opts.grace);
@@ -216,11 +456,14 @@ fn start_group(opts: &Options, attempt: u32, pumps: &mut JoinSet<()>) -> Result<
             command: &opts.command,
             worker: w,
             log_dir: &opts.log_dir,
+            log_dir_abs: &opts.log_dir_abs,
             attempt,
             max_restarts: opts.max_restarts,
             echo,
         };
-        let mut spawned = match spawn_worker(&launch, pumps) {
+        let spawned = error_file::remove_stale(&error_file::path(&opts.log_dir_abs, w.rank))
+            .and_then(|()| spawn_worker(&launch, pumps));
+        let mut spawned = match spawned {
             Ok(s) => s,
             Err(e) => {
                 group.signal_live(Signal::SIGKILL);
@@ -231,34 +474,6 @@ fn start_group(opts: &Options, attempt: u32, pumps: &mut JoinSet<()>) -> Result<
         group.push(w.clone(), spawned.pgid, spawned.tail);
     }
     Ok((group, waits))
-}
-
-/// Feed events to the group, and send the signals it asks for, until every worker exited.
-async fn watch(group: &mut Group, waits: &mut Waits, signals: &mut Signals) -> Result<(), Error> {
-    while let Some(event) = next_event(group, waits, signals).await? {
-        if let Some(sig) = group.apply(event, Instant::now()) {
-            group.signal_live(sig);
-        }
-    }
-    Ok(())
-}
-
-/// The next thing to happen; `None` once every worker has been waited for.
-async fn next_event(group: &Group, waits: &mut Waits, signals: &mut Signals) -> Result<Option<Event>, Error> {
-    // Without a deadline the timer branch is disabled; the instant is then never awaited.
-    let kill_at = group.deadline().unwrap_or_else(Instant::now);
-    tokio::select! {
-        joined = waits.join_next() => {
-            let Some(joined) = joined else { return Ok(None) };
-            let (index, status) = joined.map_err(|e| Error::Internal(format!("waiting for a worker: {e}")))?;
-            let rank = group.slots[index].worker.rank;
-            let status = status.map_err(Error::io(format!("waiting for rank {rank}")))?;
-            Ok(Some(Event::Exited { index, end: End::from_status(status) }))
-        }
-        _ = signals.int.recv() => Ok(Some(Event::Signal(Signal::SIGINT))),
-        _ = signals.term.recv() => Ok(Some(Event::Signal(Signal::SIGTERM))),
-        _ = tokio::time::sleep_until(kill_at), if group.deadline().is_some() => Ok(Some(Event::GraceOver)),
-    }
 }
 
 #[cfg(test)]
@@ -291,7 +506,6 @@ mod tests {
         assert_eq!(g.apply(exited(0, End::Code(0)), now), None);
         let report = g.into_report(0).expect("all exited");
         assert_eq!(report.cause, Cause::AllSucceeded);
-        assert_eq!(report.exit_code(), 0);
         assert_eq!(report.ranks.iter().map(|r| r.rank).collect::<Vec<_>>(), vec![0, 1]);
     }
 
@@ -308,16 +522,15 @@ mod tests {
         assert_eq!(g.apply(exited(2, End::Signal(15)), now), None);
         let report = g.into_report(0).expect("all exited");
         assert_eq!(report.cause, Cause::RankFailed { rank: 1, end: End::Code(7) });
-        assert_eq!(report.exit_code(), 7);
         let stopped: Vec<bool> = report.ranks.iter().map(|r| r.stopped).collect();
         assert_eq!(stopped, vec![true, false, true]);
     }
 
     #[test]
-    fn a_killed_worker_is_the_cause_with_128_plus_its_signal() {
+    fn a_killed_worker_is_the_cause_with_its_signal() {
         let mut g = group(1);
         assert_eq!(g.apply(exited(0, End::Signal(9)), Instant::now()), Some(Signal::SIGTERM));
-        assert_eq!(g.into_report(0).expect("exited").exit_code(), 137);
+        assert_eq!(g.into_report(0).expect("exited").cause, Cause::RankFailed { rank: 0, end: End::Signal(9) });
     }
 
     #[test]
@@ -334,7 +547,7 @@ mod tests {
     }
 
     #[test]
-    fn a_signal_to_the_launcher_is_forwarded_and_decides_the_exit_code() {
+    fn a_signal_to_the_launcher_is_forwarded_and_is_the_cause() {
         let mut g = group(2);
         let now = Instant::now();
         assert_eq!(g.apply(Event::Signal(Signal::SIGTERM), now), Some(Signal::SIGTERM));
@@ -343,7 +556,6 @@ mod tests {
         assert_eq!(g.apply(exited(1, End::Code(1)), now), None);
         let report = g.into_report(0).expect("exited");
         assert_eq!(report.cause, Cause::Signalled(Signal::SIGTERM));
-        assert_eq!(report.exit_code(), 143);
     }
 
     #[test]
@@ -353,17 +565,51 @@ mod tests {
         assert_eq!(g.apply(Event::Signal(Signal::SIGINT), now), Some(Signal::SIGINT));
         assert_eq!(g.apply(Event::Signal(Signal::SIGINT), now), Some(Signal::SIGKILL));
         g.apply(exited(0, End::Signal(9)), now);
-        assert_eq!(g.into_report(0).expect("exited").exit_code(), 130);
+        assert_eq!(g.into_report(0).expect("exited").cause, Cause::Signalled(Signal::SIGINT));
     }
 
     #[test]
-    fn a_signal_after_a_failure_decides_the_exit_code() {
+    fn a_signal_after_a_failure_is_the_cause() {
         let mut g = group(2);
         let now = Instant::now();
         g.apply(exited(0, End::Code(7)), now);
         assert_eq!(g.apply(Event::Signal(Signal::SIGINT), now), Some(Signal::SIGINT));
         g.apply(exited(1, End::Code(130)), now);
         assert_eq!(g.into_report(0).expect("exited").cause, Cause::Signalled(Signal::SIGINT));
+    }
+
+    #[test]
+    fn a_stop_from_outside_terms_the_workers_who_then_count_as_stopped_not_failed() {
+        let mut g = group(2);
+        let now = Instant::now();
+        assert_eq!(g.apply(Event::Stop, now), Some(Signal::SIGTERM));
+        assert_eq!(g.deadline(), Some(now + GRACE));
+        assert!(matches!(g.state(0), WorkerState::Stopping { .. }));
+        // Exiting non-zero on the SIGTERM is no failure of their own.
+        assert_eq!(g.apply(exited(0, End::Code(143)), now), None);
+        assert_eq!(g.apply(exited(1, End::Signal(15)), now), None);
+        let report = g.into_report(0).expect("exited");
+        assert_eq!(report.cause, Cause::Stopped);
+        assert!(report.ranks.iter().all(|r| r.stopped));
+    }
+
+    #[test]
+    fn a_stop_after_a_local_failure_or_signal_sends_nothing_new() {
+        let now = Instant::now();
+        let mut g = group(2);
+        g.apply(exited(0, End::Code(7)), now);
+        assert_eq!(g.apply(Event::Stop, now), None);
+        g.apply(exited(1, End::Code(143)), now);
+        assert_eq!(g.into_report(0).expect("exited").cause, Cause::RankFailed { rank: 0, end: End::Code(7) });
+
+        let mut g = group(1);
+        g.apply(Event::Signal(Signal::SIGINT), now);
+        assert_eq!(g.apply(Event::Stop, now), None, "no SIGTERM on top of the forwarded SIGINT");
+
+        let mut g = group(1);
+        g.apply(exited(0, End::Code(0)), now);
+        assert_eq!(g.apply(Event::Stop, now), None, "no worker left to stop");
+        assert_eq!(g.into_report(0).expect("exited").cause, Cause::Stopped);
     }
 
     #[test]

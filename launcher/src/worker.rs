@@ -1,7 +1,8 @@
-//! One worker process: how it is started ([`spawn_worker`]: its own process group, its
-//! environment, output pumped line by line to `<log-dir>/rank_<k>.log`, a tail kept for the
-//! failure summary, and the console), the group id it is signalled by ([`Pgid`]), its
-//! states ([`WorkerState`]) and how it ended ([`End`]).
+//! One worker process: how it is started ([`spawn_worker`]: its own process group, killed
+//! with its launcher, its environment, output pumped line by line to
+//! `<log-dir>/rank_<k>.log`, a tail kept for the failure summary, and the console), the
+//! group id it is signalled by ([`Pgid`]), its states ([`WorkerState`]) and how it ended
+//! ([`End`]).
 use crate::error::Error;
 use crate::plan::Worker;
 use nix::sys::signal::{killpg, Signal};
@@ -56,10 +57,16 @@ impl Pgid {
         // The group may be gone already (ESRCH): nothing to signal then.
         let _ = killpg(self.0, sig);
     }
+
+    /// Signal only the worker itself, the group's leader: for signals it acts on (a
+    /// checkpoint request), which its helper processes may not handle and would die of.
+    pub fn signal_worker(self, sig: Signal) {
+        let _ = nix::sys::signal::kill(self.0, sig);
+    }
 }
 
-/// How a worker ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How a worker ended. It crosses the network in a failure's cause.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum End {
     Code(i32),
     Signal(i32),
@@ -134,7 +141,10 @@ pub struct Launch<'a> {
     /// The worker command and its arguments (not empty).
     pub command: &'a [String],
     pub worker: &'a Worker,
+    /// As given on the command line: the log file is opened there.
     pub log_dir: &'a Path,
+    /// The same, absolute: what the worker is told (it may change directory).
+    pub log_dir_abs: &'a Path,
     /// 0 for the first start, k for the k-th restart.
     pub attempt: u32,
     pub max_restarts: u32,
@@ -191,16 +201,38 @@ fn open_log(launch: &Launch) -> Result<std::fs::File, Error> {
 
 fn command(launch: &Launch) -> Command {
     let mut cmd = Command::new(&launch.command[0]);
+    let error_file = crate::error_file::path(launch.log_dir_abs, launch.worker.rank);
     cmd.args(&launch.command[1..])
         .envs(launch.worker.env.iter().map(|(k, v)| (k, v)))
         .env("SEGZOO_LAUNCH_RESTART", launch.attempt.to_string())
+        .env("SEGZOO_LOG_DIR", launch.log_dir_abs)
+        .env("SEGZOO_ERROR_FILE", error_file)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         // Its own group, so signals reach the worker's children too.
         .process_group(0)
         .kill_on_drop(true);
+    let launcher = nix::unistd::getpid();
+    // SAFETY: the closure runs in the forked child before exec and makes only two system
+    // calls (prctl, getppid), both async-signal-safe; it allocates nothing.
+    unsafe {
+        cmd.pre_exec(move || die_with(launcher));
+    }
     cmd
+}
+
+/// In the child before exec: be killed when the launcher dies, even by SIGKILL, so that no
+/// worker runs on unsupervised. The parent-death signal follows the thread that forked,
+/// which is the launcher's main thread (its runtime has one thread). A launcher that died
+/// before the call is caught by the parent check: the child was re-parented already.
+fn die_with(launcher: Pid) -> std::io::Result<()> {
+    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)?;
+    if nix::unistd::getppid() != launcher {
+        // An OS error needs no allocation (the forked child may not allocate).
+        return Err(std::io::Error::from(nix::errno::Errno::ESRCH));
+    }
+    Ok(())
 }
 
 /// Where a pumped stream's lines are echoed on the console.

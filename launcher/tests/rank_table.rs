@@ -1,5 +1,5 @@
 //! Rank tables: both forms, the shipped tables, worker environments, and rejections.
-use segzoo_launch::plan::{find_server, workers};
+use segzoo_launch::plan::{find_server, rank0_server, workers};
 use segzoo_launch::rank_table::{generate, parse_device_list, RankTable};
 use std::path::Path;
 
@@ -16,13 +16,13 @@ fn env_of(w: &segzoo_launch::plan::Worker, key: &str) -> String {
 fn shipped_tables_give_the_right_environments() {
     let t = shipped("hccl_1p.json");
     assert_eq!(t.world_size(), 1);
-    let ws = workers(&t, 0, Path::new("t.json"), 29500);
+    let ws = workers(&t, 0, Path::new("t.json"), 29500).expect("planned");
     assert_eq!(ws.len(), 1);
     assert_eq!(env_of(&ws[0], "RANK_SIZE"), "1");
     assert_eq!(env_of(&ws[0], "NCCL_COMM_ID"), "127.0.0.1:29500");
 
     let t = shipped("hccl_8p.json");
-    let ws = workers(&t, 0, Path::new("/x/hccl_8p.json"), 29600);
+    let ws = workers(&t, 0, Path::new("/x/hccl_8p.json"), 29600).expect("planned");
     assert_eq!(ws.len(), 8);
     for (k, w) in ws.iter().enumerate() {
         assert_eq!(env_of(w, "RANK_ID"), k.to_string());
@@ -37,13 +37,29 @@ fn shipped_tables_give_the_right_environments() {
     let t = shipped("hccl_16p_2servers.json");
     assert_eq!(t.world_size(), 16);
     let second = find_server(&t, Some("10.0.0.2"), &[]).expect("listed");
-    let ws = workers(&t, second, Path::new("t.json"), 29500);
+    let ws = workers(&t, second, Path::new("t.json"), 29500).expect("planned");
     assert_eq!(ws.iter().map(|w| w.rank).collect::<Vec<_>>(), (8..16).collect::<Vec<_>>());
     assert_eq!(env_of(&ws[3], "LOCAL_RANK"), "3");
     assert_eq!(env_of(&ws[3], "DEVICE_ID"), "3");
     assert_eq!(env_of(&ws[3], "SERVER_ID"), "10.0.0.2");
-    // Every rank bootstraps against the first server.
+    // Every rank bootstraps against the server holding rank 0.
     assert_eq!(env_of(&ws[3], "NCCL_COMM_ID"), "10.0.0.1:29500");
+}
+
+#[test]
+fn nccl_comm_id_names_the_server_holding_rank_0_wherever_it_is_listed() {
+    let text = v1(
+        r#"{"server_id": "10.0.0.1", "device": [{"device_id": "0", "rank_id": "1"}]},
+           {"server_id": "10.0.0.2", "device": [{"device_id": "0", "rank_id": "0"}]}"#,
+        "2",
+        "completed",
+    );
+    let t = RankTable::parse(&text, "t.json").expect("valid");
+    assert_eq!(rank0_server(&t).ok(), Some(1));
+    for index in 0..2 {
+        let ws = workers(&t, index, Path::new("t.json"), 29500).expect("planned");
+        assert_eq!(env_of(&ws[0], "NCCL_COMM_ID"), "10.0.0.2:29500", "server {index}");
+    }
 }
 
 #[test]
@@ -69,7 +85,7 @@ fn legacy_form_with_integers() {
     }"#;
     let t = RankTable::parse(text, "old.json").expect("valid");
     assert_eq!(t.world_size(), 2);
-    let ws = workers(&t, 0, Path::new("old.json"), 1);
+    let ws = workers(&t, 0, Path::new("old.json"), 1).expect("planned");
     assert_eq!((ws[0].rank, ws[0].device_id, ws[0].local_rank), (0, 4, 0));
     assert_eq!((ws[1].rank, ws[1].device_id, ws[1].local_rank), (1, 5, 1));
 }

@@ -89,12 +89,33 @@ fn every_rank_gets_its_environment_for_the_shipped_tables() {
         );
     }
 
-    // Two servers: each launcher starts its own eight ranks.
-    for (server, first) in [("10.0.0.1", 0), ("10.0.0.2", 8)] {
-        let sub = d.join(server);
-        std::fs::create_dir_all(&sub).expect("dir");
-        let out = launch(&sub, "hccl_16p_2servers.json", &["--server-id", server], ENV_DUMP);
-        assert!(out.status.success(), "{}", text(&out));
+    // Two servers: each launcher starts its own eight ranks; they run together, as a group
+    // led by the launcher of rank 0's server, reached on loopback.
+    let port = free_port();
+    let group = ["--group-port".to_string(), port.to_string()];
+    let join = ["--group-addr".to_string(), format!("127.0.0.1:{port}")];
+    let launchers: Vec<_> = [("10.0.0.1", 0, &group), ("10.0.0.2", 8, &join)]
+        .into_iter()
+        .map(|(server, first, group_opts)| {
+            let sub = d.join(server);
+            std::fs::create_dir_all(&sub).expect("dir");
+            let child = Command::new(LAUNCH)
+                .arg("--rank-table")
+                .arg(table("hccl_16p_2servers.json"))
+                .args(["--server-id", server, "--join-timeout", "20"])
+                .args(group_opts)
+                .args(["--", "sh", "-c", ENV_DUMP])
+                .current_dir(&sub)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("segzoo-launch starts");
+            (server, first, sub, child)
+        })
+        .collect();
+    for (server, first, sub, child) in launchers {
+        let out = child.wait_with_output().expect("segzoo-launch ends");
+        assert!(out.status.success(), "{server}: {}", text(&out));
         for local in 0..8 {
             let r = first + local;
             expect_env(
@@ -113,6 +134,12 @@ fn every_rank_gets_its_environment_for_the_shipped_tables() {
         }
         assert!(!sub.join(format!("env_{}", (first + 8) % 16)).exists(), "only this server's ranks run here");
     }
+}
+
+/// A TCP port free on loopback a moment ago.
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
 }
 
 #[test]
@@ -207,6 +234,41 @@ fn sigint_to_the_launcher_reaches_every_worker_and_it_exits_130() {
     for r in 0..8 {
         assert_eq!(read(d.join(format!("int_{r}"))), "int\n", "rank {r}");
     }
+}
+
+#[test]
+fn sigusr1_and_sigusr2_reach_every_worker_and_the_job_goes_on() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let script = r#"
+        trap 'touch usr1_$RANK_ID' USR1
+        trap 'touch usr2_$RANK_ID' USR2
+        touch started_$RANK_ID
+        while [ ! -f done ]; do sleep 0.02; done"#;
+    let mut child = Command::new(LAUNCH)
+        .arg("--rank-table")
+        .arg(table("hccl_8p.json"))
+        .args(["--server-id", "127.0.0.1", "--console", "none", "--", "sh", "-c", script])
+        .current_dir(d)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starts");
+    let wait_for = |prefix: &str| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while (0..8).any(|r| !d.join(format!("{prefix}_{r}")).exists()) {
+            assert!(Instant::now() < deadline, "not every worker wrote {prefix}_<rank>");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    wait_for("started");
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    nix::sys::signal::kill(pid, Signal::SIGUSR1).expect("signal");
+    wait_for("usr1");
+    nix::sys::signal::kill(pid, Signal::SIGUSR2).expect("signal");
+    wait_for("usr2");
+    std::fs::write(d.join("done"), "").expect("write");
+    assert_eq!(child.wait().expect("ends").code(), Some(0), "the signals did not end the job");
 }
 
 #[test]
