@@ -68,4 +68,18 @@ fn cpu_workers_of_the_launcher_are_told_to_use_mpirun() {
     assert_eq!(out.status.code(), Some(1), "{all}");
     assert!(all.contains("job failed: rank "), "{all}");
     assert!(all.contains("mpirun -n 2 segzoo train"), "{all}");
+    // The failed rank's error file (SEGZOO_ERROR_FILE, in the log dir) is what the summary says.
+    let rank: usize = all
+        .split("job failed: rank ")
+        .nth(1)
+        .and_then(|t| t.split(' ').next())
+        .and_then(|r| r.parse().ok())
+        .expect("rank");
+    let file = d.join(format!("logs/rank_{rank}.error.json"));
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&file).expect("the failed rank's error file")).expect("json");
+    assert_eq!((report["rank"].as_u64(), report["kind"].as_str()), (Some(rank as u64), Some("error")));
+    let message = report["message"].as_str().expect("message");
+    assert!(message.contains("has no MPI world to join"), "{message}");
+    assert!(all.contains(&format!("error reported by rank {rank} (")) && all.contains(message), "{all}");
 }
