@@ -5,7 +5,8 @@
 //! - [`rank_table`]: parsing and validating rank tables; `gen-table`.
 //! - [`plan`]: which server this is, which leads, and each local worker's environment.
 //! - [`worker`]: starting one worker (process group, environment, log pumps) and its states.
-//! - [`supervise`]: the state machine of a local group, driven by real processes and the hub.
+//! - [`group`]: the state machine of one generation of the local workers.
+//! - [`supervise`]: driving it with real processes, following the hub.
 //! - [`report`]: the typed result of a local generation: success, detail, local ranks.
 //! - [`error_file`]: the error file a failing worker may leave, read into the summary.
 //! - [`cause`]: why a job stops: its exit code and summary line, the same on every server.
@@ -19,6 +20,7 @@ pub mod cause;
 pub mod error;
 pub mod error_file;
 pub mod follower;
+pub mod group;
 pub mod hub;
 pub mod job;
 pub mod leader;
