@@ -95,16 +95,17 @@ fn main() -> std::process::ExitCode {
     segzoo::dist::watchdog::finish();
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
-        // Preempted: the checkpoint is written; the exit code says which signal ended it.
-        Err(e) if e.downcast_ref::<Interrupted>().is_some() => {
-            let code = e.downcast_ref::<Interrupted>().map_or(1, Interrupted::exit_code);
-            eprintln!("{who}{e}");
-            std::process::ExitCode::from(code)
-        }
-        Err(e) => {
-            eprintln!("error: {who}{e:#}");
-            segzoo::dist::watchdog::record_failure("error", &e, 1);
-            std::process::ExitCode::FAILURE
-        }
+        Err(e) => match e.downcast_ref::<Interrupted>() {
+            // Preempted: the checkpoint is written; the exit code says which signal ended it.
+            Some(stop) => {
+                eprintln!("{who}{stop}");
+                std::process::ExitCode::from(stop.exit_code())
+            }
+            None => {
+                eprintln!("error: {who}{e:#}");
+                segzoo::dist::watchdog::record_failure("error", &e, 1);
+                std::process::ExitCode::FAILURE
+            }
+        },
     }
 }

@@ -134,7 +134,7 @@ pub fn set_phase(phase: &'static str) {
 
 /// The step in progress, when training.
 pub fn step() -> Option<u64> {
-    dog().map(|d| d.step.load(Ordering::Relaxed)).filter(|&s| s > 0)
+    dog().and_then(|d| d.current_step())
 }
 
 /// Run `f` with its collectives labelled as being for `what`.
@@ -168,8 +168,7 @@ impl Drop for Guard {
 /// collective timeout.
 pub fn guard(op: &str) -> Guard {
     let Some(d) = dog() else { return Guard(None) };
-    let step = Some(d.step.load(Ordering::Relaxed)).filter(|&s| s > 0);
-    Guard(Some(d.add(label(op), step, d.opts.timeout, None)))
+    Guard(Some(d.add(label(op), d.current_step(), d.opts.timeout, None)))
 }
 
 /// Register the job's start (`label`), which has its own limit.
@@ -181,8 +180,7 @@ pub fn guard_start(label: &str, limit: Duration) -> Guard {
 /// Register an enqueued collective `op`, in flight until `done` says it completed.
 pub fn track(op: &str, done: impl FnMut() -> bool + Send + 'static) {
     if let Some(d) = dog() {
-        let step = Some(d.step.load(Ordering::Relaxed)).filter(|&s| s > 0);
-        d.add(label(op), step, d.opts.timeout, Some(Box::new(done)));
+        d.add(label(op), d.current_step(), d.opts.timeout, Some(Box::new(done)));
     }
 }
 
@@ -225,6 +223,11 @@ impl Dog {
         }
     }
 
+    /// The step in progress, when training.
+    fn current_step(&self) -> Option<u64> {
+        Some(self.step.load(Ordering::Relaxed)).filter(|&s| s > 0)
+    }
+
     fn add(&self, label: String, step: Option<u64>, limit: Duration, done: Option<DoneFn>) -> u64 {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         lock(&self.works).push(Work { id, label, step, started: Instant::now(), limit, done });
@@ -256,8 +259,7 @@ impl Dog {
         }
         drop(works);
         let error = lock(&self.probe).as_mut().and_then(|probe| probe())?;
-        let step = self.step.load(Ordering::Relaxed);
-        let at = if step > 0 { format!(" at step {step}") } else { String::new() };
+        let at = self.current_step().map_or(String::new(), |s| format!(" at step {s}"));
         Some((format!("the communicator failed{at}: {error}"), EXIT_NCCL, "nccl"))
     }
 
