@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Sets up everything segzoo needs to build and run, idempotently:
 #   Debian packages (OpenMPI, libclang for mpi-sys), a project-local .venv with
-#   the pinned torch 2.11.0 (libtorch for tch 0.24), and .segzoo/ with stable
-#   links that .cargo/config.toml and build.rs point at.
+#   the pinned torch 2.11.0 (libtorch for tch 0.24), ONNX Runtime and Pillow for the
+#   offline deployment scripts (scripts/onnx_infer.py), and .segzoo/ with stable links
+#   that .cargo/config.toml and build.rs point at.
 # SEGZOO_TORCH=cpu|cuda overrides the automatic choice (cuda when nvidia-smi sees a GPU).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 TORCH_VERSION="2.11.0"
+ORT_VERSION="1.32.0"
 CPU_EXTRAS=("nvidia-cuda-runtime==13.0.96" "nvidia-cuda-cupti==13.0.85")
 log() { echo "[setup] $*"; }
 
@@ -51,6 +53,15 @@ if [[ "$have_version" != "$TORCH_VERSION" || "$have_flavour" != "$FLAVOUR" ]]; t
   fi
 fi
 
+# --- ONNX Runtime for the deployment scripts (no torch import there) ---------
+# Python-side only: the slim CPU torch above cannot be imported, so onnx_infer.py runs
+# on onnxruntime + numpy + Pillow. Checked by version/import, installed only when missing.
+have_ort="$($VPY -c 'import importlib.metadata as m; print(m.version("onnxruntime"))' 2>/dev/null || true)"
+if [[ "$have_ort" != "$ORT_VERSION" ]] || ! $VPY -c 'import numpy, PIL' >/dev/null 2>&1; then
+  log "installing onnxruntime==$ORT_VERSION, numpy and pillow into .venv"
+  $VPY -m pip install -q --disable-pip-version-check "onnxruntime==$ORT_VERSION" numpy pillow
+fi
+
 # --- stable links for cargo --------------------------------------------------
 SITE="$($VPY -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
 mkdir -p .segzoo/lib
@@ -63,4 +74,4 @@ for cand in "$SITE/nvidia/nccl/lib/libnccl.so.2" "$SITE/nvidia/cu13/lib/libnccl.
   if [[ -e "$cand" ]]; then NCCL="$cand"; break; fi
 done
 if [[ -n "$NCCL" ]]; then ln -sfn "$NCCL" .segzoo/lib/libnccl.so; else rm -f .segzoo/lib/libnccl.so; fi
-log "ready: torch $TORCH_VERSION ($FLAVOUR), LIBTORCH=.segzoo/libtorch, nccl link: $([[ -e .segzoo/lib/libnccl.so ]] && echo yes || echo 'none (CPU set)')"
+log "ready: torch $TORCH_VERSION ($FLAVOUR), onnxruntime $ORT_VERSION, LIBTORCH=.segzoo/libtorch, nccl link: $([[ -e .segzoo/lib/libnccl.so ]] && echo yes || echo 'none (CPU set)')"
