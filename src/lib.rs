@@ -1,8 +1,10 @@
 //! segzoo: semantic-segmentation training, evaluation and serving on libtorch.
 pub mod app;
+pub mod atomic;
 pub mod cli;
 pub mod config;
 pub mod data;
+pub mod deploy;
 pub mod dist;
 pub mod envinfo;
 pub mod eval;

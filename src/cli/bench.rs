@@ -22,6 +22,34 @@ pub enum BenchCommand {
         #[arg(long, value_parser = parse_device)]
         device: Option<tch::Device>,
     },
+    /// Forward-pass throughput of the plain form and the deploy form (BatchNorm folded).
+    Infer {
+        #[arg(long)]
+        config: PathBuf,
+        /// Input HEIGHTxWIDTH (default: the config's crop size).
+        #[arg(long)]
+        size: Option<String>,
+        #[arg(long, default_value_t = 1)]
+        batch: i64,
+        /// Intra-op threads (default: libtorch's).
+        #[arg(long)]
+        threads: Option<i32>,
+        /// fp32, or autocast to bf16/fp16 (CUDA).
+        #[arg(long, value_enum, default_value = "fp32")]
+        precision: InferPrecision,
+        /// Time the plain form alone.
+        #[arg(long)]
+        no_fold: bool,
+        #[arg(long, default_value_t = 10)]
+        iters: usize,
+        /// Weights to load (default: the model's initialisation).
+        #[arg(long)]
+        checkpoint: Option<PathBuf>,
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        #[arg(long, value_parser = parse_device)]
+        device: Option<tch::Device>,
+    },
     /// Training-pipeline throughput: decode + augment + collate, on the config's train list.
     Data {
         #[arg(long)]
@@ -38,6 +66,15 @@ pub enum BenchCommand {
 pub fn run(cmd: BenchCommand) -> anyhow::Result<Output> {
     match cmd {
         BenchCommand::Train { config, steps, set, device } => bench_train(&config_with(&config, &set)?, steps, device),
+        BenchCommand::Infer { config, size, batch, threads, precision, no_fold, iters, checkpoint, set, device } => {
+            let cfg = config_with(&config, &set)?;
+            let size = match size {
+                Some(s) => parse_hw(&s)?,
+                None => (cfg.data.crop_size[0] as i64, cfg.data.crop_size[1] as i64),
+            };
+            let opts = InferBenchArgs { size, batch, threads, precision, fold: !no_fold, iters, checkpoint, device };
+            bench_infer(&cfg, &opts)
+        }
         BenchCommand::Data { config, threads, batches, set } => {
             bench_data(&config_with(&config, &set)?, threads, batches)
         }
@@ -63,6 +100,82 @@ fn bench_train(cfg: &Config, steps: usize, device: Option<tch::Device>) -> anyho
             "gradient all-reduce over {size} ranks ({} backend, {how}): {:.1} ms/step exposed after backward",
             comm.kind(),
             r.exposed_comm_ms
+        ));
+    }
+    Ok(out)
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum InferPrecision {
+    Fp32,
+    Bf16,
+    Fp16,
+}
+
+struct InferBenchArgs {
+    size: (i64, i64),
+    batch: i64,
+    threads: Option<i32>,
+    precision: InferPrecision,
+    fold: bool,
+    iters: usize,
+    checkpoint: Option<PathBuf>,
+    device: Option<tch::Device>,
+}
+
+fn parse_hw(s: &str) -> anyhow::Result<(i64, i64)> {
+    let (h, w) = s.split_once(['x', 'X']).with_context(|| format!("--size {s:?}: expected HEIGHTxWIDTH"))?;
+    let n = |v: &str| v.trim().parse::<i64>().ok().filter(|&v| v > 0);
+    n(h).zip(n(w)).with_context(|| format!("--size {s:?}: sides must be positive integers"))
+}
+
+/// The plain form, then (unless `--no-fold`) the deploy form, on one random batch.
+fn bench_infer(cfg: &Config, a: &InferBenchArgs) -> anyhow::Result<Output> {
+    use crate::config::Precision;
+    use crate::deploy::bench::time_forward;
+    if let Some(t) = a.threads {
+        anyhow::ensure!(t > 0, "--threads must be positive");
+        tch::set_num_threads(t);
+    }
+    let device = a.device.unwrap_or(tch::Device::Cpu);
+    anyhow::ensure!(a.batch > 0, "--batch must be positive");
+    let model = crate::app::build_model(cfg, device)?;
+    if let Some(c) = &a.checkpoint {
+        crate::models::weights::load_file(&model, c, crate::models::weights::LoadMode::Strict)?;
+    }
+    let (h, w) = a.size;
+    model.check_input_size(h, w)?;
+    let precision = match a.precision {
+        InferPrecision::Fp32 => Precision::Fp32,
+        InferPrecision::Bf16 => Precision::Bf16,
+        InferPrecision::Fp16 => Precision::Fp16,
+    };
+    let x = tch::Tensor::randn([a.batch, 3, h, w], (tch::Kind::Float, device));
+    let run = |t: &tch::Tensor| {
+        crate::train::amp::autocast(device, precision, || model.forward_main(t, false))
+            .expect("autocast accepted above")
+    };
+    let threads = tch::get_num_threads();
+    let mut out = Output::text(format!(
+        "bench infer: {} on {device:?}, {threads} threads, batch {} of {h}×{w}, {precision:?}\n",
+        cfg.model.name, a.batch
+    ));
+    // Checked once here (libtorch may refuse the precision on this device); `run` repeats it.
+    let reference = tch::no_grad(|| crate::train::amp::autocast(device, precision, || model.forward_main(&x, false)))?;
+    let plain = time_forward(&model, &x, a.iters, &run);
+    out.line(format!(
+        "plain form (BatchNorm separate, NCHW): {:.1} ms/batch, {:.2} img/s",
+        plain.ms_per_batch, plain.img_per_s
+    ));
+    if a.fold {
+        let folded = crate::deploy::fold::into_deploy_form(&model)?;
+        let diff = tch::no_grad(|| (run(&x) - &reference).abs().max().double_value(&[]));
+        let deploy = time_forward(&model, &x, a.iters, &run);
+        out.line(format!(
+            "deploy form ({folded} BatchNorms folded): {:.1} ms/batch, {:.2} img/s — {:.2}× the plain form; outputs differ by {diff:.1e} at most",
+            deploy.ms_per_batch,
+            deploy.img_per_s,
+            plain.ms_per_batch / deploy.ms_per_batch
         ));
     }
     Ok(out)

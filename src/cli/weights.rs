@@ -1,5 +1,6 @@
 //! Commands on weight files: `convert` (.pth → safetensors), `export` (a checkpoint's
-//! weights alone) and `forward` (one eval-mode pass on a stored input).
+//! weights alone, or its deploy form as ONNX or TorchScript) and `forward` (one eval-mode
+//! pass on a stored input).
 use super::info::resolve_model;
 use super::Output;
 use crate::models::weights::{load_file, load_into, normalise_names, read_tensors, write_safetensors_atomic, LoadMode};
@@ -29,19 +30,102 @@ pub fn convert(args: ConvertArgs) -> anyhow::Result<Output> {
     Ok(Output::text(format!("wrote {} tensors to {}\n", tensors.len(), args.output.display())))
 }
 
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExportFormat {
+    /// The weights alone, official names (no config needed).
+    Safetensors,
+    /// An ONNX model (opset 17) of the deploy form, with metadata.
+    Onnx,
+    /// A traced TorchScript module of the deploy form (fixed input size).
+    Torchscript,
+}
+
 #[derive(Args)]
 pub struct ExportArgs {
+    /// A training checkpoint or weights file (.safetensors or .pth).
     #[arg(long)]
     checkpoint: PathBuf,
     #[arg(long)]
     out: PathBuf,
+    #[arg(long, value_enum, default_value = "safetensors")]
+    format: ExportFormat,
+    /// The run's TOML config, or a preset name (onnx, torchscript).
+    #[arg(long)]
+    config: Option<String>,
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+    /// Also export the auxiliary heads' outputs.
+    #[arg(long)]
+    aux: bool,
+    /// Fix the input size as HEIGHTxWIDTH (default: dynamic batch, height and width).
+    #[arg(long, value_parser = parse_hw)]
+    input_size: Option<(i64, i64)>,
+}
+
+/// `HxW`, both positive.
+fn parse_hw(s: &str) -> Result<(i64, i64), String> {
+    let (h, w) = s.split_once(['x', 'X']).ok_or_else(|| format!("{s:?}: expected HEIGHTxWIDTH, e.g. 512x1024"))?;
+    let n = |v: &str| {
+        v.trim().parse::<i64>().ok().filter(|&v| v > 0).ok_or_else(|| format!("{s:?}: {v:?} is not a positive size"))
+    };
+    Ok((n(h)?, n(w)?))
+}
+
+/// A config file with overrides, or a preset with the defaults of its dataset.
+fn export_config(arg: &str, set: &[String]) -> anyhow::Result<crate::config::Config> {
+    let path = std::path::Path::new(arg);
+    if arg.ends_with(".toml") || path.is_file() {
+        return super::config_with(path, set);
+    }
+    anyhow::ensure!(set.is_empty(), "--set needs a config file, not a preset name");
+    let preset = crate::models::registry::find_preset(arg)?;
+    let mut cfg = crate::config::Config::default();
+    cfg.model.name = arg.to_string();
+    cfg.data.dataset = crate::app::deploy::dataset_for_classes(preset.num_classes).unwrap_or(cfg.data.dataset);
+    Ok(cfg)
 }
 
 pub fn export(args: ExportArgs) -> anyhow::Result<Output> {
-    let tensors = normalise_names(read_tensors(&args.checkpoint)?);
-    anyhow::ensure!(!tensors.is_empty(), "{}: no weights", args.checkpoint.display());
-    write_safetensors_atomic(&tensors, &args.out)?;
-    Ok(Output::text(format!("wrote {} tensors to {}\n", tensors.len(), args.out.display())))
+    if args.format == ExportFormat::Safetensors {
+        let tensors = normalise_names(read_tensors(&args.checkpoint)?);
+        anyhow::ensure!(!tensors.is_empty(), "{}: no weights", args.checkpoint.display());
+        write_safetensors_atomic(&tensors, &args.out)?;
+        return Ok(Output::text(format!("wrote {} tensors to {}\n", tensors.len(), args.out.display())));
+    }
+    let config = args.config.as_deref().context("--config (the run's config or a preset) is needed for this format")?;
+    let cfg = export_config(config, &args.set)?;
+    let model = crate::app::build_model(&cfg, tch::Device::Cpu)?;
+    load_file(&model, &args.checkpoint, LoadMode::Strict)?;
+    let opts = crate::deploy::export::ExportOptions {
+        aux: args.aux,
+        input_size: args.input_size,
+        metadata: crate::app::deploy::onnx_metadata(&cfg, &model, args.aux, args.input_size),
+    };
+    let (report, what) = match args.format {
+        ExportFormat::Onnx => (crate::deploy::export::write_onnx(&model, &opts, &args.out)?, "ONNX"),
+        _ => (crate::deploy::export::write_torchscript(&model, &opts, &args.out)?, "TorchScript"),
+    };
+    let size = match args.input_size {
+        Some((h, w)) => format!("input 1×3×{h}×{w} (batch dynamic in ONNX)"),
+        None => format!("dynamic batch and size (sides multiples of {})", model.input_multiple()),
+    };
+    let mut out = Output::text(format!(
+        "wrote {what} {} ({:.1} MB): {}, {} BatchNorms folded, outputs {}, {size}\n",
+        args.out.display(),
+        report.bytes as f64 / 1e6,
+        model.preset,
+        report.folded,
+        report.output_names.join(", ")
+    ));
+    if what == "ONNX" {
+        out.line(format!(
+            "{} nodes, {} initializers, opset {}",
+            report.nodes,
+            report.initializers,
+            crate::deploy::onnx::OPSET
+        ));
+    }
+    Ok(out)
 }
 
 #[derive(Args)]

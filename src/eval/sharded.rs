@@ -26,6 +26,8 @@ pub fn evaluate_checkpoint(
     let model = crate::app::build_model(cfg, device)?;
     // Training checkpoints and weights-only files (safetensors or .pth) alike.
     load_file(&model, weights, LoadMode::Strict)?;
+    // The deploy form: BatchNorm folded into the convolutions (eval only).
+    crate::deploy::fold::into_deploy_form(&model)?;
     let modes = crate::app::inference_options(cfg, &model);
     evaluate_sharded(cfg, &model, comm, &modes, comm.rank() == 0)
 }

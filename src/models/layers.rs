@@ -24,6 +24,8 @@ pub struct Scope<'a> {
     pub freeze_bn: bool,
     /// Shared by the model's BatchNorm layers: set, they synchronize over the ranks.
     pub sync: super::sync_bn::SyncSlot,
+    /// The deploy form's folded convolutions and BatchNorms, by module name.
+    pub fusion: super::fusion::FusionSlots,
 }
 
 impl<'a> Scope<'a> {
@@ -34,6 +36,7 @@ impl<'a> Scope<'a> {
             order: Rc::new(RefCell::new(Vec::new())),
             freeze_bn,
             sync: Default::default(),
+            fusion: Default::default(),
         }
     }
 
@@ -45,6 +48,7 @@ impl<'a> Scope<'a> {
             order: self.order.clone(),
             freeze_bn: self.freeze_bn,
             sync: self.sync.clone(),
+            fusion: self.fusion.clone(),
         }
     }
 
@@ -68,6 +72,11 @@ impl<'a> Scope<'a> {
         self.path.add(name, t.to_device(self.path.device()), false)
     }
 
+    /// This scope's module name (`layer1.0.conv1`).
+    pub fn name(&self) -> &str {
+        self.prefix.strip_suffix('.').unwrap_or(&self.prefix)
+    }
+
     /// Entries created so far, in order.
     pub fn entries(&self) -> Vec<Entry> {
         self.order.borrow().clone()
@@ -81,6 +90,8 @@ pub struct Conv2d {
     stride: i64,
     padding: i64,
     groups: i64,
+    /// Weight and bias with a BatchNorm folded in (the deploy form), used in eval mode.
+    folded: super::fusion::ConvSlot,
 }
 
 /// He-normal (fan-out) for convolutions, as torchvision does for ReLU networks.
@@ -100,10 +111,14 @@ impl Conv2d {
     pub fn grouped(s: &Scope, cin: i64, cout: i64, k: i64, stride: i64, padding: i64, groups: i64, bias: bool) -> Self {
         let weight = s.param("weight", &[cout, cin / groups, k, k], CONV_INIT);
         let bias = bias.then(|| s.param("bias", &[cout], Init::Const(0.0)));
-        Conv2d { weight, bias, stride, padding, groups }
+        Conv2d { weight, bias, stride, padding, groups, folded: s.fusion.conv(s.name()) }
     }
 
     pub fn forward(&self, x: &Tensor) -> Tensor {
+        // Only a deploy-form model (eval only, `Model::forward_t` checks) has folded weights.
+        if let Some((w, b)) = &*self.folded.borrow() {
+            return x.conv2d(w, Some(b), [self.stride], [self.padding], [1], self.groups);
+        }
         x.conv2d(&self.weight, self.bias.as_ref(), [self.stride], [self.padding], [1], self.groups)
     }
 }
@@ -128,6 +143,8 @@ pub struct BatchNorm2d {
     pub(crate) eps: f64,
     frozen: bool,
     sync: super::sync_bn::SyncSlot,
+    /// Folded into the convolution before it (the deploy form): an identity.
+    folded: super::fusion::BnSlot,
 }
 
 impl BatchNorm2d {
@@ -155,6 +172,7 @@ impl BatchNorm2d {
             eps: 1e-5,
             frozen: s.freeze_bn,
             sync: s.sync.clone(),
+            folded: s.fusion.bn(s.name()),
         }
     }
 
@@ -162,6 +180,9 @@ impl BatchNorm2d {
     /// the model synchronizes BN — running statistics otherwise; a frozen BN always uses
     /// its running statistics.
     pub fn forward(&self, x: &Tensor, train: bool) -> Tensor {
+        if self.folded.get() {
+            return x.shallow_clone();
+        }
         let train = train && !self.frozen;
         if train {
             tch::no_grad(|| {

@@ -9,6 +9,7 @@
 //! [`ModelSpec`].
 pub mod bisenetv2;
 pub mod blocks;
+pub mod fusion;
 pub mod hrnet;
 pub mod hrnet_cls;
 pub mod hrnetv2;

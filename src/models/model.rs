@@ -67,6 +67,8 @@ pub struct Model {
     pub num_classes: i64,
     /// The BatchNorm layers' shared synchronization slot.
     pub(crate) sync: super::sync_bn::SyncSlot,
+    /// The deploy form's folded convolutions and BatchNorms.
+    pub(crate) fusion: super::fusion::FusionSlots,
 }
 
 /// One state-dict entry, as the reference manifests list them.
@@ -82,8 +84,20 @@ pub struct TensorInfo {
 
 impl Model {
     /// Forward pass; returns every head's output in `output_names` order.
+    ///
+    /// Panics when asked to train the deploy form (BatchNorm folded away), a programming error.
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Vec<Tensor> {
+        assert!(!train || !self.is_folded(), "the deploy form of {} cannot train", self.preset);
         self.net.forward(x, train)
+    }
+
+    /// The deploy form: BatchNorm folded into the convolutions (`crate::deploy::fold`).
+    pub fn is_folded(&self) -> bool {
+        self.fusion.folded_count() > 0
+    }
+
+    pub fn fusion(&self) -> &super::fusion::FusionSlots {
+        &self.fusion
     }
 
     /// The main output (`logits`) alone.

@@ -55,9 +55,9 @@ pub fn build(spec: &ModelSpec, device: Device) -> anyhow::Result<Model> {
     let vs = nn::VarStore::new(device);
     let scope = Scope::root(vs.root(), spec.freeze_bn);
     let net = construct(&scope, spec, &preset, num_classes)?;
-    let (entries, sync) = (scope.entries(), scope.sync.clone());
+    let (entries, sync, fusion) = (scope.entries(), scope.sync.clone(), scope.fusion.clone());
     drop(scope);
-    Ok(Model { entries, vs, net, preset: preset.name.to_string(), num_classes, sync })
+    Ok(Model { entries, vs, net, preset: preset.name.to_string(), num_classes, sync, fusion })
 }
 
 /// Overrides the preset's architecture has no use for are errors, not silently ignored.

@@ -251,22 +251,10 @@ pub fn load_file(model: &Model, path: &Path, mode: LoadMode) -> anyhow::Result<L
 /// Write named tensors as safetensors through a temporary file and a rename,
 /// so a crash never leaves a half-written file under the real name.
 pub fn write_safetensors_atomic(tensors: &[(String, Tensor)], path: &Path) -> anyhow::Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("weights");
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    // Contiguous NCHW on disk whatever the model's memory format.
     let cpu: Vec<(String, Tensor)> =
         tensors.iter().map(|(n, t)| (n.clone(), t.to_device(tch::Device::Cpu).contiguous())).collect();
-    let result = (|| -> anyhow::Result<()> {
-        Tensor::write_safetensors(&cpu, &tmp).with_context(|| format!("writing {}", tmp.display()))?;
-        std::fs::File::open(&tmp)?.sync_all()?;
-        std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    crate::atomic::write_with(path, |tmp| Ok(Tensor::write_safetensors(&cpu, tmp)?))
 }
 
 /// Save a model's full state dict (official names) as safetensors.
