@@ -168,11 +168,12 @@ fn bench_infer(cfg: &Config, a: &InferBenchArgs) -> anyhow::Result<Output> {
         plain.ms_per_batch, plain.img_per_s
     ));
     if a.fold {
-        let folded = crate::deploy::fold::into_deploy_form(&model)?;
+        let folded = crate::deploy::form::into_deploy_form(&model)?;
         let diff = tch::no_grad(|| (run(&x) - &reference).abs().max().double_value(&[]));
         let deploy = time_forward(&model, &x, a.iters, &run);
         out.line(format!(
-            "deploy form ({folded} BatchNorms folded): {:.1} ms/batch, {:.2} img/s — {:.2}× the plain form; outputs differ by {diff:.1e} at most",
+            "deploy form ({folded} BatchNorms folded, {:?}): {:.1} ms/batch, {:.2} img/s — {:.2}× the plain form; outputs differ by {diff:.1e} at most",
+            crate::deploy::form::memory_format(device),
             deploy.ms_per_batch,
             deploy.img_per_s,
             plain.ms_per_batch / deploy.ms_per_batch

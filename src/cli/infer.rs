@@ -79,7 +79,7 @@ pub fn run(args: InferArgs) -> anyhow::Result<Output> {
     let device = crate::dist::device::for_this_process(args.device)?;
     let model = crate::app::build_model(&cfg, device)?;
     load_file(&model, &args.checkpoint, LoadMode::Strict)?;
-    crate::deploy::fold::into_deploy_form(&model)?;
+    crate::deploy::form::into_deploy_form(&model)?;
     if args.format == OutputFormat::Labelid && cfg.data.dataset != DatasetKind::Cityscapes {
         anyhow::bail!("--format labelid is for Cityscapes; use trainid for {:?}", cfg.data.dataset);
     }

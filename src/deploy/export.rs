@@ -99,7 +99,7 @@ pub fn onnx_from(e: &Exportable, opts: &ExportOptions, device: tch::Device) -> a
 /// The ONNX model of `model`'s deploy form (its BatchNorms are folded first).
 pub fn onnx_model(model: &Model, opts: &ExportOptions) -> anyhow::Result<ModelProto> {
     check_size(model, opts)?;
-    crate::deploy::fold::into_deploy_form(model)?;
+    crate::deploy::form::into_deploy_form(model)?;
     let select = outputs(model, opts.aux);
     let forward = |x: &Tensor| {
         let mut all = model.forward_t(x, false);

@@ -84,14 +84,6 @@ pub fn fold_batch_norm(model: &Model, sample: &Tensor) -> anyhow::Result<usize> 
     Ok(pairs.len())
 }
 
-/// Makes `model` its deploy form (BatchNorm folded; eval only), tracing it on a small
-/// input of a size it accepts. Returns the number of BatchNorms folded.
-pub fn into_deploy_form(model: &Model) -> anyhow::Result<usize> {
-    let m = model.input_multiple().max(1);
-    let side = 2 * m * 32 / gcd(m, 32);
-    fold_batch_norm(model, &Tensor::zeros([1, 3, side, side], (Kind::Float, model.device())))
-}
-
 pub(crate) fn gcd(a: i64, b: i64) -> i64 {
     if b == 0 {
         a

@@ -5,6 +5,7 @@
 pub mod bench;
 pub mod export;
 pub mod fold;
+pub mod form;
 pub mod onnx;
 pub mod onnx_proto;
 pub mod symbolic;

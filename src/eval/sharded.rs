@@ -27,7 +27,7 @@ pub fn evaluate_checkpoint(
     // Training checkpoints and weights-only files (safetensors or .pth) alike.
     load_file(&model, weights, LoadMode::Strict)?;
     // The deploy form: BatchNorm folded into the convolutions (eval only).
-    crate::deploy::fold::into_deploy_form(&model)?;
+    crate::deploy::form::into_deploy_form(&model)?;
     let modes = crate::app::inference_options(cfg, &model);
     evaluate_sharded(cfg, &model, comm, &modes, comm.rank() == 0)
 }

@@ -14,6 +14,7 @@ pub mod hrnet;
 pub mod hrnet_cls;
 pub mod hrnetv2;
 pub mod layers;
+pub mod memory_format;
 pub mod model;
 pub mod ocr;
 pub mod refinenet;
