@@ -320,8 +320,8 @@ fn onnx_runtime_predictions_score_the_same_miou_as_segzoo_eval() {
     let r = data.to_str().expect("utf-8");
     ok(&segzoo(&["synth", "cityscapes", "--out", r, "--train", "1", "--val", "3", "--size", "100x60", "--seed", "5"]));
     // The tiny HRNetV2 as a config describes it, with trained-like statistics.
-    let mut cfg = segzoo::config::Config::default();
-    cfg.model = common::tiny_model_config("hrnetv2_w18_small_v2");
+    let mut cfg =
+        segzoo::config::Config { model: common::tiny_model_config("hrnetv2_w18_small_v2"), ..Default::default() };
     cfg.data.root = data.clone();
     cfg.data.num_workers = 1;
     let cfg_path = d.join("tiny.toml");
