@@ -152,5 +152,6 @@ pub fn inference_options(cfg: &Config, model: &Model) -> InferenceOptions {
         },
         align_corners: model.align_corners(),
         input_multiple: model.input_multiple(),
+        precision: e.precision,
     }
 }

@@ -112,6 +112,16 @@ pub enum InferPrecision {
     Fp16,
 }
 
+impl From<InferPrecision> for crate::config::Precision {
+    fn from(p: InferPrecision) -> Self {
+        match p {
+            InferPrecision::Fp32 => Self::Fp32,
+            InferPrecision::Bf16 => Self::Bf16,
+            InferPrecision::Fp16 => Self::Fp16,
+        }
+    }
+}
+
 struct InferBenchArgs {
     size: (i64, i64),
     batch: i64,
@@ -145,11 +155,7 @@ fn bench_infer(cfg: &Config, a: &InferBenchArgs) -> anyhow::Result<Output> {
     }
     let (h, w) = a.size;
     model.check_input_size(h, w)?;
-    let precision = match a.precision {
-        InferPrecision::Fp32 => Precision::Fp32,
-        InferPrecision::Bf16 => Precision::Bf16,
-        InferPrecision::Fp16 => Precision::Fp16,
-    };
+    let precision: Precision = a.precision.into();
     let x = tch::Tensor::randn([a.batch, 3, h, w], (tch::Kind::Float, device));
     let run = |t: &tch::Tensor| {
         crate::train::amp::autocast(device, precision, || model.forward_main(t, false))

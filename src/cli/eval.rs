@@ -29,6 +29,9 @@ pub struct EvalArgs {
     /// Sliding-window inference (tiles of eval.crop_size, default data.crop_size).
     #[arg(long)]
     sliding: bool,
+    /// Forward precision: fp32, or autocast to bf16/fp16 (CUDA); default eval.precision.
+    #[arg(long, value_enum)]
+    precision: Option<super::bench::InferPrecision>,
 }
 
 pub fn eval(args: EvalArgs) -> anyhow::Result<Output> {
@@ -39,6 +42,9 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<Output> {
     }
     cfg.eval.flip |= args.flip;
     cfg.eval.sliding |= args.sliding;
+    if let Some(p) = args.precision {
+        cfg.eval.precision = p.into();
+    }
     let (_, device, comm) = crate::dist::join(args.device, &cfg.dist, None)?;
     let start = std::time::Instant::now();
     let evaluated = crate::eval::sharded::evaluate_checkpoint(&cfg, &args.checkpoint, device, comm.as_ref());

@@ -38,6 +38,9 @@ pub struct InferArgs {
     overlay: bool,
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
+    /// Forward precision: fp32, or autocast to bf16/fp16 (CUDA); default eval.precision.
+    #[arg(long, value_enum)]
+    precision: Option<crate::cli::bench::InferPrecision>,
     #[arg(long, value_parser = parse_device)]
     device: Option<tch::Device>,
 }
@@ -75,7 +78,10 @@ fn inputs(input: &Path, root: &Path) -> anyhow::Result<Vec<PathBuf>> {
 }
 
 pub fn run(args: InferArgs) -> anyhow::Result<Output> {
-    let cfg = config_with(&args.config, &args.set)?;
+    let mut cfg = config_with(&args.config, &args.set)?;
+    if let Some(p) = args.precision {
+        cfg.eval.precision = p.into();
+    }
     let device = crate::dist::device::for_this_process(args.device)?;
     let model = crate::app::build_model(&cfg, device)?;
     load_file(&model, &args.checkpoint, LoadMode::Strict)?;
@@ -90,7 +96,7 @@ pub fn run(args: InferArgs) -> anyhow::Result<Output> {
     let start = std::time::Instant::now();
     for path in &inputs {
         let img = read_rgb(path)?;
-        let ids = predict::predict(&model, &img, cfg.data.mean, cfg.data.std)?;
+        let ids = predict::predict(&model, &img, cfg.data.mean, cfg.data.std, cfg.eval.precision)?;
         let (w, h) = (img.width(), img.height());
         let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("image");
         match args.format {

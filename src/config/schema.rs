@@ -55,6 +55,9 @@ pub struct EvalConfig {
     /// Default: exp_logits for HRNet/OCRNet, probs otherwise.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub averaging: Option<Averaging>,
+    /// Forward precision of the deploy form in `segzoo eval`/`infer`: fp32, or autocast to
+    /// bf16/fp16 (meant for CUDA).
+    pub precision: Precision,
 }
 
 impl Default for EvalConfig {
@@ -69,6 +72,7 @@ impl Default for EvalConfig {
             crop_size: None,
             stride: None,
             averaging: None,
+            precision: Precision::Fp32,
         }
     }
 }

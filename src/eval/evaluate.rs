@@ -59,7 +59,8 @@ pub fn run(
         Task::Classification => Tally::Cls(TopK::default()),
     };
     let bar = progress.then(|| crate::progress::progress(indices.len() as u64, "eval"));
-    let net = |x: &tch::Tensor| model.forward_main(x, false);
+    inference::check_precision(device, modes.precision)?;
+    let net = |x: &tch::Tensor| modes.forward(model, x);
     for batch in loader::epoch(ds, indices, 0, opts) {
         let batch = batch?;
         let x = batch.images.to_device(device);

@@ -28,9 +28,20 @@ pub struct InferenceOptions {
     pub align_corners: bool,
     /// Inputs are padded bottom/right to a multiple of this (BiSeNetV2, HRNet-C: 32).
     pub input_multiple: i64,
+    /// fp32, or the forward under autocast to bf16/fp16 (scores are fp32 either way).
+    pub precision: crate::config::Precision,
 }
 
 impl InferenceOptions {
+    /// `model`'s main output under `self.precision`, as fp32.
+    ///
+    /// Panics when libtorch refuses the precision, which [`check_precision`] rules out first.
+    pub fn forward(&self, model: &crate::models::Model, x: &tch::Tensor) -> tch::Tensor {
+        crate::train::amp::autocast(model.device(), self.precision, || model.forward_main(x, false))
+            .expect("precision checked by check_precision")
+            .to_kind(tch::Kind::Float)
+    }
+
     pub fn whole(align_corners: bool, input_multiple: i64) -> Self {
         InferenceOptions {
             scales: vec![1.0],
@@ -40,6 +51,7 @@ impl InferenceOptions {
             flip_pairs: Vec::new(),
             align_corners,
             input_multiple,
+            precision: crate::config::Precision::Fp32,
         }
     }
 }
@@ -221,4 +233,9 @@ mod tests {
         };
         assert_eq!(scores(&net, &x, &o).size(), vec![1, 5, 37, 53]);
     }
+}
+
+/// An error when libtorch refuses autocast to `p` on `device`.
+pub fn check_precision(device: tch::Device, p: crate::config::Precision) -> anyhow::Result<()> {
+    crate::train::amp::autocast(device, p, || ())
 }
