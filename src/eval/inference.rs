@@ -164,6 +164,11 @@ pub fn scores(net: &dyn Fn(&Tensor) -> Tensor, x: &Tensor, o: &InferenceOptions)
     total.expect("at least one scale")
 }
 
+/// An error when libtorch refuses autocast to `p` on `device`.
+pub fn check_precision(device: tch::Device, p: crate::config::Precision) -> anyhow::Result<()> {
+    crate::train::amp::autocast(device, p, || ())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -233,9 +238,4 @@ mod tests {
         };
         assert_eq!(scores(&net, &x, &o).size(), vec![1, 5, 37, 53]);
     }
-}
-
-/// An error when libtorch refuses autocast to `p` on `device`.
-pub fn check_precision(device: tch::Device, p: crate::config::Precision) -> anyhow::Result<()> {
-    crate::train::amp::autocast(device, p, || ())
 }
