@@ -50,17 +50,20 @@ fn libtorch_version(libtorch: &Path) -> String {
 /// The C++ shim, one concern per file: csrc/autocast.cpp (per-device autocast with a
 /// dtype; tch exposes CUDA/fp16 only), csrc/group_sum.cpp (a differentiable sum over the
 /// ranks for SyncBatchNorm; tch has no autograd-function API) and csrc/grad_hook.cpp
-/// (gradient-ready hooks for overlapping the all-reduce with backward).
+/// (gradient-ready hooks for overlapping the all-reduce with backward) and
+/// csrc/memory_format.cpp (channels-last layouts; tch has no memory-format API).
 fn build_shim(libtorch: &Path) {
     println!("cargo:rerun-if-changed=csrc/autocast.cpp");
     println!("cargo:rerun-if-changed=csrc/group_sum.cpp");
     println!("cargo:rerun-if-changed=csrc/grad_hook.cpp");
+    println!("cargo:rerun-if-changed=csrc/memory_format.cpp");
     let abi = std::env::var("LIBTORCH_CXX11_ABI").unwrap_or_else(|_| "1".into());
     cc::Build::new()
         .cpp(true)
         .file("csrc/autocast.cpp")
         .file("csrc/group_sum.cpp")
         .file("csrc/grad_hook.cpp")
+        .file("csrc/memory_format.cpp")
         .include(libtorch.join("include"))
         .include(libtorch.join("include/torch/csrc/api/include"))
         .flag("-std=c++17")

@@ -5,14 +5,15 @@
 //! (`blocks.rs`) and layers (`layers.rs`). [`Model`] owns the variables in official
 //! state-dict order (`model.rs`); [`ModelSpec`] and [`build`] say what to build
 //! (`spec.rs`) from the preset table (`registry.rs`); `weights.rs` reads and writes
-//! checkpoints. Nothing here reads the TOML config: the application maps it onto
-//! [`ModelSpec`].
+//! checkpoints; `memory_format.rs` lays a model out channels-last. Nothing here reads
+//! the TOML config: the application maps it onto [`ModelSpec`].
 pub mod bisenetv2;
 pub mod blocks;
 pub mod hrnet;
 pub mod hrnet_cls;
 pub mod hrnetv2;
 pub mod layers;
+pub mod memory_format;
 pub mod model;
 pub mod ocr;
 pub mod refinenet;
