@@ -53,6 +53,19 @@ fn unknown_enum_value_suggests_variant() {
 }
 
 #[test]
+fn memory_format_is_typed_with_auto_by_default() {
+    use segzoo::config::MemoryFormatChoice;
+    assert_eq!(parse("", &[]).expect("defaults").train.memory_format, MemoryFormatChoice::Auto);
+    let cfg = parse("[train]\nmemory_format = \"channels_last\"\n", &["train.memory_format=contiguous"]);
+    assert_eq!(cfg.expect("valid").train.memory_format, MemoryFormatChoice::Contiguous);
+    let msg = err("[train]\nmemory_format = \"nhwc\"\n", &[]);
+    assert!(msg.starts_with("recipe.toml:2:") && msg.contains("key `train.memory_format`"), "{msg}");
+    assert!(msg.contains("unknown value `nhwc`") && msg.contains("channels_last"), "{msg}");
+    let msg = err("", &["train.memory_format=channel_last"]);
+    assert!(msg.contains("key `train.memory_format`") && msg.contains("did you mean `channels_last`?"), "{msg}");
+}
+
+#[test]
 fn bad_set_arguments() {
     for (arg, needle) in [
         ("train.lr", "expected section.key=value"),

@@ -1,11 +1,16 @@
 //! The training engine: exact resume, atomic checkpoints, overfitting, NaN stop, recipes
-//! at their published sizes, mixed precision (the fp16 scale's trajectory), and loading a
-//! checkpoint as pretrained weights.
+//! at their published sizes, mixed precision (the fp16 scale's trajectory), channels-last
+//! training (same losses, NCHW checkpoints), and loading a checkpoint as pretrained weights.
 mod common;
 
-use segzoo::config::{Config, DataConfig, DatasetKind, Optimizer, Schedule};
+use segzoo::config::{Config, DataConfig, DatasetKind, MemoryFormatChoice, Optimizer, Schedule};
 use segzoo::data::synth;
-use segzoo::train::checkpoint;
+use segzoo::models::memory_format::{is_channels_last, to_format, MemoryFormat};
+use segzoo::train::data_parallel::DataParallel;
+use segzoo::train::optim::Optimizer as Optimizer_;
+use segzoo::train::records::Record;
+use segzoo::train::step::{self, StepContext};
+use segzoo::train::{checkpoint, run};
 use segzoo::train::{self as trainer, Resume, TrainOptions};
 use std::path::Path;
 use tch::{Device, Tensor};
@@ -63,23 +68,140 @@ fn resume_is_bit_identical() {
     let _turn = serial();
     let data = tempfile::tempdir().expect("tempdir");
     synth::lip(data.path(), 6, 40, 36, 1).expect("fixture");
-    // 4 steps straight…
-    let a = tempfile::tempdir().expect("tempdir");
-    let cfg_a = tiny_run(data.path(), a.path());
-    let straight = trainer::train(&cfg_a, &opts(None, Some(4))).expect("train");
-    assert_eq!(straight.steps, 4);
-    // …versus 2 steps, stop, resume for 2 more (crossing the epoch boundary at step 3).
-    let b = tempfile::tempdir().expect("tempdir");
-    let cfg_b = tiny_run(data.path(), b.path());
-    trainer::train(&cfg_b, &opts(None, Some(2))).expect("first half");
-    let resumed = trainer::train(&cfg_b, &opts(Some(Resume::Auto), Some(4))).expect("second half");
-    assert_eq!(resumed.steps, 4);
-    let wa = weights(&straight.last_checkpoint.expect("saved"));
-    let wb = weights(&resumed.last_checkpoint.expect("saved"));
-    assert_eq!(wa.len(), wb.len());
-    for ((na, ta), (nb, tb)) in wa.iter().zip(&wb) {
-        assert_eq!(na, nb);
-        assert!(ta.equal(tb), "{na} differs after resume");
+    // In either layout: a checkpoint is NCHW on disk and loads into a channels-last model.
+    for format in [MemoryFormatChoice::Contiguous, MemoryFormatChoice::ChannelsLast] {
+        // 4 steps straight…
+        let a = tempfile::tempdir().expect("tempdir");
+        let mut cfg_a = tiny_run(data.path(), a.path());
+        cfg_a.train.memory_format = format;
+        let straight = trainer::train(&cfg_a, &opts(None, Some(4))).expect("train");
+        assert_eq!(straight.steps, 4);
+        // …versus 2 steps, stop, resume for 2 more (crossing the epoch boundary at step 3).
+        let b = tempfile::tempdir().expect("tempdir");
+        let mut cfg_b = tiny_run(data.path(), b.path());
+        cfg_b.train.memory_format = format;
+        trainer::train(&cfg_b, &opts(None, Some(2))).expect("first half");
+        let resumed = trainer::train(&cfg_b, &opts(Some(Resume::Auto), Some(4))).expect("second half");
+        assert_eq!(resumed.steps, 4);
+        let wa = weights(&straight.last_checkpoint.expect("saved"));
+        let wb = weights(&resumed.last_checkpoint.expect("saved"));
+        assert_eq!(wa.len(), wb.len());
+        for ((na, ta), (nb, tb)) in wa.iter().zip(&wb) {
+            assert_eq!(na, nb);
+            assert!(ta.equal(tb), "{format:?}: {na} differs after resume");
+        }
+    }
+}
+
+/// The per-step losses of `steps` steps (`log.interval` = 1), from `metrics.jsonl`.
+fn step_losses(cfg: &Config, steps: u64) -> Vec<f64> {
+    let mut cfg = cfg.clone();
+    cfg.log.interval = 1;
+    trainer::train(&cfg, &opts(None, Some(steps))).expect("train");
+    let log = std::fs::read_to_string(cfg.train.output_dir.join("metrics.jsonl")).expect("metrics");
+    log.lines()
+        .filter_map(|l| match serde_json::from_str(l).expect("record") {
+            Record::Train(t) => Some(t.loss),
+            Record::Eval(_) => None,
+        })
+        .collect()
+}
+
+/// A tiny HRNet built in `format` after one training step on a fixed random batch: the
+/// model, its optimiser and the step's loss.
+fn one_step(format: MemoryFormatChoice) -> (Config, segzoo::models::Model, Optimizer_, f64) {
+    let mut cfg = Config { model: common::tiny_model_config("hrnetv2_w48"), ..Config::default() };
+    cfg.model.num_classes = Some(5);
+    cfg.train.memory_format = format;
+    tch::manual_seed(11);
+    let (model, memory_format) = run::build_train_model(&cfg, Device::Cpu).expect("model");
+    let mut optim = run::build_optimizer(&cfg, &model);
+    let loss = run::build_loss(&cfg, &model).expect("loss");
+    let dp = DataParallel::new(segzoo::dist::collective::single(), 25.0, Device::Cpu);
+    let ctx = StepContext { model: &model, loss: &loss, precision: cfg.train.precision, dp: &dp, memory_format };
+    // 128×128, so that the lowest branch (1/32) still has 4×4 pixels for BatchNorm: at 1×1
+    // its batch statistics over 2 values amplify rounding into percent-level gradients.
+    let x = Tensor::randn([2, 3, 128, 128], (tch::Kind::Float, Device::Cpu));
+    let y = Tensor::randint(5, [2, 128, 128], (tch::Kind::Int64, Device::Cpu));
+    let result = step::train_step(&ctx, &mut optim, None, &[(x, y)], 0.01).expect("step");
+    let loss = result.loss.double_value(&[]);
+    (cfg, model, optim, loss)
+}
+
+/// Channels-last changes strides, not the computation: one step's loss and gradients, and
+/// the losses of a few steps of the training loop, equal the contiguous run's within fp32
+/// rounding (the kernels sum in other orders).
+#[test]
+fn channels_last_training_matches_contiguous() {
+    let _turn = serial();
+    let (_, _, oc, lc) = one_step(MemoryFormatChoice::Contiguous);
+    let (_, _, ol, ll) = one_step(MemoryFormatChoice::ChannelsLast);
+    assert!((lc - ll).abs() <= 1e-5 * lc.abs(), "one step: loss {lc} contiguous, {ll} channels-last");
+    for (pc, pl) in oc.params.iter().zip(&ol.params) {
+        let (gc, gl) = (pc.tensor.grad(), pl.tensor.grad());
+        let scale = gc.abs().max().double_value(&[]).max(1e-3);
+        let d = common::max_abs_diff(&gc, &gl);
+        assert!(d <= 1e-3 * scale, "{}: gradients differ by {d} (largest {scale})", pc.name);
+    }
+
+    let data = tempfile::tempdir().expect("tempdir");
+    synth::lip(data.path(), 6, 160, 144, 8).expect("fixture");
+    let run = |format| {
+        let out = tempfile::tempdir().expect("tempdir");
+        let mut cfg = tiny_run(data.path(), out.path());
+        cfg.train.memory_format = format;
+        // From scratch on these flat blobs, steps at 0.01 (or crops of 32) turn 1e-6 rounding
+        // differences into percent-level losses within three steps; a small rate and crops
+        // where BatchNorm sees enough pixels keep the comparison about the layout.
+        cfg.data.crop_size = [128, 128];
+        cfg.train.lr = 1e-4;
+        step_losses(&cfg, 3)
+    };
+    let (lc, ll) = (run(MemoryFormatChoice::Contiguous), run(MemoryFormatChoice::ChannelsLast));
+    assert_eq!((lc.len(), ll.len()), (3, 3), "{lc:?} {ll:?}");
+    for (step, (c, l)) in lc.iter().zip(&ll).enumerate() {
+        assert!((c - l).abs() <= 1e-4 * c.abs(), "step {}: loss {c} contiguous, {l} channels-last", step + 1);
+    }
+}
+
+/// A channels-last model's checkpoint — weights and the optimiser state that follows their
+/// layout — is byte for byte the file its NCHW-contiguous copy writes, and loads back into
+/// a channels-last model keeping the layout.
+#[test]
+fn a_channels_last_checkpoint_is_the_file_of_its_nchw_copy() {
+    let _turn = serial();
+    let (cfg, model, optim, _) = one_step(MemoryFormatChoice::ChannelsLast);
+    let conv = &optim.params.iter().find(|p| p.name == "conv1.weight").expect("conv1").tensor;
+    assert!(is_channels_last(conv) && !conv.is_contiguous(), "conv1.weight is channels-last");
+    assert!(is_channels_last(&conv.grad()), "its gradient follows");
+    let momentum = optim.state_tensors().into_iter().find(|(n, _)| n == "conv1.weight.momentum_buffer").expect("buf");
+    assert!(is_channels_last(&momentum.1) && !momentum.1.is_contiguous(), "its momentum follows");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let meta = checkpoint::Meta::new(&model.preset, 5, Default::default(), None, cfg.clone());
+    let nchw = |ts: Vec<(String, Tensor)>| -> Vec<(String, Tensor)> {
+        ts.into_iter().map(|(n, t)| (n, to_format(&t, MemoryFormat::Contiguous))).collect()
+    };
+    let (a, b) = (dir.path().join("a.safetensors"), dir.path().join("b.safetensors"));
+    checkpoint::save(&a, &model.state_dict(), &optim.state_tensors(), &meta).expect("save");
+    checkpoint::save(&b, &nchw(model.state_dict()), &nchw(optim.state_tensors()), &meta).expect("save");
+    assert!(std::fs::read(&a).expect("a") == std::fs::read(&b).expect("b"), "the files differ");
+    // The weights export writes the same tensors.
+    segzoo::models::weights::save(&model, &dir.path().join("w.safetensors")).expect("export");
+    let exported = Tensor::read_safetensors(dir.path().join("w.safetensors")).expect("read");
+    let loaded = checkpoint::load(&a).expect("load");
+    let by_name = |ts: &[(String, Tensor)], name: &str| ts.iter().find(|(n, _)| n == name).map(|(_, t)| t.copy());
+    for (name, t) in model.state_dict() {
+        let saved = by_name(&loaded.model, &name).expect("saved");
+        assert!(saved.is_contiguous() && saved.equal(&t) && saved.size() == t.size(), "{name}");
+        assert!(by_name(&exported, &name).expect("exported").equal(&t), "{name} exported");
+    }
+    // Loaded into a channels-last model, the weights keep that layout.
+    let (fresh, _) = run::build_train_model(&cfg, Device::Cpu).expect("model");
+    segzoo::models::weights::load_file(&fresh, &a, segzoo::models::weights::LoadMode::Strict).expect("load");
+    for ((name, t), (_, f)) in model.state_dict().iter().zip(fresh.state_dict()) {
+        assert!(f.equal(t), "{name} loaded");
+        assert_eq!(is_channels_last(&f), t.dim() == 4, "{name} layout after loading");
     }
 }
 

@@ -91,8 +91,8 @@ fn bench_train(cfg: &Config, steps: usize, device: Option<tch::Device>) -> anyho
     }
     let [h, w] = cfg.data.crop_size;
     let mut out = Output::text(format!(
-        "bench train: {} on {device:?}, batch {} of {h}×{w}: {:.1} ms/step, {:.2} img/s\n",
-        cfg.model.name, cfg.train.batch_size, r.ms_per_step, r.img_per_s
+        "bench train: {} on {device:?}, batch {} of {h}×{w}, {:?}: {:.1} ms/step, {:.2} img/s\n",
+        cfg.model.name, cfg.train.batch_size, r.memory_format, r.ms_per_step, r.img_per_s
     ));
     if size > 1 {
         let how = if r.overlap { "overlapped with backward" } else { "after backward" };

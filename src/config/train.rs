@@ -34,6 +34,17 @@ pub enum Warmup {
     Exponential,
 }
 
+/// The layout of the model's 4-D tensors and of the input batches while training.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MemoryFormatChoice {
+    /// Whichever is faster on the training device (measured on CPU; channels-last on CUDA).
+    #[default]
+    Auto,
+    ChannelsLast,
+    Contiguous,
+}
+
 /// Loss settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -92,6 +103,8 @@ pub struct TrainConfig {
     pub warmup_ratio: f64,
     /// `fp32`, or autocast to `bf16` / `fp16` (fp16 with gradient scaling).
     pub precision: Precision,
+    /// `auto`, `channels_last` or `contiguous` (checkpoints are NCHW either way).
+    pub memory_format: MemoryFormatChoice,
     /// A static fp16 loss scale (the recipes' `loss_scale`); unset: dynamic scaling.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub loss_scale: Option<f64>,
@@ -129,6 +142,7 @@ impl Default for TrainConfig {
             warmup: Warmup::Linear,
             warmup_ratio: 0.1,
             precision: Precision::Fp32,
+            memory_format: MemoryFormatChoice::Auto,
             loss_scale: None,
             seed: 304,
             output_dir: PathBuf::from("runs/default"),

@@ -5,8 +5,8 @@
 //! (`blocks.rs`) and layers (`layers.rs`). [`Model`] owns the variables in official
 //! state-dict order (`model.rs`); [`ModelSpec`] and [`build`] say what to build
 //! (`spec.rs`) from the preset table (`registry.rs`); `weights.rs` reads and writes
-//! checkpoints. Nothing here reads the TOML config: the application maps it onto
-//! [`ModelSpec`].
+//! checkpoints; `memory_format.rs` lays a model out channels-last. Nothing here reads
+//! the TOML config: the application maps it onto [`ModelSpec`].
 pub mod bisenetv2;
 pub mod blocks;
 pub mod fusion;

@@ -186,7 +186,13 @@ impl Run<'_> {
                 watchdog::set_step(self.state.step + 1);
                 self.seed_step();
                 let lr = self.schedule.lr(self.state.step);
-                let ctx = StepContext { model: &self.model, loss: &self.loss, precision: t.precision, dp: &self.dp };
+                let ctx = StepContext {
+                    model: &self.model,
+                    loss: &self.loss,
+                    precision: t.precision,
+                    dp: &self.dp,
+                    memory_format: self.memory_format,
+                };
                 let result = train_step(&ctx, &mut self.optim, self.scaler.as_mut(), &batches, lr)?;
                 if !result.applied {
                     let scale = self.scaler.as_ref().map_or(1.0, |s| s.scale);

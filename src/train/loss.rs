@@ -55,14 +55,16 @@ impl SegLoss {
         kept.mean(Kind::Float)
     }
 
-    /// Weighted sum over the model's outputs.
+    /// Weighted sum over the model's outputs. Summed from the first head's term, not from a
+    /// zero tensor: the same value (0 + x = x) without a tensor and an addition per step.
     pub fn total(&self, outputs: &[Tensor], labels: &Tensor) -> Tensor {
         outputs
             .iter()
             .zip(&self.head_weights)
             .filter(|(_, &w)| w != 0.0)
             .map(|(o, &w)| self.head(o, labels) * w)
-            .fold(Tensor::zeros([], (Kind::Float, labels.device())), |a, b| a + b)
+            .reduce(|a, b| a + b)
+            .unwrap_or_else(|| Tensor::zeros([], (Kind::Float, labels.device())))
     }
 }
 

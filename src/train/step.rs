@@ -7,6 +7,7 @@ use super::data_parallel::DataParallel;
 use super::loss::SegLoss;
 use super::optim::Optimizer;
 use crate::config::Precision;
+use crate::models::memory_format::{to_format, MemoryFormat};
 use crate::models::{Model, Task};
 use tch::Tensor;
 
@@ -16,6 +17,8 @@ pub struct StepContext<'a> {
     pub loss: &'a SegLoss,
     pub precision: Precision,
     pub dp: &'a DataParallel,
+    /// The model's layout; the images are brought to it before the forward.
+    pub memory_format: MemoryFormat,
 }
 
 /// A step's result. The loss stays on the device: the loop brings it to the host only
@@ -59,7 +62,8 @@ pub fn train_step(
         if i + 1 == k {
             ctx.dp.before_last_backward();
         }
-        let loss = amp::autocast(device, ctx.precision, || forward_loss(ctx.model, ctx.loss, x, y))?;
+        let x = to_format(x, ctx.memory_format);
+        let loss = amp::autocast(device, ctx.precision, || forward_loss(ctx.model, ctx.loss, &x, y))?;
         // Without accumulation the loss itself is backpropagated (bit for bit as before).
         let part = if k == 1 { loss.shallow_clone() } else { &loss / k as f64 };
         match scaler.as_deref() {
