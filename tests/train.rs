@@ -10,8 +10,8 @@ use segzoo::train::data_parallel::DataParallel;
 use segzoo::train::optim::Optimizer as Optimizer_;
 use segzoo::train::records::Record;
 use segzoo::train::step::{self, StepContext};
-use segzoo::train::{checkpoint, run};
 use segzoo::train::{self as trainer, Resume, TrainOptions};
+use segzoo::train::{checkpoint, run};
 use std::path::Path;
 use tch::{Device, Tensor};
 
