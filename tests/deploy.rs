@@ -237,62 +237,32 @@ fn export_refuses_a_mismatched_checkpoint_a_bad_size_and_an_unwritable_path() {
     let out_path = d.join("out.onnx");
     let o = out_path.to_str().expect("utf-8");
 
-    let e = segzoo(&["export", "--checkpoint", w, "--config", "hrnetv2_w18_small_v2", "--format", "onnx", "--out", o]);
+    let export = |ckpt: &str, preset: &str, out: &str, extra: &[&str]| {
+        let args = ["export", "--checkpoint", ckpt, "--config", preset, "--format", "onnx", "--out", out];
+        segzoo(&[&args[..], extra].concat())
+    };
+    let e = export(w, "hrnetv2_w18_small_v2", o, &[]);
     let msg = String::from_utf8_lossy(&e.stderr);
     assert!(!e.status.success() && msg.contains("shape"), "mismatched checkpoint: {msg}");
     assert!(!out_path.exists(), "nothing written for a failed export");
 
     let bis = calibrated_preset("bisenetv2", d);
     let b = bis.to_str().expect("utf-8");
-    let e = segzoo(&[
-        "export",
-        "--checkpoint",
-        b,
-        "--config",
-        "bisenetv2",
-        "--format",
-        "onnx",
-        "--out",
-        o,
-        "--input-size",
-        "100x96",
-    ]);
+    let e = export(b, "bisenetv2", o, &["--input-size", "100x96"]);
     let msg = String::from_utf8_lossy(&e.stderr);
     assert!(!e.status.success() && msg.contains("multiples of 32"), "bad size: {msg}");
     assert!(!out_path.exists());
 
     std::fs::write(d.join("file"), b"x").expect("file");
     let under_file = d.join("file/out.onnx");
-    let e = segzoo(&[
-        "export",
-        "--checkpoint",
-        b,
-        "--config",
-        "bisenetv2",
-        "--format",
-        "onnx",
-        "--out",
-        under_file.to_str().expect("utf-8"),
-    ]);
+    let e = export(b, "bisenetv2", under_file.to_str().expect("utf-8"), &[]);
     let msg = String::from_utf8_lossy(&e.stderr);
     assert!(!e.status.success() && msg.contains(&d.join("file").display().to_string()), "unwritable: {msg}");
     let leftovers: Vec<_> = std::fs::read_dir(d).expect("dir").filter_map(|e| e.ok()).map(|e| e.file_name()).collect();
     assert!(leftovers.iter().all(|n| !n.to_string_lossy().contains("tmp")), "no temporary file left: {leftovers:?}");
 
     // A fixed size that is a multiple works and is recorded.
-    ok(&segzoo(&[
-        "export",
-        "--checkpoint",
-        b,
-        "--config",
-        "bisenetv2",
-        "--format",
-        "onnx",
-        "--out",
-        o,
-        "--input-size",
-        "64x96",
-    ]));
+    ok(&export(b, "bisenetv2", o, &["--input-size", "64x96"]));
     let x = randn(2, 64, 96);
     let got = run_onnx(&out_path, &x, d);
     assert_eq!(got[0].1.size(), [2, 19, 64, 96], "batch stays dynamic with a fixed size");
