@@ -136,10 +136,10 @@ pub fn memory_format(cfg: &Config, device: Device) -> MemoryFormat {
     }
 }
 
-/// The CPU's choice for `auto`, measured with `segzoo bench train` (HRNetV2-W18-small-v2,
-/// batch 2 of 256×512, 2 threads): contiguous 1272–1328 ms/step, channels-last 1447 ms/step
-/// (PyTorch eager on the same machine: 1128 and 1171 ms). Channels-last training pays off
-/// where convolution kernels prefer NHWC (cuDNN, CPUs with AMX/AVX-512 bf16), not here.
+/// The CPU's choice for `auto`. Measured with `segzoo bench train` (HRNetV2-W18-small-v2,
+/// batch 2 of 256×512, 2 threads) in three rounds: contiguous 1328/1335/1270 ms/step,
+/// channels-last 1447/1316/1095 — no gain beyond this VM's ±25 % noise (README, "Deployment"),
+/// so the layout every other path uses.
 const AUTO_CPU: MemoryFormat = MemoryFormat::Contiguous;
 
 /// A model for training as `cfg` says, on `device`, in the training memory format (before
