@@ -52,13 +52,15 @@ fn libtorch_version(libtorch: &Path) -> String {
 /// ranks for SyncBatchNorm; tch has no autograd-function API) and csrc/grad_hook.cpp
 /// (gradient-ready hooks for overlapping the all-reduce with backward) and csrc/trace.cpp
 /// (the traced ATen graph of a forward, for ONNX export and BatchNorm folding) and
-/// csrc/memory_format.cpp (channels-last layouts; tch has no memory-format API).
+/// csrc/memory_format.cpp (channels-last layouts; tch has no memory-format API) and
+/// csrc/device_memory.cpp (the CUDA allocator's peak, for the step line).
 fn build_shim(libtorch: &Path) {
     println!("cargo:rerun-if-changed=csrc/autocast.cpp");
     println!("cargo:rerun-if-changed=csrc/group_sum.cpp");
     println!("cargo:rerun-if-changed=csrc/grad_hook.cpp");
     println!("cargo:rerun-if-changed=csrc/trace.cpp");
     println!("cargo:rerun-if-changed=csrc/memory_format.cpp");
+    println!("cargo:rerun-if-changed=csrc/device_memory.cpp");
     let abi = std::env::var("LIBTORCH_CXX11_ABI").unwrap_or_else(|_| "1".into());
     cc::Build::new()
         .cpp(true)
@@ -67,6 +69,7 @@ fn build_shim(libtorch: &Path) {
         .file("csrc/grad_hook.cpp")
         .file("csrc/trace.cpp")
         .file("csrc/memory_format.cpp")
+        .file("csrc/device_memory.cpp")
         .include(libtorch.join("include"))
         .include(libtorch.join("include/torch/csrc/api/include"))
         .flag("-std=c++17")

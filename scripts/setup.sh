@@ -11,6 +11,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 TORCH_VERSION="2.11.0"
 ORT_VERSION="1.32.0"
+TB_VERSION="2.21.0"
 CPU_EXTRAS=("nvidia-cuda-runtime==13.0.96" "nvidia-cuda-cupti==13.0.85")
 log() { echo "[setup] $*"; }
 
@@ -62,6 +63,13 @@ if [[ "$have_ort" != "$ORT_VERSION" ]] || ! $VPY -c 'import numpy, PIL' >/dev/nu
   $VPY -m pip install -q --disable-pip-version-check "onnxruntime==$ORT_VERSION" numpy pillow
 fi
 
+# --- TensorBoard: to view <output_dir>/tb/ (and read it back in the tests) ---------
+have_tb="$($VPY -c 'import importlib.metadata as m; print(m.version("tensorboard"))' 2>/dev/null || true)"
+if [[ "$have_tb" != "$TB_VERSION" ]]; then
+  log "installing tensorboard==$TB_VERSION into .venv"
+  $VPY -m pip install -q --disable-pip-version-check "tensorboard==$TB_VERSION"
+fi
+
 # --- stable links for cargo --------------------------------------------------
 SITE="$($VPY -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
 mkdir -p .segzoo/lib
@@ -74,4 +82,4 @@ for cand in "$SITE/nvidia/nccl/lib/libnccl.so.2" "$SITE/nvidia/cu13/lib/libnccl.
   if [[ -e "$cand" ]]; then NCCL="$cand"; break; fi
 done
 if [[ -n "$NCCL" ]]; then ln -sfn "$NCCL" .segzoo/lib/libnccl.so; else rm -f .segzoo/lib/libnccl.so; fi
-log "ready: torch $TORCH_VERSION ($FLAVOUR), onnxruntime $ORT_VERSION, LIBTORCH=.segzoo/libtorch, nccl link: $([[ -e .segzoo/lib/libnccl.so ]] && echo yes || echo 'none (CPU set)')"
+log "ready: torch $TORCH_VERSION ($FLAVOUR), onnxruntime $ORT_VERSION, tensorboard $TB_VERSION, LIBTORCH=.segzoo/libtorch, nccl link: $([[ -e .segzoo/lib/libnccl.so ]] && echo yes || echo 'none (CPU set)')"

@@ -1,7 +1,7 @@
 //! The `segzoo` command line: the top-level parser and the dispatch. Each command's
 //! arguments and logic live in `segzoo::cli`.
 use clap::{Parser, Subcommand};
-use segzoo::cli::{bench, data, dist_check, eval, infer, info, train, weights, Output};
+use segzoo::cli::{bench, data, dist_check, eval, infer, info, runs, train, weights, Output};
 use segzoo::logging::{self, LogFormat};
 use segzoo::train::preempt::Interrupted;
 
@@ -52,6 +52,9 @@ enum Command {
     DistCheck(dist_check::DistCheckArgs),
     /// Convert a PyTorch checkpoint (.pth) to safetensors with official names.
     Convert(weights::ConvertArgs),
+    /// Look at run folders: `runs summary DIR…`.
+    #[command(subcommand)]
+    Runs(runs::RunsCommand),
     /// Run one eval-mode forward pass on the tensor `input` of a safetensors file
     /// and write every head's output (`output_logits`, `output_aux`, …).
     Forward(weights::ForwardArgs),
@@ -74,6 +77,7 @@ fn run(command: Command) -> anyhow::Result<Output> {
         Command::DistCheck(args) => dist_check::run(args),
         Command::Convert(args) => weights::convert(args),
         Command::Forward(args) => weights::forward(args),
+        Command::Runs(command) => runs::run(command),
     }
 }
 

@@ -3,4 +3,4 @@
 pub mod deploy;
 pub mod specs;
 
-pub use specs::{build_model, dataset, inference_options, load_pretrained, model_spec};
+pub use specs::{build_model, dataset, inference_options, load_pretrained, model_spec, seg_val_dataset};

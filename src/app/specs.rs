@@ -112,6 +112,17 @@ pub fn dataset(cfg: &DataConfig, split: Split) -> anyhow::Result<Box<dyn Dataset
         let t = ClsTransform { size: cfg.crop_size[0], resize: cfg.base_size, train, mean: cfg.mean, std: cfg.std };
         return Ok(Box::new(ClsDataset::open(&cfg.root, list, t)?));
     }
+    Ok(Box::new(seg_dataset(cfg, list, train)?))
+}
+
+/// The val split of a segmentation dataset as the concrete type (raw images and labels
+/// for previews).
+pub fn seg_val_dataset(cfg: &DataConfig) -> anyhow::Result<SegDataset> {
+    seg_dataset(cfg, &cfg.val_list, false)
+}
+
+fn seg_dataset(cfg: &DataConfig, list: &std::path::Path, train: bool) -> anyhow::Result<SegDataset> {
+    let kind = DatasetKind::from(cfg.dataset);
     let transform = SegTransform {
         crop: train.then_some(cfg.crop_size),
         base_size: if train { cfg.base_size } else { 0 },
@@ -123,7 +134,7 @@ pub fn dataset(cfg: &DataConfig, split: Split) -> anyhow::Result<Box<dyn Dataset
         std: cfg.std,
         pad_value: 0,
     };
-    Ok(Box::new(SegDataset::open(kind, &cfg.root, list, transform)?))
+    SegDataset::open(kind, &cfg.root, list, transform)
 }
 
 /// Inference settings of the `[eval]` section for `model`: the architecture's own

@@ -1,5 +1,6 @@
 //! `segzoo infer`: one PNG per input image at full resolution — palette colours
-//! (optionally over the image), train ids, or Cityscapes label ids.
+//! (optionally over the image), train ids, Cityscapes label ids, or image | ground
+//! truth | prediction side by side with a legend.
 use super::{config_with, parse_device, Output};
 use crate::config::DatasetKind;
 use crate::data::decode::{read_rgb, write_gray_png, write_rgb_png};
@@ -18,6 +19,9 @@ pub enum OutputFormat {
     Trainid,
     /// Cityscapes label ids for the benchmark server (`<name>.png`).
     Labelid,
+    /// Image | ground truth | prediction with a legend of the classes present
+    /// (`<name>_compare.png`); the ground truth comes from a list's label column.
+    Compare,
 }
 
 #[derive(Args)]
@@ -90,12 +94,25 @@ pub fn run(args: InferArgs) -> anyhow::Result<Output> {
         anyhow::bail!("--format labelid is for Cityscapes; use trainid for {:?}", cfg.data.dataset);
     }
     let inputs = inputs(&args.input, &cfg.data.root)?;
+    // With a list and --format compare, each image's label from the list.
+    let labelled = match args.format == OutputFormat::Compare && !args.input.is_dir() && !is_image(&args.input) {
+        false => None,
+        true => {
+            let mut data = cfg.data.clone();
+            data.val_list = std::path::absolute(&args.input)?;
+            Some(crate::app::seg_val_dataset(&data).context("--format compare reads the labels of the list")?)
+        }
+    };
+    let names = crate::data::labels::class_names(cfg.data.dataset.into());
     let output = &args.output;
     std::fs::create_dir_all(output).with_context(|| format!("creating {}", output.display()))?;
     let bar = crate::progress::progress(inputs.len() as u64, "infer");
     let start = std::time::Instant::now();
-    for path in &inputs {
-        let img = read_rgb(path)?;
+    for (i, path) in inputs.iter().enumerate() {
+        let (img, truth) = match &labelled {
+            Some(ds) => ds.load_raw(i).map(|(img, t)| (img, Some(t)))?,
+            None => (read_rgb(path)?, None),
+        };
         let ids = predict::predict(&model, &img, cfg.data.mean, cfg.data.std, cfg.eval.precision)?;
         let (w, h) = (img.width(), img.height());
         let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("image");
@@ -108,6 +125,11 @@ pub fn run(args: InferArgs) -> anyhow::Result<Output> {
             OutputFormat::Trainid => write_gray_png(&output.join(format!("{stem}.png")), w, h, &ids)?,
             OutputFormat::Labelid => {
                 write_gray_png(&output.join(format!("{stem}.png")), w, h, &visualise::to_label_ids(&ids))?
+            }
+            OutputFormat::Compare => {
+                let panels = visualise::Comparison { image: &img, truth: truth.as_deref(), pred: &ids };
+                let out = panels.render(cfg.data.dataset.into(), &names, 1.0)?;
+                write_rgb_png(&output.join(format!("{stem}_compare.png")), &out)?
             }
         }
         bar.inc(1);

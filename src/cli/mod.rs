@@ -8,6 +8,7 @@ pub mod eval;
 pub mod infer;
 pub mod info;
 pub mod output;
+pub mod runs;
 pub mod train;
 pub mod weights;
 

@@ -115,11 +115,15 @@ impl Default for DistConfig {
 pub struct LogConfig {
     /// Log a line every this many steps.
     pub interval: usize,
+    /// Write TensorBoard event files to `<output_dir>/tb/` (rank 0).
+    pub tensorboard: bool,
+    /// Val images shown (prediction and label overlays) in TensorBoard at each evaluation.
+    pub tensorboard_images: usize,
 }
 
 impl Default for LogConfig {
     fn default() -> Self {
-        Self { interval: 10 }
+        Self { interval: 10, tensorboard: true, tensorboard_images: 3 }
     }
 }
 
@@ -174,6 +178,11 @@ impl Config {
         );
         need(self.eval.stride.is_none_or(|s| s.iter().all(|&v| v > 0)), "eval.stride", "must be positive");
         need(self.log.interval > 0, "log.interval", "must be positive");
+        need(
+            t.trace_steps.is_none_or(|[from, to]| from >= 1 && from <= to),
+            "train.trace_steps",
+            "must be [from, to] with 1 <= from <= to (steps are 1-based)",
+        );
         need(self.dist.bucket_mb > 0.0, "dist.bucket_mb", "must be positive");
         need(
             self.dist.timeout_s > 0.0 && self.dist.timeout_s.is_finite(),

@@ -116,6 +116,10 @@ pub struct TrainConfig {
     pub checkpoint_steps: u64,
     /// Keep this many recent checkpoints (plus `best`).
     pub keep_checkpoints: usize,
+    /// `[from, to]`: record every rank's phases for steps from..=to (1-based) into
+    /// `<output_dir>/trace.json`, a Chrome trace (Perfetto, chrome://tracing).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trace_steps: Option<[u64; 2]>,
     pub loss: LossConfig,
 }
 
@@ -148,6 +152,7 @@ impl Default for TrainConfig {
             output_dir: PathBuf::from("runs/default"),
             checkpoint_interval: 1,
             checkpoint_steps: 0,
+            trace_steps: None,
             keep_checkpoints: 3,
             loss: LossConfig::default(),
         }

@@ -16,6 +16,13 @@ pub struct Batch {
     pub indices: Vec<usize>,
 }
 
+/// Test hook: `SEGZOO_LOADER_DELAY_MS=N` makes every sample take N ms more to load, as on
+/// slow storage, without using the CPU (so an input-bound run can be shown on any machine).
+fn slow_storage_delay() -> Option<std::time::Duration> {
+    let ms = std::env::var("SEGZOO_LOADER_DELAY_MS").ok()?.parse::<u64>().ok()?;
+    (ms > 0).then(|| std::time::Duration::from_millis(ms))
+}
+
 #[derive(Debug, Clone)]
 pub struct LoaderOptions {
     pub batch_size: usize,
@@ -71,11 +78,15 @@ pub fn epoch(dataset: Arc<dyn Dataset>, indices: &[usize], epoch: u64, opts: &Lo
             }
         }
     }));
+    let delay = slow_storage_delay();
     for _ in 0..workers {
         let (jobs, results, ds, seed) = (job_rx.clone(), res_tx.clone(), dataset.clone(), opts.seed);
         threads.push(std::thread::spawn(move || {
             while let Ok((b, slot, index)) = jobs.recv() {
                 let mut rng = sample_rng(seed, epoch, index as u64);
+                if let Some(d) = delay {
+                    std::thread::sleep(d);
+                }
                 let item = ds.get(index, &mut rng);
                 if results.send((b, slot, item)).is_err() {
                     return;

@@ -61,15 +61,25 @@ pub fn unpack(mut flat: Tensor, tensors: &mut [Tensor], members: &[usize], scale
 }
 
 /// Every tensor ← `scale` × its sum over all ranks, in the order given.
+/// A bucket's all-reduce as the trace names it.
+pub fn bucket_span(index: usize, flat: &Tensor) -> String {
+    let mb = (flat.numel() * flat.kind().elt_size_in_bytes()) as f64 / (1024.0 * 1024.0);
+    format!("all-reduce bucket {index} ({mb:.2} MB)")
+}
+
 pub fn all_reduce(
     comm: &dyn Collective,
     tensors: &mut [Tensor],
     bucket_bytes: usize,
     scale: f64,
 ) -> anyhow::Result<()> {
-    for bucket in plan(tensors, bucket_bytes) {
+    for (i, bucket) in plan(tensors, bucket_bytes).into_iter().enumerate() {
         let mut flat = pack(tensors, &bucket);
+        let start = std::time::Instant::now();
         comm.all_reduce_sum(&mut flat)?;
+        if crate::timeline::active() {
+            crate::timeline::record(&bucket_span(i, &flat), crate::timeline::COMM_LANE, start);
+        }
         unpack(flat, tensors, &bucket, scale);
     }
     Ok(())

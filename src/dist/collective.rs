@@ -25,8 +25,8 @@ impl std::fmt::Display for BackendKind {
 /// caller goes on (gradient buckets during backward). Its communicator is separate from the
 /// job's, so it may run alongside the caller's collectives.
 pub trait BackgroundSum {
-    /// Start summing `flat` (a host tensor) over the ranks.
-    fn submit(&self, flat: Tensor) -> anyhow::Result<()>;
+    /// Start summing `flat` (a host tensor, the step's bucket number `bucket`) over the ranks.
+    fn submit(&self, flat: Tensor, bucket: usize) -> anyhow::Result<()>;
     /// The next submitted tensor's sum, waiting for it.
     fn wait(&self) -> anyhow::Result<Tensor>;
 }

@@ -8,6 +8,7 @@ pub mod buckets;
 pub mod check;
 pub mod collective;
 pub mod device;
+pub mod gather;
 pub mod group_sum;
 pub mod mpi;
 pub mod nccl;

@@ -133,7 +133,7 @@ fn reduce_on<T: Element + Equivalence + Default + Clone>(
 
 /// A duplicate of MPI_COMM_WORLD owned by a thread that sums what it is sent, in order.
 struct MpiBackground {
-    jobs: Option<std::sync::mpsc::Sender<Tensor>>,
+    jobs: Option<std::sync::mpsc::Sender<(Tensor, usize)>>,
     results: std::sync::mpsc::Receiver<anyhow::Result<Tensor>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -150,16 +150,21 @@ impl MpiBackground {
         let raw = RawComm(dup.as_raw());
         // The thread owns (and frees) the duplicate.
         std::mem::forget(dup);
-        let (jobs, inbox) = std::sync::mpsc::channel::<Tensor>();
+        let (jobs, inbox) = std::sync::mpsc::channel::<(Tensor, usize)>();
         let (outbox, results) = std::sync::mpsc::channel();
         let thread = std::thread::spawn(move || {
             let raw = raw;
             // SAFETY: a live intra-communicator that no other thread uses.
             let comm = unsafe { mpi::topology::SimpleCommunicator::from_raw(raw.0) };
-            for flat in inbox {
+            for (flat, bucket) in inbox {
                 let what = "gradient all-reduce, overlapped with backward";
                 let _in_flight = watchdog::within(what, || watchdog::guard(&op("all-reduce", flat.numel())));
+                let start = std::time::Instant::now();
                 let sum = host_kind(flat.kind()).and_then(|kind| by_kind!(reduce_on, kind, &comm, &flat));
+                if crate::timeline::active() {
+                    let name = crate::dist::buckets::bucket_span(bucket, &flat);
+                    crate::timeline::record(&name, crate::timeline::COMM_LANE, start);
+                }
                 if outbox.send(sum).is_err() {
                     break;
                 }
@@ -170,9 +175,9 @@ impl MpiBackground {
 }
 
 impl BackgroundSum for MpiBackground {
-    fn submit(&self, flat: Tensor) -> anyhow::Result<()> {
+    fn submit(&self, flat: Tensor, bucket: usize) -> anyhow::Result<()> {
         let jobs = self.jobs.as_ref().context("the MPI background thread is stopped")?;
-        jobs.send(flat).map_err(|_| anyhow::anyhow!("the MPI background thread has stopped"))
+        jobs.send((flat, bucket)).map_err(|_| anyhow::anyhow!("the MPI background thread has stopped"))
     }
 
     fn wait(&self) -> anyhow::Result<Tensor> {

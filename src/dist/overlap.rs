@@ -85,7 +85,7 @@ impl Shared {
 
     fn send(&self, bucket: usize) -> anyhow::Result<()> {
         let members: Vec<usize> = (0..self.buckets[bucket].len()).collect();
-        self.summer.submit(buckets::pack(&self.grads(bucket), &members))
+        self.summer.submit(buckets::pack(&self.grads(bucket), &members), bucket)
     }
 }
 

@@ -6,30 +6,6 @@ use anyhow::Context;
 use plotters::prelude::*;
 use std::path::Path;
 
-const FONT_PATHS: [&str; 3] = [
-    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
-    "/usr/share/fonts/dejavu/DejaVuSans.ttf",
-    "/usr/share/fonts/TTF/DejaVuSans.ttf",
-];
-
-fn register_font() -> anyhow::Result<()> {
-    static FONT: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
-    FONT.get_or_init(|| {
-        let bytes = FONT_PATHS.iter().find_map(|p| std::fs::read(p).ok()).ok_or_else(|| {
-            format!(
-                "no DejaVu font found (looked in {}); scripts/setup.sh installs fonts-dejavu-core",
-                FONT_PATHS.join(", ")
-            )
-        })?;
-        // The font must live for the whole process.
-        let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
-        plotters::style::register_font("sans-serif", FontStyle::Normal, bytes)
-            .map_err(|_| "invalid font file".to_string())
-    })
-    .clone()
-    .map_err(|e| anyhow::anyhow!(e))
-}
-
 /// Series read from metrics.jsonl: (step, value).
 #[derive(Debug, Default)]
 pub struct History {
@@ -95,7 +71,7 @@ fn panel(
 
 /// Draw loss, learning rate and score panels into `out` (PNG).
 pub fn render(metrics: &Path, out: &Path) -> anyhow::Result<()> {
-    register_font()?;
+    crate::fonts::register()?;
     let h = read_history(metrics)?;
     let root = BitMapBackend::new(out, (1500, 420)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -111,13 +111,14 @@ impl DataParallel {
         })
     }
 
-    /// Each scalar's mean over the ranks (the steps' losses, as logged and checked):
-    /// one all-reduce and one copy to the host for all of them.
+    /// Each value's mean over the ranks (the steps' losses, as logged and checked), the
+    /// tensors' elements in order: one all-reduce and one copy to the host for all.
     pub fn mean_each(&self, values: &[Tensor]) -> anyhow::Result<Vec<f64>> {
         if values.is_empty() {
             return Ok(Vec::new());
         }
-        let mut t = Tensor::stack(&values.iter().map(|v| v.detach().to_kind(Kind::Float)).collect::<Vec<_>>(), 0);
+        let flat: Vec<Tensor> = values.iter().map(|v| v.detach().to_kind(Kind::Float).reshape([-1])).collect();
+        let mut t = Tensor::cat(&flat, 0);
         if self.size() > 1 {
             within("loss mean", || self.comm.all_reduce_sum(&mut t))?;
         }

@@ -7,46 +7,57 @@
 //! checkpoint or evaluation — and are then brought to the host (averaged over the
 //! ranks) in one transfer, so a step costs no host synchronisation. A non-finite loss
 //! ends the run at that point, before anything is saved from the diverged weights.
+use super::breakdown::{hms, Interval, Means, StepTimes};
+use super::memory;
 use super::preempt::{Interrupted, Signals};
 use super::records::{Record, TrainRecord};
 use super::run::{Run, TrainOptions, TrainSummary};
 use super::step::{train_step, StepContext};
+use super::trace::TraceWindow;
 use crate::data::loader::{self, LoaderOptions};
 use crate::data::rng::derive;
 use crate::dist::watchdog;
+use crate::timeline;
 use anyhow::bail;
+use std::collections::BTreeMap;
 use std::time::Instant;
 use tch::Tensor;
 
 /// Steps' losses not yet brought to the host, and the log interval's running sums.
 #[derive(Default)]
 struct LossWindow {
+    /// Per step: the loss, then each head's (when several are weighted).
     pending: Vec<Tensor>,
     /// Index (1-based step) of the first pending loss.
     first_pending_step: u64,
     sum: f64,
+    head_sums: Vec<f64>,
     count: u64,
     last: f64,
     last_finite: f64,
 }
 
 impl LossWindow {
-    fn new() -> Self {
-        LossWindow { last: f64::NAN, last_finite: f64::NAN, ..Default::default() }
+    fn new(heads: usize) -> Self {
+        LossWindow { last: f64::NAN, last_finite: f64::NAN, head_sums: vec![0.0; heads], ..Default::default() }
     }
 
-    fn push(&mut self, loss: Tensor, step: u64) {
+    fn push(&mut self, loss: &Tensor, heads: &[Tensor], step: u64) {
         if self.pending.is_empty() {
             self.first_pending_step = step;
         }
-        self.pending.push(loss);
+        let mut parts = vec![loss.shallow_clone()];
+        parts.extend(heads.iter().map(Tensor::shallow_clone));
+        self.pending.push(if parts.len() == 1 { loss.shallow_clone() } else { Tensor::stack(&parts, 0) });
     }
 
-    /// The interval's mean loss; starts the next interval.
-    fn take_mean(&mut self) -> f64 {
-        let mean = self.sum / self.count.max(1) as f64;
+    /// The interval's mean loss and heads' means; starts the next interval.
+    fn take_means(&mut self) -> (f64, Vec<f64>) {
+        let n = self.count.max(1) as f64;
+        let mean = self.sum / n;
+        let heads = self.head_sums.iter_mut().map(|s| std::mem::take(s) / n).collect();
         (self.sum, self.count) = (0.0, 0);
-        mean
+        (mean, heads)
     }
 }
 
@@ -55,7 +66,9 @@ impl Run<'_> {
     /// fp32/bf16 a non-finite loss is fatal; in fp16 it is the scaler's (step skipped).
     fn flush_losses(&mut self, window: &mut LossWindow, epoch: usize) -> anyhow::Result<()> {
         let values = self.dp.mean_each(&std::mem::take(&mut window.pending))?;
-        for (i, value) in values.into_iter().enumerate() {
+        let per_step = 1 + window.head_sums.len();
+        for (i, step) in values.chunks(per_step).enumerate() {
+            let value = step[0];
             if !value.is_finite() && self.scaler.is_none() {
                 let kept = self.last_checkpoint.as_ref().map_or("none yet".to_string(), |p| p.display().to_string());
                 bail!(
@@ -70,6 +83,9 @@ impl Run<'_> {
                 window.last_finite = value;
             }
             window.sum += value;
+            for (sum, v) in window.head_sums.iter_mut().zip(&step[1..]) {
+                *sum += v;
+            }
             window.count += 1;
         }
         Ok(())
@@ -78,30 +94,87 @@ impl Run<'_> {
     /// A checkpoint at this step, after the pending losses are checked.
     fn checked_save(&mut self, window: &mut LossWindow, epoch: usize) -> anyhow::Result<()> {
         self.flush_losses(window, epoch)?;
+        let _span = timeline::span("checkpoint");
         self.save(epoch)
     }
 
-    fn log_interval(&mut self, window: &mut LossWindow, epoch: usize, lr: f64, steps: u64, secs: f64) {
-        let bs = self.cfg.train.batch_size * self.cfg.train.accumulate_steps;
-        let ms = 1000.0 * secs / steps as f64;
+    /// Whether `[eval]` evaluates after epoch `done` (1-based).
+    pub(super) fn evaluates_after(&self, done: usize) -> bool {
+        let (e, epochs) = (&self.cfg.eval, self.cfg.train.epochs);
+        done >= e.start && ((done - e.start) % e.interval == 0 || done == epochs)
+    }
+
+    /// Seconds to the end: the remaining steps at the smoothed step time, and the
+    /// remaining evaluations at the last one's duration (before the first, a forward at a
+    /// third of a training image's time per val image, a rough guess).
+    fn eta_seconds(&mut self, times: &Means, max_steps: Option<u64>) -> f64 {
+        self.eta.update(times.step_ms);
+        let total = self.steps_per_epoch * self.cfg.train.epochs as u64;
+        let end = max_steps.map_or(total, |m| m.min(total));
+        let steps_left = end.saturating_sub(self.state.step);
+        let epoch_at_end = end.div_ceil(self.steps_per_epoch) as usize;
+        let done = (self.state.step / self.steps_per_epoch) as usize;
+        let evals_left = (done + 1..=epoch_at_end).filter(|&d| self.evaluates_after(d)).count();
+        let eval_secs = self.last_eval_secs.unwrap_or_else(|| {
+            let per_image_ms = times.step_ms / self.per_step_images() as f64;
+            self.val_images() as f64 / self.dp.size() as f64 * per_image_ms / 3.0 / 1000.0
+        });
+        self.eta.seconds(steps_left, evals_left, eval_secs)
+    }
+
+    /// Images of one optimiser step on this rank.
+    fn per_step_images(&self) -> usize {
+        self.cfg.train.batch_size * self.cfg.train.accumulate_steps
+    }
+
+    fn log_interval(&mut self, window: &mut LossWindow, epoch: usize, lr: f64, times: Means, max_steps: Option<u64>) {
+        let bs = self.per_step_images();
         // The mean over the interval, as the recipes log it.
-        let avg = window.take_mean();
+        let (avg, heads) = window.take_means();
         // Images/s counts the whole job's images; other ranks' lines are debug-level.
-        let ips = (steps as usize * bs) as f64 / secs.max(1e-9) * self.dp.size() as f64;
+        let ips = bs as f64 / (times.step_ms / 1000.0).max(1e-9) * self.dp.size() as f64;
         let in_epoch = self.state.step - epoch as u64 * self.steps_per_epoch;
+        let eta = self.eta_seconds(&times, max_steps);
+        let mem = memory::sample(self.dp.device);
+        let heads: BTreeMap<String, f64> =
+            self.head_names.iter().zip(heads).filter(|(_, v)| v.is_finite()).map(|(n, v)| (n.clone(), v)).collect();
+        let head_text: String = heads.iter().map(|(n, v)| format!(" ({n} {v:.4})")).collect();
         let line = format!(
-            "epoch [{:>3}/{}] step {in_epoch}/{}  loss {avg:.4}  lr {lr:.3e}  {ms:.1} ms/step  {ips:.1} img/s",
+            "epoch [{:>3}/{}] step {in_epoch}/{}  loss {avg:.4}{head_text}  lr {lr:.3e}  {:.1} ms/step \
+             (data {:.1} + compute {:.1} + comm {:.1} + optim {:.1})  {ips:.1} img/s  eta {}  mem {:.0} MB",
             epoch + 1,
             self.cfg.train.epochs,
-            self.steps_per_epoch
+            self.steps_per_epoch,
+            times.step_ms,
+            times.data_ms,
+            times.compute_ms,
+            times.comm_ms,
+            times.optimizer_ms,
+            hms(eta),
+            mem.peak_mb(),
         );
         if self.dp.is_root() {
             tracing::info!("{line}");
         } else {
             tracing::debug!("{line}");
         }
-        let step = self.state.step;
-        let record = TrainRecord { epoch: epoch + 1, step, loss: avg, lr, ms_per_step: ms, img_per_s: ips };
+        let record = TrainRecord {
+            epoch: epoch + 1,
+            step: self.state.step,
+            loss: avg,
+            lr,
+            ms_per_step: times.step_ms,
+            img_per_s: ips,
+            data_wait_ms: times.data_ms,
+            compute_ms: times.compute_ms,
+            comm_ms: times.comm_ms,
+            optimizer_ms: times.optimizer_ms,
+            eta_s: eta,
+            rss_mb: mem.rss_mb,
+            peak_mem_mb: mem.peak_mb(),
+            cuda_max_allocated_mb: mem.cuda_max_allocated_mb,
+            head_loss: heads,
+        };
         self.log.write(&Record::Train(record));
     }
 
@@ -162,7 +235,9 @@ impl Run<'_> {
             seed: t.seed,
         };
         let device = self.model.device();
-        let mut window = LossWindow::new();
+        let mut window = LossWindow::new(self.head_names.len());
+        let mut times = Interval::default();
+        let mut trace = t.trace_steps.map(|w| TraceWindow::new(w, &t.output_dir));
         // How much of the all-reduce the first step's backward hid, said once.
         let mut overlap_reported = false;
         let signals = Signals::install()?;
@@ -171,9 +246,13 @@ impl Run<'_> {
             let offset = (self.state.step % self.steps_per_epoch) as usize;
             let indices = self.sampler.indices(epoch as u64);
             let todo = &indices[offset * per_step..self.steps_per_epoch as usize * per_step];
-            let mut timer = Instant::now();
-            let mut since_log = 0u64;
             let mut micro = Vec::with_capacity(t.accumulate_steps);
+            if let Some(tr) = &mut trace {
+                tr.before_step(self.state.step + 1, &self.dp)?;
+            }
+            // A step's time runs from the end of the previous one's bookkeeping (or the
+            // epoch's start) to the end of its optimiser update.
+            let mut step_start = Instant::now();
             watchdog::set_phase("data");
             for batch in loader::epoch(self.train_ds.clone(), todo, epoch as u64, &loader_opts) {
                 let batch = batch?;
@@ -183,6 +262,8 @@ impl Run<'_> {
                     continue;
                 }
                 let batches = std::mem::take(&mut micro);
+                let data = step_start.elapsed();
+                timeline::record("data wait", timeline::MAIN_LANE, step_start);
                 watchdog::set_step(self.state.step + 1);
                 self.seed_step();
                 let lr = self.schedule.lr(self.state.step);
@@ -206,15 +287,19 @@ impl Run<'_> {
                 }
                 overlap_reported = true;
                 self.state.step += 1;
-                window.push(result.loss, self.state.step);
-                since_log += 1;
+                window.push(&result.loss, &result.heads, self.state.step);
+                times.push(StepTimes {
+                    data,
+                    compute: result.compute,
+                    comm: result.exposed_comm,
+                    optimizer: result.optimizer,
+                    total: step_start.elapsed(),
+                });
                 let in_epoch = self.state.step - epoch as u64 * self.steps_per_epoch;
                 let logged = self.state.step % cfg.log.interval as u64 == 0 || in_epoch == self.steps_per_epoch;
                 if logged {
                     self.flush_losses(&mut window, epoch)?;
-                    self.log_interval(&mut window, epoch, lr, since_log, timer.elapsed().as_secs_f64());
-                    timer = Instant::now();
-                    since_log = 0;
+                    self.log_interval(&mut window, epoch, lr, times.take(), opts.max_steps);
                 }
                 if t.checkpoint_steps > 0 && self.state.step % t.checkpoint_steps == 0 {
                     watchdog::set_phase("checkpoint");
@@ -223,12 +308,25 @@ impl Run<'_> {
                 // Mid-epoch, the position saved is this step's: a resume continues from it.
                 self.answer_signals(&signals, &mut window, epoch, logged)?;
                 watchdog::set_phase("data");
-                if opts.max_steps.is_some_and(|m| self.state.step >= m) {
+                let last = opts.max_steps.is_some_and(|m| self.state.step >= m);
+                if last {
                     self.checked_save(&mut window, epoch)?;
+                } else if in_epoch == self.steps_per_epoch {
+                    // The epoch's evaluation and checkpoint, inside its last step's trace.
+                    self.end_of_epoch(&mut window, epoch + 1)?;
+                }
+                let run_end = last || self.state.step >= self.steps_per_epoch * t.epochs as u64;
+                if let Some(tr) = &mut trace {
+                    tr.after_step(self.state.step, run_end, &self.dp)?;
+                    if !run_end && in_epoch < self.steps_per_epoch {
+                        tr.before_step(self.state.step + 1, &self.dp)?;
+                    }
+                }
+                if last {
                     return Ok(self.summary(window.last));
                 }
+                step_start = Instant::now();
             }
-            self.end_of_epoch(&mut window, epoch + 1)?;
         }
         drop(signals);
         self.draw_curves();
@@ -238,18 +336,20 @@ impl Run<'_> {
     /// Evaluation and the epoch checkpoint, as `[eval]` and `train.checkpoint_interval` say.
     fn end_of_epoch(&mut self, window: &mut LossWindow, done: usize) -> anyhow::Result<()> {
         self.flush_losses(window, done - 1)?;
-        let (e, t) = (&self.cfg.eval, &self.cfg.train);
-        let evaluate = done >= e.start && ((done - e.start) % e.interval == 0 || done == t.epochs);
+        let t = &self.cfg.train;
         let save = done % t.checkpoint_interval == 0 || done == t.epochs;
-        if evaluate {
+        if self.evaluates_after(done) {
             watchdog::set_phase("evaluation");
+            let _span = timeline::span("evaluation");
             self.evaluate(done)?;
         }
         if save {
             watchdog::set_phase("checkpoint");
+            let _span = timeline::span("checkpoint");
             // Saved at the start of the next epoch's position.
             self.save(done)?;
         }
+        watchdog::set_phase("data");
         Ok(())
     }
 }

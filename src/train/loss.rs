@@ -58,13 +58,25 @@ impl SegLoss {
     /// Weighted sum over the model's outputs. Summed from the first head's term, not from a
     /// zero tensor: the same value (0 + x = x) without a tensor and an addition per step.
     pub fn total(&self, outputs: &[Tensor], labels: &Tensor) -> Tensor {
-        outputs
+        self.total_and_heads(outputs, labels).0
+    }
+
+    /// The total, and each weighted head's own loss when there are several (for the
+    /// log; the total is the same sum either way).
+    pub fn total_and_heads(&self, outputs: &[Tensor], labels: &Tensor) -> (Tensor, Vec<Tensor>) {
+        let heads: Vec<(Tensor, f64)> = outputs
             .iter()
             .zip(&self.head_weights)
             .filter(|(_, &w)| w != 0.0)
-            .map(|(o, &w)| self.head(o, labels) * w)
+            .map(|(o, &w)| (self.head(o, labels), w))
+            .collect();
+        let total = heads
+            .iter()
+            .map(|(l, w)| l * *w)
             .reduce(|a, b| a + b)
-            .unwrap_or_else(|| Tensor::zeros([], (Kind::Float, labels.device())))
+            .unwrap_or_else(|| Tensor::zeros([], (Kind::Float, labels.device())));
+        let own = if heads.len() > 1 { heads.into_iter().map(|(l, _)| l).collect() } else { Vec::new() };
+        (total, own)
     }
 }
 

@@ -1,8 +1,11 @@
 //! `metrics.jsonl`: one typed [`Record`] per line, appended by rank 0 while training
-//! and read back by `curves.rs` (a resumed run appends to the same file).
+//! and read back by `curves.rs` and `segzoo runs summary` (a resumed run appends to the
+//! same file). The same records go to TensorBoard as scalars (`tb/`, [`Record::scalars`]).
 use crate::eval::score::Score;
+use crate::tensorboard::EventWriter;
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
 
@@ -24,6 +27,87 @@ pub struct TrainRecord {
     pub lr: f64,
     pub ms_per_step: f64,
     pub img_per_s: f64,
+    /// Means over the interval of the step's parts (they add up to about `ms_per_step`):
+    /// waiting for data, forward+backward, gradient communication backward did not
+    /// hide, and the optimiser.
+    #[serde(default)]
+    pub data_wait_ms: f64,
+    #[serde(default)]
+    pub compute_ms: f64,
+    #[serde(default)]
+    pub comm_ms: f64,
+    #[serde(default)]
+    pub optimizer_ms: f64,
+    /// Estimated seconds to the end of training, evaluations included.
+    #[serde(default)]
+    pub eta_s: f64,
+    /// Resident set of the process now, and the peak memory (CUDA: the allocator's peak;
+    /// else the resident set's).
+    #[serde(default)]
+    pub rss_mb: f64,
+    #[serde(default)]
+    pub peak_mem_mb: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cuda_max_allocated_mb: Option<f64>,
+    /// Each weighted head's own loss (models with several heads).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub head_loss: BTreeMap<String, f64>,
+}
+
+impl Record {
+    pub fn step(&self) -> u64 {
+        match self {
+            Record::Train(t) => t.step,
+            Record::Eval(e) => e.step,
+        }
+    }
+
+    /// The record as TensorBoard scalars; `class_names` label the per-class IoUs.
+    pub fn scalars(&self, class_names: &[String]) -> Vec<(String, f64)> {
+        let mut out: Vec<(String, f64)> = Vec::new();
+        match self {
+            Record::Train(t) => {
+                out.push(("train/loss".into(), t.loss));
+                out.extend(t.head_loss.iter().map(|(h, v)| (format!("train/loss/{h}"), *v)));
+                for (tag, v) in [
+                    ("train/lr", t.lr),
+                    ("train/img_per_s", t.img_per_s),
+                    ("train/ms_per_step", t.ms_per_step),
+                    ("train/data_wait_ms", t.data_wait_ms),
+                    ("train/compute_ms", t.compute_ms),
+                    ("train/comm_exposed_ms", t.comm_ms),
+                    ("train/optimizer_ms", t.optimizer_ms),
+                    ("train/eta_s", t.eta_s),
+                    ("sys/rss_mb", t.rss_mb),
+                ] {
+                    out.push((tag.into(), v));
+                }
+                if let Some(mb) = t.cuda_max_allocated_mb {
+                    out.push(("sys/cuda_max_allocated_mb".into(), mb));
+                }
+            }
+            Record::Eval(e) => match &e.score {
+                Score::Seg(m) => {
+                    out.push(("val/miou".into(), m.miou));
+                    out.push(("val/pixel_acc".into(), m.pixel_acc));
+                    out.push(("val/mean_class_acc".into(), m.mean_class_acc));
+                    for (i, iou) in m.iou.iter().enumerate() {
+                        // An absent class has no IoU: no point rather than a NaN.
+                        if iou.is_finite() {
+                            // Tags without spaces ("traffic light" → traffic_light), as TensorFlow makes them.
+                            let name = class_names.get(i).map_or_else(|| format!("class_{i}"), |n| n.replace(' ', "_"));
+                            out.push((format!("val/iou/{name}"), *iou));
+                        }
+                    }
+                }
+                Score::Cls(c) => {
+                    out.push(("val/top1".into(), c.top1));
+                    out.push(("val/top5".into(), c.top5));
+                }
+            },
+        }
+        out
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -35,31 +119,67 @@ pub struct EvalRecord {
     pub score: Score,
 }
 
-/// Appends records to `metrics.jsonl` (rank 0 only: `None` elsewhere).
-pub struct MetricsLog(Option<std::fs::File>);
+/// Appends records to `metrics.jsonl` and, once started, TensorBoard (rank 0 only:
+/// no-ops elsewhere).
+pub struct MetricsLog {
+    file: Option<std::fs::File>,
+    tb: Option<EventWriter>,
+    class_names: Vec<String>,
+}
 
 impl MetricsLog {
     /// Open `path` for appending on rank 0; a no-op log elsewhere.
-    pub fn open(path: &Path, writer: bool) -> anyhow::Result<Self> {
-        if !writer {
-            return Ok(MetricsLog(None));
+    pub fn open(path: &Path, writer: bool, class_names: Vec<String>) -> anyhow::Result<Self> {
+        let file = match writer {
+            false => None,
+            true => Some(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .with_context(|| format!("opening {}", path.display()))?,
+            ),
+        };
+        Ok(MetricsLog { file, tb: None, class_names })
+    }
+
+    /// Also write TensorBoard events to `dir`, keeping those up to `resumed_at` from
+    /// earlier runs (rank 0 only).
+    pub fn start_tensorboard(&mut self, dir: &Path, resumed_at: u64) -> anyhow::Result<()> {
+        if self.file.is_some() {
+            let writer = EventWriter::open(dir, resumed_at)?;
+            tracing::info!("TensorBoard events: {} (tensorboard --logdir {})", writer.path().display(), dir.display());
+            self.tb = Some(writer);
         }
-        let f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .with_context(|| format!("opening {}", path.display()))?;
-        Ok(MetricsLog(Some(f)))
+        Ok(())
     }
 
     /// A failed append is a warning: losing a log line must not stop training.
     pub fn write(&mut self, record: &Record) {
-        if let Some(f) = &mut self.0 {
+        if let Some(f) = &mut self.file {
             let line = serde_json::to_string(record).unwrap_or_default();
             if let Err(e) = writeln!(f, "{line}") {
                 tracing::warn!("cannot append to metrics.jsonl: {e}");
             }
         }
+        if let Some(tb) = &mut self.tb {
+            if let Err(e) = tb.scalars(record.step(), &record.scalars(&self.class_names)) {
+                tracing::warn!("cannot append to the TensorBoard events: {e:#}");
+            }
+        }
+    }
+
+    /// An image in TensorBoard (if it is on).
+    pub fn image(&mut self, step: u64, tag: &str, img: &image::RgbImage) {
+        if let Some(tb) = &mut self.tb {
+            if let Err(e) = tb.image(step, tag, img) {
+                tracing::warn!("cannot append an image to the TensorBoard events: {e:#}");
+            }
+        }
+    }
+
+    pub fn tensorboard_on(&self) -> bool {
+        self.tb.is_some()
     }
 }
 
@@ -87,7 +207,23 @@ mod tests {
             confusion: Vec::new(),
         };
         let records = [
-            Record::Train(TrainRecord { epoch: 1, step: 10, loss: 1.5, lr: 0.01, ms_per_step: 20.0, img_per_s: 4.0 }),
+            Record::Train(TrainRecord {
+                epoch: 1,
+                step: 10,
+                loss: 1.5,
+                lr: 0.01,
+                ms_per_step: 20.0,
+                img_per_s: 4.0,
+                data_wait_ms: 1.0,
+                compute_ms: 15.0,
+                comm_ms: 1.5,
+                optimizer_ms: 2.0,
+                eta_s: 60.0,
+                rss_mb: 100.0,
+                peak_mem_mb: 120.0,
+                cuda_max_allocated_mb: None,
+                head_loss: BTreeMap::from([("aux".to_string(), 1.25)]),
+            }),
             Record::Eval(EvalRecord { epoch: 1, step: 10, score: Score::Seg(seg) }),
             Record::Eval(EvalRecord {
                 epoch: 2,
@@ -109,5 +245,47 @@ mod tests {
         }
         assert_eq!(back[0], records[0]);
         assert_eq!(back[2], records[2]);
+        // Lines written before the breakdown fields existed still read.
+        let old = r#"{"kind":"train","epoch":1,"step":10,"loss":1.5,"lr":0.01,"ms_per_step":20.0,"img_per_s":4.0}"#;
+        let Record::Train(t) = serde_json::from_str::<Record>(old).expect("old line parses") else { panic!() };
+        assert_eq!((t.data_wait_ms, t.head_loss.len()), (0.0, 0));
+    }
+
+    #[test]
+    fn scalars_name_heads_and_classes_and_skip_absent_classes() {
+        let train = Record::Train(TrainRecord {
+            epoch: 1,
+            step: 10,
+            loss: 1.5,
+            lr: 0.01,
+            ms_per_step: 20.0,
+            img_per_s: 4.0,
+            data_wait_ms: 1.0,
+            compute_ms: 15.0,
+            comm_ms: 1.5,
+            optimizer_ms: 2.0,
+            eta_s: 60.0,
+            rss_mb: 100.0,
+            peak_mem_mb: 120.0,
+            cuda_max_allocated_mb: Some(512.0),
+            head_loss: BTreeMap::from([("aux".to_string(), 1.25)]),
+        });
+        let tags: Vec<String> = train.scalars(&[]).into_iter().map(|(t, _)| t).collect();
+        for want in ["train/loss", "train/loss/aux", "train/lr", "train/data_wait_ms", "sys/cuda_max_allocated_mb"] {
+            assert!(tags.iter().any(|t| t == want), "{want} missing from {tags:?}");
+        }
+        let seg = SegMetrics {
+            miou: 0.5,
+            iou: vec![0.25, f64::NAN],
+            pixel_acc: 0.9,
+            mean_class_acc: 0.6,
+            class_names: Vec::new(),
+            confusion: Vec::new(),
+        };
+        let eval = Record::Eval(EvalRecord { epoch: 1, step: 10, score: Score::Seg(seg) });
+        let scalars = eval.scalars(&["road".to_string(), "sky".to_string()]);
+        assert!(scalars.contains(&("val/iou/road".to_string(), 0.25)), "{scalars:?}");
+        assert!(!scalars.iter().any(|(t, _)| t == "val/iou/sky"), "{scalars:?}");
+        assert!(scalars.contains(&("val/miou".to_string(), 0.5)));
     }
 }

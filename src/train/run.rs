@@ -2,6 +2,7 @@
 //! model, optimiser, schedule, loss and data from the config; restoring a checkpoint
 //! or pretrained weights; saving checkpoints and evaluating. The loop is `fit.rs`.
 use super::amp::GradScaler;
+use super::breakdown::Eta;
 use super::checkpoint::{self, Meta};
 use super::data_parallel::DataParallel;
 use super::loss::{Ohem, SegLoss};
@@ -9,6 +10,7 @@ use super::optim::{Optimizer, Param};
 use super::records::{EvalRecord, MetricsLog, Record};
 use super::schedule::LrSchedule;
 use super::state::{Best, ScalerState, TrainState};
+use super::status::StatusFile;
 use crate::config::{Config, MemoryFormatChoice, Precision, Schedule};
 use crate::data::dataset::{Dataset, Split};
 use crate::data::labels::class_names;
@@ -73,13 +75,25 @@ pub(super) struct Run<'a> {
     pub log: MetricsLog,
     pub last_checkpoint: Option<PathBuf>,
     pub last_eval: Option<EvalRecord>,
+    /// The weighted heads' names when there are several (their losses are logged apart).
+    pub head_names: Vec<String>,
+    pub eta: Eta,
+    /// How long the last evaluation took, for the ETA.
+    pub last_eval_secs: Option<f64>,
+    /// The val list's length, read once for the ETA's first estimate.
+    pub val_len: Option<usize>,
 }
 
 /// Train as `cfg` describes, from scratch, pretrained weights or a checkpoint.
 pub fn train(cfg: &Config, opts: &TrainOptions) -> anyhow::Result<TrainSummary> {
-    let mut run = Run::new(cfg, opts)?;
-    run.restore(opts)?;
-    run.fit(opts)
+    let status = StatusFile::begin(&cfg.train.output_dir, opts.comm.rank() == 0);
+    let result = (|| {
+        let mut run = Run::new(cfg, opts)?;
+        run.restore(opts)?;
+        run.fit(opts)
+    })();
+    status.end(&result);
+    result
 }
 
 pub fn build_optimizer(cfg: &Config, model: &Model) -> Optimizer {
@@ -229,7 +243,16 @@ impl<'a> Run<'a> {
         }
         let schedule = build_schedule(cfg, steps_per_epoch)?;
         let loss = build_loss(cfg, &model)?;
-        let log = MetricsLog::open(&out.join("metrics.jsonl"), dp.is_root())?;
+        let classes = class_names(cfg.data.dataset.into());
+        let log = MetricsLog::open(&out.join("metrics.jsonl"), dp.is_root(), classes)?;
+        let weighted: Vec<String> = model
+            .output_names()
+            .iter()
+            .zip(&loss.head_weights)
+            .filter(|(_, &w)| w != 0.0)
+            .map(|(n, _)| n.to_string())
+            .collect();
+        let head_names = if weighted.len() > 1 { weighted } else { Vec::new() };
         Ok(Run {
             cfg,
             model,
@@ -247,6 +270,10 @@ impl<'a> Run<'a> {
             log,
             last_checkpoint: None,
             last_eval: None,
+            head_names,
+            eta: Eta::default(),
+            last_eval_secs: None,
+            val_len: None,
         })
     }
 
@@ -298,7 +325,17 @@ impl<'a> Run<'a> {
             "every rank must resume from the same checkpoint (train.output_dir on a filesystem all ranks share)",
         )?;
         self.dp.broadcast_state(&self.model)?;
+        if self.cfg.log.tensorboard {
+            // Events after the resumed step are redone by this run: dropped, not duplicated.
+            self.log.start_tensorboard(&self.cfg.train.output_dir.join("tb"), self.state.step)?;
+        }
         Ok(())
+    }
+
+    /// The val list's length (0 if it cannot be read: the ETA's guess is then smaller).
+    pub(super) fn val_images(&mut self) -> usize {
+        let data = &self.cfg.data;
+        *self.val_len.get_or_insert_with(|| crate::app::dataset(data, Split::Val).map(|d| d.len()).unwrap_or(0))
     }
 
     /// The checkpoint metadata at this point, as of `epoch`.
@@ -337,6 +374,7 @@ impl<'a> Run<'a> {
         let (tally, images) =
             crate::eval::sharded::evaluate_sharded(cfg, &self.model, self.dp.comm.as_ref(), &modes, false)?;
         let secs = start.elapsed().as_secs_f64();
+        self.last_eval_secs = Some(secs);
         let score = tally.score(&class_names(cfg.data.dataset.into()));
         let root = self.dp.is_root();
         if root {
@@ -344,6 +382,9 @@ impl<'a> Run<'a> {
         }
         let record = EvalRecord { epoch, step: self.state.step, score: score.compact() };
         self.log.write(&Record::Eval(record.clone()));
+        if root && self.log.tensorboard_on() && self.model.task() == crate::models::Task::Segmentation {
+            self.preview_images();
+        }
         self.draw_curves();
         self.last_eval = Some(record);
         let (metric, value) = score.main();
@@ -356,6 +397,33 @@ impl<'a> Run<'a> {
             }
         }
         self.dp.barrier()
+    }
+
+    /// The first `log.tensorboard_images` val images as image | label | prediction
+    /// overlays, in TensorBoard at this step. A failure is a warning.
+    fn preview_images(&mut self) {
+        let cfg = self.cfg;
+        let result = (|| -> anyhow::Result<Vec<image::RgbImage>> {
+            let ds = crate::app::seg_val_dataset(&cfg.data)?;
+            let names = class_names(cfg.data.dataset.into());
+            let mut out = Vec::new();
+            for i in 0..cfg.log.tensorboard_images.min(ds.len()) {
+                let (img, truth) = ds.load_raw(i)?;
+                let pred =
+                    crate::eval::predict::predict(&self.model, &img, cfg.data.mean, cfg.data.std, cfg.eval.precision)?;
+                let panels = crate::eval::visualise::Comparison { image: &img, truth: Some(&truth), pred: &pred };
+                out.push(panels.render(cfg.data.dataset.into(), &names, 0.6)?);
+            }
+            Ok(out)
+        })();
+        match result {
+            Ok(images) => {
+                for (i, img) in images.iter().enumerate() {
+                    self.log.image(self.state.step, &format!("val/image_{i}"), img);
+                }
+            }
+            Err(e) => tracing::warn!("no val images in TensorBoard: {e:#}"),
+        }
     }
 
     pub(super) fn draw_curves(&self) {

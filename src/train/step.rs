@@ -9,7 +9,9 @@ use super::optim::Optimizer;
 use crate::config::Precision;
 use crate::models::memory_format::{to_format, MemoryFormat};
 use crate::models::{Model, Task};
-use tch::Tensor;
+use crate::timeline;
+use std::time::{Duration, Instant};
+use tch::{Device, Tensor};
 
 /// What a step needs besides the batch and the mutable optimiser state.
 pub struct StepContext<'a> {
@@ -26,20 +28,40 @@ pub struct StepContext<'a> {
 pub struct StepResult {
     /// The mean of the micro-batches' losses.
     pub loss: Tensor,
+    /// Each weighted head's own (unweighted) loss, averaged like `loss`; empty for a
+    /// single head.
+    pub heads: Vec<Tensor>,
     /// False when fp16 overflow skipped the optimiser step.
     pub applied: bool,
     /// Time spent waiting for gradient communication after backward ended (all of the
     /// all-reduce without overlap; what backward did not hide with it).
-    pub exposed_comm: std::time::Duration,
+    pub exposed_comm: Duration,
+    /// Forward and backward of every micro-batch.
+    pub compute: Duration,
+    /// Unscaling, the overflow check and the optimiser update.
+    pub optimizer: Duration,
+}
+
+/// Wait for the device's queued work, so that host clocks time it (CUDA runs ahead of
+/// the host otherwise; recipes synchronise every step anyway when they read the loss).
+pub fn sync(device: Device) {
+    if let Device::Cuda(i) = device {
+        tch::Cuda::synchronize(i as i64);
+    }
 }
 
 /// The loss of `model` on a batch: the weighted heads' cross-entropy (segmentation) or
 /// the classifier's cross-entropy (classification).
 pub fn forward_loss(model: &Model, loss: &SegLoss, x: &Tensor, y: &Tensor) -> Tensor {
+    forward_losses(model, loss, x, y).0
+}
+
+/// The loss and, with several weighted heads, each head's own loss.
+fn forward_losses(model: &Model, loss: &SegLoss, x: &Tensor, y: &Tensor) -> (Tensor, Vec<Tensor>) {
     let outputs = model.forward_t(x, true);
     match model.task() {
-        Task::Segmentation => loss.total(&outputs, y),
-        Task::Classification => outputs[0].cross_entropy_for_logits(y),
+        Task::Segmentation => loss.total_and_heads(&outputs, y),
+        Task::Classification => (outputs[0].cross_entropy_for_logits(y), Vec::new()),
     }
 }
 
@@ -56,14 +78,24 @@ pub fn train_step(
     anyhow::ensure!(!batches.is_empty(), "a training step needs at least one micro-batch");
     let device = ctx.model.device();
     let k = batches.len();
+    let start = Instant::now();
     optim.zero_grad();
     let mut losses = Vec::with_capacity(k);
+    let mut heads: Vec<Vec<Tensor>> = Vec::with_capacity(k);
+    // Forward and backward apart only in a traced window (it costs a device sync).
+    let traced = timeline::active();
     for (i, (x, y)) in batches.iter().enumerate() {
         if i + 1 == k {
             ctx.dp.before_last_backward();
         }
+        let forward = timeline::span("forward");
         let x = to_format(x, ctx.memory_format);
-        let loss = amp::autocast(device, ctx.precision, || forward_loss(ctx.model, ctx.loss, &x, y))?;
+        let (loss, head_losses) = amp::autocast(device, ctx.precision, || forward_losses(ctx.model, ctx.loss, &x, y))?;
+        if traced {
+            sync(device);
+        }
+        drop(forward);
+        let _backward = timeline::span("backward");
         // Without accumulation the loss itself is backpropagated (bit for bit as before).
         let part = if k == 1 { loss.shallow_clone() } else { &loss / k as f64 };
         match scaler.as_deref() {
@@ -71,11 +103,19 @@ pub fn train_step(
             None => part.backward(),
         }
         losses.push(loss.detach());
+        heads.push(head_losses.iter().map(Tensor::detach).collect());
+        sync(device);
     }
     // Averaged before the overflow check, so every rank skips or steps alike.
-    let backward_end = std::time::Instant::now();
-    ctx.dp.finish_gradients(&optim.params)?;
+    let backward_end = Instant::now();
+    let compute = backward_end - start;
+    {
+        let _comm = timeline::span("gradient all-reduce (exposed)");
+        ctx.dp.finish_gradients(&optim.params)?;
+        sync(device);
+    }
     let exposed_comm = backward_end.elapsed();
+    let _optimizer = timeline::span("optimizer");
     let applied = match scaler.as_mut() {
         None => true,
         Some(s) => {
@@ -87,6 +127,14 @@ pub fn train_step(
     if applied {
         optim.step(lr);
     }
+    sync(device);
+    let optimizer = backward_end.elapsed() - exposed_comm;
     let loss = if k == 1 { losses.swap_remove(0) } else { Tensor::stack(&losses, 0).mean(None) };
-    Ok(StepResult { loss, applied, exposed_comm })
+    let heads = match heads.len() {
+        1 => heads.swap_remove(0),
+        _ => (0..heads[0].len())
+            .map(|h| Tensor::stack(&heads.iter().map(|m| m[h].shallow_clone()).collect::<Vec<_>>(), 0).mean(None))
+            .collect(),
+    };
+    Ok(StepResult { loss, heads, applied, exposed_comm, compute, optimizer })
 }
