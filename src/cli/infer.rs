@@ -104,6 +104,8 @@ pub fn run(args: InferArgs) -> anyhow::Result<Output> {
         }
     };
     let names = crate::data::labels::class_names(cfg.data.dataset.into());
+    // The scales, flip and sliding window of `[eval]`, as `segzoo eval` predicts.
+    let modes = crate::app::inference_options(&cfg, &model);
     let output = &args.output;
     std::fs::create_dir_all(output).with_context(|| format!("creating {}", output.display()))?;
     let bar = crate::progress::progress(inputs.len() as u64, "infer");
@@ -113,7 +115,7 @@ pub fn run(args: InferArgs) -> anyhow::Result<Output> {
             Some(ds) => ds.load_raw(i).map(|(img, t)| (img, Some(t)))?,
             None => (read_rgb(path)?, None),
         };
-        let ids = predict::predict(&model, &img, cfg.data.mean, cfg.data.std, cfg.eval.precision)?;
+        let ids = predict::predict(&model, &img, cfg.data.mean, cfg.data.std, &modes)?;
         let (w, h) = (img.width(), img.height());
         let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("image");
         match args.format {

@@ -44,6 +44,8 @@ pub struct EvalConfig {
     pub scales: Vec<f64>,
     /// Also predict the mirrored image.
     pub flip: bool,
+    /// The one image scale of the evaluations while training (whole image, no flip).
+    pub train_scale: f64,
     /// Sliding-window inference with `crop_size` tiles every `stride`.
     pub sliding: bool,
     /// Tile size (default: data.crop_size).
@@ -68,6 +70,7 @@ impl Default for EvalConfig {
             batch_size: 1,
             scales: vec![1.0],
             flip: false,
+            train_scale: 1.0,
             sliding: false,
             crop_size: None,
             stride: None,
@@ -176,6 +179,7 @@ impl Config {
             "eval.scales",
             "must list positive scales",
         );
+        need(self.eval.train_scale > 0.0, "eval.train_scale", "must be positive");
         need(self.eval.stride.is_none_or(|s| s.iter().all(|&v| v > 0)), "eval.stride", "must be positive");
         need(self.log.interval > 0, "log.interval", "must be positive");
         need(

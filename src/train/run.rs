@@ -370,7 +370,10 @@ impl<'a> Run<'a> {
         let cfg = self.cfg;
         self.dp.average_bn_stats(&self.model)?;
         let start = Instant::now();
-        let modes = InferenceOptions::whole(self.model.align_corners(), self.model.input_multiple());
+        let modes = InferenceOptions {
+            scales: vec![cfg.eval.train_scale],
+            ..InferenceOptions::whole(self.model.align_corners(), self.model.input_multiple())
+        };
         let (tally, images) =
             crate::eval::sharded::evaluate_sharded(cfg, &self.model, self.dp.comm.as_ref(), &modes, false)?;
         let secs = start.elapsed().as_secs_f64();
@@ -406,11 +409,15 @@ impl<'a> Run<'a> {
         let result = (|| -> anyhow::Result<Vec<image::RgbImage>> {
             let ds = crate::app::seg_val_dataset(&cfg.data)?;
             let names = class_names(cfg.data.dataset.into());
+            // As the evaluation while training sees them.
+            let modes = InferenceOptions {
+                scales: vec![cfg.eval.train_scale],
+                ..InferenceOptions::whole(self.model.align_corners(), self.model.input_multiple())
+            };
             let mut out = Vec::new();
             for i in 0..cfg.log.tensorboard_images.min(ds.len()) {
                 let (img, truth) = ds.load_raw(i)?;
-                let pred =
-                    crate::eval::predict::predict(&self.model, &img, cfg.data.mean, cfg.data.std, cfg.eval.precision)?;
+                let pred = crate::eval::predict::predict(&self.model, &img, cfg.data.mean, cfg.data.std, &modes)?;
                 let panels = crate::eval::visualise::Comparison { image: &img, truth: Some(&truth), pred: &pred };
                 out.push(panels.render(cfg.data.dataset.into(), &names, 0.6)?);
             }
