@@ -60,14 +60,16 @@ fi
 have_ort="$($VPY -c 'import importlib.metadata as m; print(m.version("onnxruntime"))' 2>/dev/null || true)"
 if [[ "$have_ort" != "$ORT_VERSION" ]] || ! $VPY -c 'import numpy, PIL' >/dev/null 2>&1; then
   log "installing onnxruntime==$ORT_VERSION, numpy and pillow into .venv"
-  $VPY -m pip install -q --disable-pip-version-check "onnxruntime==$ORT_VERSION" numpy pillow
+  $VPY -m pip install -q --disable-pip-version-check --no-warn-conflicts "onnxruntime==$ORT_VERSION" numpy pillow
 fi
 
 # --- TensorBoard: to view <output_dir>/tb/ (and read it back in the tests) ---------
+# --no-warn-conflicts: the slim torch above is installed without its CUDA dependencies on
+# purpose; pip would otherwise list them as conflicts on every install.
 have_tb="$($VPY -c 'import importlib.metadata as m; print(m.version("tensorboard"))' 2>/dev/null || true)"
 if [[ "$have_tb" != "$TB_VERSION" ]]; then
   log "installing tensorboard==$TB_VERSION into .venv"
-  $VPY -m pip install -q --disable-pip-version-check "tensorboard==$TB_VERSION"
+  $VPY -m pip install -q --disable-pip-version-check --no-warn-conflicts "tensorboard==$TB_VERSION"
 fi
 
 # --- stable links for cargo --------------------------------------------------

@@ -196,6 +196,26 @@ mod tests {
     use crate::eval::metrics::SegMetrics;
     use crate::eval::score::ClsScore;
 
+    fn train_record(cuda_max_allocated_mb: Option<f64>) -> TrainRecord {
+        TrainRecord {
+            epoch: 1,
+            step: 10,
+            loss: 1.5,
+            lr: 0.01,
+            ms_per_step: 20.0,
+            img_per_s: 4.0,
+            data_wait_ms: 1.0,
+            compute_ms: 15.0,
+            comm_ms: 1.5,
+            optimizer_ms: 2.0,
+            eta_s: 60.0,
+            rss_mb: 100.0,
+            peak_mem_mb: 120.0,
+            cuda_max_allocated_mb,
+            head_loss: BTreeMap::from([("aux".to_string(), 1.25)]),
+        }
+    }
+
     #[test]
     fn records_round_trip_through_json_lines_with_nan_as_null() {
         let seg = SegMetrics {
@@ -207,23 +227,7 @@ mod tests {
             confusion: Vec::new(),
         };
         let records = [
-            Record::Train(TrainRecord {
-                epoch: 1,
-                step: 10,
-                loss: 1.5,
-                lr: 0.01,
-                ms_per_step: 20.0,
-                img_per_s: 4.0,
-                data_wait_ms: 1.0,
-                compute_ms: 15.0,
-                comm_ms: 1.5,
-                optimizer_ms: 2.0,
-                eta_s: 60.0,
-                rss_mb: 100.0,
-                peak_mem_mb: 120.0,
-                cuda_max_allocated_mb: None,
-                head_loss: BTreeMap::from([("aux".to_string(), 1.25)]),
-            }),
+            Record::Train(train_record(None)),
             Record::Eval(EvalRecord { epoch: 1, step: 10, score: Score::Seg(seg) }),
             Record::Eval(EvalRecord {
                 epoch: 2,
@@ -253,23 +257,7 @@ mod tests {
 
     #[test]
     fn scalars_name_heads_and_classes_and_skip_absent_classes() {
-        let train = Record::Train(TrainRecord {
-            epoch: 1,
-            step: 10,
-            loss: 1.5,
-            lr: 0.01,
-            ms_per_step: 20.0,
-            img_per_s: 4.0,
-            data_wait_ms: 1.0,
-            compute_ms: 15.0,
-            comm_ms: 1.5,
-            optimizer_ms: 2.0,
-            eta_s: 60.0,
-            rss_mb: 100.0,
-            peak_mem_mb: 120.0,
-            cuda_max_allocated_mb: Some(512.0),
-            head_loss: BTreeMap::from([("aux".to_string(), 1.25)]),
-        });
+        let train = Record::Train(train_record(Some(512.0)));
         let tags: Vec<String> = train.scalars(&[]).into_iter().map(|(t, _)| t).collect();
         for want in ["train/loss", "train/loss/aux", "train/lr", "train/data_wait_ms", "sys/cuda_max_allocated_mb"] {
             assert!(tags.iter().any(|t| t == want), "{want} missing from {tags:?}");
