@@ -10,6 +10,7 @@ pub mod envinfo;
 pub mod eval;
 pub mod fonts;
 pub mod logging;
+pub mod mindspore;
 pub mod models;
 pub mod progress;
 pub mod suggest;

@@ -37,7 +37,8 @@ enum Command {
     Eval(eval::EvalArgs),
     /// Evaluate prediction PNGs made elsewhere against a list's labels.
     EvalPreds(eval::EvalPredsArgs),
-    /// Write a checkpoint's weights alone (official names) for PyTorch users.
+    /// Write a checkpoint's weights alone: official names (safetensors), the MindSpore
+    /// ModelZoo's (ckpt), or the deploy form (ONNX, TorchScript).
     Export(weights::ExportArgs),
     /// Generate a synthetic dataset in a real layout.
     #[command(subcommand)]
@@ -50,7 +51,8 @@ enum Command {
     /// Check this job's collectives (run it under mpirun or segzoo-launch): all-reduce and
     /// broadcast of every tensor kind with known values, a barrier, then all-reduce bandwidth.
     DistCheck(dist_check::DistCheckArgs),
-    /// Convert a PyTorch checkpoint (.pth) to safetensors with official names.
+    /// Convert weights: .pth or ModelZoo .ckpt to safetensors (official names), or any to a
+    /// ModelZoo .ckpt.
     Convert(weights::ConvertArgs),
     /// Look at run folders: `runs summary DIR…`.
     #[command(subcommand)]

@@ -1,6 +1,6 @@
 //! Config → spec: the `[model]` section onto [`ModelSpec`], the `[data]` section onto
 //! datasets with their recipe's transforms, the `[eval]` section onto inference options.
-use crate::config::{self, Config, DataConfig, ModelConfig};
+use crate::config::{self, Config, DataConfig, ModelConfig, NumericsChoice};
 use crate::data::dataset::{ClsDataset, Dataset, SegDataset, Split};
 use crate::data::kind::DatasetKind;
 use crate::data::labels::LIP_FLIP_PAIRS;
@@ -11,7 +11,7 @@ use crate::models::hrnet::{FuseMethod, HrnetSpec, StageSpec};
 use crate::models::hrnet_cls::ClsHeadSpec;
 use crate::models::ocr::OcrSpec;
 use crate::models::weights::{self, LoadMode, LoadReport};
-use crate::models::{self, Averaging, Model, ModelSpec};
+use crate::models::{self, Averaging, Model, ModelSpec, Numerics};
 use anyhow::Context;
 
 impl From<config::DatasetKind> for DatasetKind {
@@ -65,6 +65,10 @@ pub fn model_spec(cfg: &ModelConfig, default_classes: Option<i64>) -> ModelSpec 
             .map(|c| ClsHeadSpec { incre_channels: c.incre_channels.clone(), final_channels: c.final_channels }),
         freeze_bn: cfg.freeze_bn,
         aux_heads: cfg.aux_heads,
+        numerics: match cfg.numerics {
+            NumericsChoice::Pytorch => Numerics::PyTorch,
+            NumericsChoice::Mindspore => Numerics::MindSpore,
+        },
     }
 }
 

@@ -1,18 +1,24 @@
-//! Commands on weight files: `convert` (.pth → safetensors), `export` (a checkpoint's
-//! weights alone, or its deploy form as ONNX or TorchScript) and `forward` (one eval-mode
-//! pass on a stored input).
+//! Commands on weight files: `convert` (.pth or .ckpt → safetensors, any → ModelZoo .ckpt),
+//! `export` (a checkpoint's weights alone, as a ModelZoo .ckpt, or its deploy form as ONNX
+//! or TorchScript) and `forward` (one eval-mode pass on a stored input).
 use super::info::resolve_model;
 use super::Output;
-use crate::models::weights::{load_file, load_into, normalise_names, read_tensors, write_safetensors_atomic, LoadMode};
+use crate::mindspore::names;
+use crate::models::weights::{
+    load_file, load_into, normalise_names, read_tensors, read_tensors_for, write_safetensors_atomic, LoadMode,
+};
 use anyhow::Context;
 use clap::Args;
 use std::path::PathBuf;
 
 #[derive(Args)]
 pub struct ConvertArgs {
+    /// Weights in: .safetensors, .pth/.pt/.bin or a MindSpore ModelZoo .ckpt.
     input: PathBuf,
+    /// Weights out: .safetensors (official names) or .ckpt (the ModelZoo's names).
     output: PathBuf,
-    /// Check the result loads strictly into this model (preset or config).
+    /// Check the result loads strictly into this model (preset or config); it also says
+    /// the architecture when the names alone do not.
     #[arg(long)]
     model: Option<String>,
     #[arg(long)]
@@ -20,14 +26,56 @@ pub struct ConvertArgs {
 }
 
 pub fn convert(args: ConvertArgs) -> anyhow::Result<Output> {
-    let tensors = normalise_names(read_tensors(&args.input)?);
-    if let Some(model) = &args.model {
-        let m = crate::models::build(&resolve_model(model, &[], args.num_classes)?, tch::Device::Cpu)?;
+    let model = match &args.model {
+        Some(model) => Some(crate::models::build(&resolve_model(model, &[], args.num_classes)?, tch::Device::Cpu)?),
+        None => None,
+    };
+    let tensors = normalise_names(read_tensors_for(&args.input, model.as_ref().map(|m| m.arch()))?);
+    if let Some(m) = &model {
         let copies = tensors.iter().map(|(n, t)| (n.clone(), t.shallow_clone())).collect();
-        load_into(&m, copies, LoadMode::Strict, &args.input.display().to_string())?;
+        load_into(m, copies, LoadMode::Strict, &args.input.display().to_string())?;
+    }
+    if is_ckpt(&args.output) {
+        return match &model {
+            // The model's order, which is the ModelZoo network's (safetensors keeps none).
+            Some(m) => write_modelzoo_ckpt(&in_model_order(m, tensors), Some(m.arch()), &args.input, &args.output),
+            None => write_modelzoo_ckpt(&tensors, None, &args.input, &args.output),
+        };
     }
     write_safetensors_atomic(&tensors, &args.output)?;
     Ok(Output::text(format!("wrote {} tensors to {}\n", tensors.len(), args.output.display())))
+}
+
+/// `tensors` in `model`'s state-dict order (any the model lacks at the end).
+fn in_model_order(model: &crate::models::Model, tensors: Vec<(String, tch::Tensor)>) -> Vec<(String, tch::Tensor)> {
+    let order: std::collections::HashMap<String, usize> =
+        model.state_dict().into_iter().enumerate().map(|(i, (n, _))| (n, i)).collect();
+    let mut tensors = tensors;
+    tensors.sort_by_key(|(n, _)| order.get(n).copied().unwrap_or(usize::MAX));
+    tensors
+}
+
+fn is_ckpt(path: &std::path::Path) -> bool {
+    path.extension().is_some_and(|e| e == "ckpt")
+}
+
+/// Write official-name tensors as a ModelZoo `.ckpt`, for `arch` or the one the names tell.
+fn write_modelzoo_ckpt(
+    tensors: &[(String, tch::Tensor)],
+    arch: Option<crate::models::Arch>,
+    source: &std::path::Path,
+    out: &std::path::Path,
+) -> anyhow::Result<Output> {
+    let arch = arch.or_else(|| names::detect(tensors.iter().map(|(n, _)| n.as_str()))).with_context(|| {
+        format!("{}: cannot tell the architecture from the tensor names; pass --model (or --config)", source.display())
+    })?;
+    let tagged = names::to_modelzoo(arch, tensors)?;
+    crate::mindspore::ckpt::write(out, &tagged)?;
+    Ok(Output::text(format!(
+        "wrote {} tensors in the MindSpore ModelZoo's names ({arch:?}) to {}\n",
+        tagged.len(),
+        out.display()
+    )))
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -38,11 +86,14 @@ pub enum ExportFormat {
     Onnx,
     /// A traced TorchScript module of the deploy form (fixed input size).
     Torchscript,
+    /// The weights in the MindSpore ModelZoo's names and layout, for its `export.py`
+    /// (MindIR/AIR); with --config the checkpoint is first checked against that model.
+    Ckpt,
 }
 
 #[derive(Args)]
 pub struct ExportArgs {
-    /// A training checkpoint or weights file (.safetensors or .pth).
+    /// A training checkpoint or weights file (.safetensors, .pth or .ckpt).
     #[arg(long)]
     checkpoint: PathBuf,
     #[arg(long)]
@@ -92,10 +143,24 @@ pub fn export(args: ExportArgs) -> anyhow::Result<Output> {
         write_safetensors_atomic(&tensors, &args.out)?;
         return Ok(Output::text(format!("wrote {} tensors to {}\n", tensors.len(), args.out.display())));
     }
+    if args.format == ExportFormat::Ckpt && args.config.is_none() {
+        let tensors = normalise_names(read_tensors(&args.checkpoint)?);
+        anyhow::ensure!(!tensors.is_empty(), "{}: no weights", args.checkpoint.display());
+        return write_modelzoo_ckpt(&tensors, None, &args.checkpoint, &args.out);
+    }
     let config = args.config.as_deref().context("--config (the run's config or a preset) is needed for this format")?;
     let cfg = export_config(config, &args.set)?;
+    if args.format == ExportFormat::Onnx && cfg.model.numerics == crate::config::NumericsChoice::Mindspore {
+        anyhow::bail!(
+            "ONNX export follows the official PyTorch operators: set model.numerics = \"pytorch\" \
+             (the weights are the same), or export TorchScript, which keeps the MindSpore operators"
+        );
+    }
     let model = crate::app::build_model(&cfg, tch::Device::Cpu)?;
     load_file(&model, &args.checkpoint, LoadMode::Strict)?;
+    if args.format == ExportFormat::Ckpt {
+        return write_modelzoo_ckpt(&model.state_dict(), Some(model.arch()), &args.checkpoint, &args.out);
+    }
     let opts = crate::deploy::export::ExportOptions {
         aux: args.aux,
         input_size: args.input_size,
@@ -133,7 +198,7 @@ pub struct ForwardArgs {
     /// A preset or a config file.
     #[arg(long)]
     model: String,
-    /// Weights (.safetensors or .pth), loaded strictly unless --allow-partial.
+    /// Weights (.safetensors, .pth or a ModelZoo .ckpt), loaded strictly unless --allow-partial.
     #[arg(long)]
     weights: Option<PathBuf>,
     #[arg(long)]
@@ -142,13 +207,16 @@ pub struct ForwardArgs {
     output: PathBuf,
     #[arg(long)]
     num_classes: Option<i64>,
+    /// Overrides of the config file's keys, e.g. model.numerics=mindspore.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
     /// Load only the tensors that match (e.g. an ImageNet backbone).
     #[arg(long)]
     allow_partial: bool,
 }
 
 pub fn forward(args: ForwardArgs) -> anyhow::Result<Output> {
-    let m = crate::models::build(&resolve_model(&args.model, &[], args.num_classes)?, tch::Device::Cpu)?;
+    let m = crate::models::build(&resolve_model(&args.model, &args.set, args.num_classes)?, tch::Device::Cpu)?;
     if let Some(w) = &args.weights {
         let mode = if args.allow_partial { LoadMode::Partial } else { LoadMode::Strict };
         let report = load_file(&m, w, mode)?;

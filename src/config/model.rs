@@ -34,6 +34,18 @@ pub struct ModelConfig {
     pub sync_bn: bool,
     /// Build BiSeNetV2's four auxiliary heads (training); inference builds may omit them.
     pub aux_heads: bool,
+    /// `pytorch` (the official code's operators) or `mindspore` (the ModelZoo's, so that a
+    /// ModelZoo `.ckpt` gives the ModelZoo's outputs).
+    pub numerics: NumericsChoice,
+}
+
+/// `model.numerics`: whose operator semantics the model follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NumericsChoice {
+    #[default]
+    Pytorch,
+    Mindspore,
 }
 
 impl Default for ModelConfig {
@@ -49,6 +61,7 @@ impl Default for ModelConfig {
             freeze_bn: false,
             sync_bn: false,
             aux_heads: true,
+            numerics: NumericsChoice::Pytorch,
         }
     }
 }

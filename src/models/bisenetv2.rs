@@ -8,6 +8,7 @@
 //! Code followed: <https://github.com/CoinCheung/BiSeNet>, `lib/models/bisenetv2.py`.
 use super::layers::{BatchNorm2d, Conv2d, Scope};
 use super::model::{Arch, Network};
+use super::numerics::{avg_pool_same_exclusive, Numerics};
 use tch::Tensor;
 
 /// `ConvBNReLU`: keys `conv`, `bn`.
@@ -18,10 +19,14 @@ struct Cbr {
 
 impl Cbr {
     fn new(s: &Scope, cin: i64, cout: i64, k: i64, stride: i64) -> Self {
-        Cbr {
-            conv: Conv2d::new(&s.sub("conv"), cin, cout, k, stride, k / 2, false),
-            bn: BatchNorm2d::new(&s.sub("bn"), cout),
+        // Created in this order: the state dict lists the conv first.
+        let conv = Conv2d::new(&s.sub("conv"), cin, cout, k, stride, k / 2, false);
+        let mut bn = BatchNorm2d::new(&s.sub("bn"), cout);
+        if s.numerics == Numerics::MindSpore {
+            // The ModelZoo's ConvBNReLU: nn.BatchNorm2d(eps=1e-3).
+            bn.eps = 1e-3;
         }
+        Cbr { conv, bn }
     }
 
     fn forward(&self, x: &Tensor, train: bool) -> Tensor {
@@ -231,9 +236,14 @@ impl DwPw {
     }
 }
 
-fn nearest(x: &Tensor, f: i64) -> Tensor {
+/// Upsampling by `f` where the official code uses nearest; the ModelZoo's code resizes
+/// bilinearly with aligned corners there.
+fn nearest(x: &Tensor, f: i64, numerics: Numerics) -> Tensor {
     let (h, w) = (x.size()[2], x.size()[3]);
-    x.upsample_nearest2d([h * f, w * f], Some(f as f64), Some(f as f64))
+    match numerics {
+        Numerics::PyTorch => x.upsample_nearest2d([h * f, w * f], Some(f as f64), Some(f as f64)),
+        Numerics::MindSpore => x.upsample_bilinear2d([h * f, w * f], true, None, None),
+    }
 }
 
 fn bilinear(x: &Tensor, f: i64) -> Tensor {
@@ -251,6 +261,7 @@ struct Bga {
     right1: ConvBnAt,
     right2: DwPw,
     conv: ConvBnAt,
+    numerics: Numerics,
 }
 
 impl Bga {
@@ -261,16 +272,21 @@ impl Bga {
             right1: conv_bn_at(&s.sub("right1"), 0, 128, 128, 3, 1, 1, 1.0),
             right2: DwPw::new(&s.sub("right2")),
             conv: conv_bn_at(&s.sub("conv"), 0, 128, 128, 3, 1, 1, 1.0),
+            numerics: s.numerics,
         }
     }
 
     fn forward(&self, detail: &Tensor, semantic: &Tensor, train: bool) -> Tensor {
         let left1 = self.left1.forward(detail, train);
-        let left2 = self.left2.forward(detail, train).avg_pool2d([3, 3], [2, 2], [1, 1], false, true, None);
-        let right1 = nearest(&self.right1.forward(semantic, train), 4);
+        let left2 = self.left2.forward(detail, train);
+        let left2 = match self.numerics {
+            Numerics::PyTorch => left2.avg_pool2d([3, 3], [2, 2], [1, 1], false, true, None),
+            Numerics::MindSpore => avg_pool_same_exclusive(&left2, 3, 2),
+        };
+        let right1 = nearest(&self.right1.forward(semantic, train), 4, self.numerics);
         let right2 = self.right2.forward(semantic, train);
         let left = left1 * right1.sigmoid();
-        let right = nearest(&(left2 * right2.sigmoid()), 4);
+        let right = nearest(&(left2 * right2.sigmoid()), 4, self.numerics);
         self.conv.forward(&(left + right), train).relu()
     }
 }
@@ -282,6 +298,7 @@ struct Head {
     up_conv: Option<Cbr>,
     cls: Conv2d,
     up_factor: i64,
+    numerics: Numerics,
 }
 
 impl Head {
@@ -291,13 +308,14 @@ impl Head {
         let mid2 = if aux { up_factor * up_factor } else { mid };
         let up_conv = aux.then(|| Cbr::new(&out.sub(0).sub(1), mid, mid2, 3, 1));
         let cls = Conv2d::new(&out.sub(1), mid2, classes, 1, 1, 0, true);
-        Head { conv, up_conv, cls, up_factor: if aux { up_factor / 2 } else { up_factor } }
+        let up_factor = if aux { up_factor / 2 } else { up_factor };
+        Head { conv, up_conv, cls, up_factor, numerics: s.numerics }
     }
 
     fn forward(&self, x: &Tensor, train: bool) -> Tensor {
         let mut feat = self.conv.forward(x, train).dropout(0.1, train);
         if let Some(c) = &self.up_conv {
-            feat = c.forward(&nearest(&feat, 2), train);
+            feat = c.forward(&nearest(&feat, 2, self.numerics), train);
         }
         bilinear(&self.cls.forward(&feat), self.up_factor)
     }

@@ -9,7 +9,8 @@
 //! and <https://github.com/HRNet/HRNet-Image-Classification> (`lib/models/cls_hrnet.py`).
 pub use super::blocks::BlockKind;
 use super::blocks::{make_layer, run_layer, Block};
-use super::layers::{conv1x1, conv3x3, resize_bilinear, BatchNorm2d, Conv2d, ConvBn, Scope};
+use super::layers::{conv1x1, conv3x3, BatchNorm2d, Conv2d, ConvBn, Scope};
+use super::numerics::Bilinear;
 use tch::Tensor;
 use BlockKind::{Basic, Bottleneck};
 
@@ -120,7 +121,7 @@ impl HrnetSpec {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Upsample {
     /// Segmentation: bilinear to the exact size of the target branch.
-    Bilinear { align_corners: bool },
+    Bilinear(Bilinear),
     /// Classification: nearest by a power-of-two scale factor.
     Nearest,
 }
@@ -181,7 +182,7 @@ impl HrModule {
     /// A lower-resolution branch up to `h`×`w` (segmentation) or by `scale` (classification).
     fn upsample_to(&self, t: &Tensor, h: i64, w: i64, scale: i64) -> Tensor {
         match self.upsample {
-            Upsample::Bilinear { align_corners } => resize_bilinear(t, h, w, align_corners),
+            Upsample::Bilinear(bilinear) => bilinear.resize(t, h, w),
             Upsample::Nearest => {
                 let factor = scale as f64;
                 let (th, tw) = (t.size()[2] * scale, t.size()[3] * scale);
@@ -356,9 +357,9 @@ impl Backbone {
 }
 
 /// All branches resized to branch 0 and concatenated (HRNetV2 representation).
-pub fn concat_branches(ys: &[Tensor], align_corners: bool) -> Tensor {
+pub fn concat_branches(ys: &[Tensor], bilinear: Bilinear) -> Tensor {
     let (h, w) = (ys[0].size()[2], ys[0].size()[3]);
-    let parts: Vec<Tensor> = ys.iter().map(|y| resize_bilinear(y, h, w, align_corners)).collect();
+    let parts: Vec<Tensor> = ys.iter().map(|y| bilinear.resize(y, h, w)).collect();
     Tensor::cat(&parts, 1)
 }
 

@@ -26,6 +26,8 @@ pub struct Scope<'a> {
     pub sync: super::sync_bn::SyncSlot,
     /// The deploy form's folded convolutions and BatchNorms, by module name.
     pub fusion: super::fusion::FusionSlots,
+    /// Whose operator semantics the modules follow.
+    pub numerics: super::Numerics,
 }
 
 impl<'a> Scope<'a> {
@@ -37,7 +39,13 @@ impl<'a> Scope<'a> {
             freeze_bn,
             sync: Default::default(),
             fusion: Default::default(),
+            numerics: Default::default(),
         }
+    }
+
+    /// This root scope with `numerics`.
+    pub fn with_numerics(self, numerics: super::Numerics) -> Self {
+        Scope { numerics, ..self }
     }
 
     pub fn sub<T: ToString>(&self, name: T) -> Scope<'a> {
@@ -49,6 +57,7 @@ impl<'a> Scope<'a> {
             freeze_bn: self.freeze_bn,
             sync: self.sync.clone(),
             fusion: self.fusion.clone(),
+            numerics: self.numerics,
         }
     }
 

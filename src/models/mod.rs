@@ -16,6 +16,7 @@ pub mod hrnetv2;
 pub mod layers;
 pub mod memory_format;
 pub mod model;
+pub mod numerics;
 pub mod ocr;
 pub mod refinenet;
 pub mod registry;
@@ -25,4 +26,5 @@ pub mod sync_bn;
 pub mod weights;
 
 pub use model::{Arch, Averaging, Model, Network, Task, TensorInfo};
+pub use numerics::Numerics;
 pub use spec::{build, ModelSpec};

@@ -10,6 +10,7 @@
 use super::hrnet::{concat_branches, Backbone, HrnetSpec, SegHead, Upsample};
 use super::layers::{conv1x1, conv3x3, BatchNorm2d, Conv2d, ConvBn, Scope};
 use super::model::{Arch, Averaging, Network};
+use super::numerics::Bilinear;
 use tch::{Kind, Tensor};
 
 /// Widths of the OCR head (`MODEL.OCR` in the official configs).
@@ -96,6 +97,7 @@ pub struct OcrNet {
     dropout: f64,
     cls_head: Conv2d,
     align_corners: bool,
+    bilinear: Bilinear,
 }
 
 impl OcrNet {
@@ -109,7 +111,8 @@ impl OcrNet {
         if ocr.mid_channels <= 0 || ocr.key_channels <= 0 || !(0.0..1.0).contains(&ocr.dropout) {
             anyhow::bail!("model.ocr: mid_channels and key_channels must be positive and dropout in [0, 1)");
         }
-        let backbone = Backbone::new(s, spec, Upsample::Bilinear { align_corners })?;
+        let bilinear = Bilinear::for_model(align_corners, s.numerics);
+        let backbone = Backbone::new(s, spec, Upsample::Bilinear(bilinear))?;
         let c: i64 = backbone.out_channels.iter().sum();
         let mid = ocr.mid_channels;
         let conv_scope = s.sub("conv3x3_ocr");
@@ -132,6 +135,7 @@ impl OcrNet {
             dropout: ocr.dropout,
             cls_head,
             align_corners,
+            bilinear,
         })
     }
 }
@@ -155,7 +159,7 @@ impl Network for OcrNet {
 
     fn forward(&self, x: &Tensor, train: bool) -> Vec<Tensor> {
         // N×ΣC×H/4×W/4: the HRNetV2 representation.
-        let feats = concat_branches(&self.backbone.forward(x, train), self.align_corners);
+        let feats = concat_branches(&self.backbone.forward(x, train), self.bilinear);
         // N×K×H/4×W/4 soft object regions (K classes).
         let aux = self.aux_head.forward(&feats, train);
         // N×mid×H/4×W/4.

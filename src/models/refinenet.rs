@@ -1,7 +1,7 @@
 //! Multi-path RefineNet on ResNet-101, with the MatConvNet-derived names of the PyTorch
 //! port that carries the official VOC weights (`p_ims1d2_outl*_dimred`,
 //! `adapt_stage*_b`, `mflow_conv_g*_{pool,b}`, …). Output logits at 1/4 of the input
-//! resolution.
+//! resolution (at the input's under MindSpore numerics, as the ModelZoo's network returns).
 //!
 //! Paper: "RefineNet: Multi-Path Refinement Networks for High-Resolution Semantic
 //! Segmentation", Lin, Milan, Shen, Reid, CVPR 2017 — <https://arxiv.org/abs/1611.06612>.
@@ -10,6 +10,7 @@
 use super::blocks::BlockKind;
 use super::layers::{conv3x3, resize_bilinear, Conv2d, Scope};
 use super::model::{Arch, Network};
+use super::numerics::{resize_bilinear_legacy, Numerics};
 use super::resnet::ResNet;
 use tch::Tensor;
 
@@ -75,6 +76,7 @@ pub struct RefineNet {
     backbone: ResNet,
     paths: Vec<Path>,
     clf_conv: Conv2d,
+    numerics: Numerics,
 }
 
 impl RefineNet {
@@ -100,7 +102,7 @@ impl RefineNet {
             })
             .collect();
         let clf_conv = Conv2d::new(&s.sub("clf_conv"), 256, classes, 3, 1, 1, true);
-        RefineNet { backbone, paths, clf_conv }
+        RefineNet { backbone, paths, clf_conv, numerics: s.numerics }
     }
 }
 
@@ -137,12 +139,19 @@ impl Network for RefineNet {
             // Upsample to the next, finer feature's size before it is fused there.
             if let Some(next) = feats.get(i + 1) {
                 let (h, w) = (next.size()[2], next.size()[3]);
+                // Aligned corners in both the official and the ModelZoo code.
                 y = resize_bilinear(&y, h, w, true);
             }
             carried = Some(y);
         }
         // N×256×H/4×W/4 after the finest path → N×classes×H/4×W/4.
         let y = carried.expect("four paths").dropout(0.5, train);
-        vec![self.clf_conv.forward(&y)]
+        let logits = self.clf_conv.forward(&y);
+        match self.numerics {
+            Numerics::PyTorch => vec![logits],
+            // The ModelZoo's network ends by resizing its logits to the input size (legacy
+            // `ResizeBilinear`), so its outputs are N×classes×H×W.
+            Numerics::MindSpore => vec![resize_bilinear_legacy(&logits, x.size()[2], x.size()[3])],
+        }
     }
 }

@@ -10,6 +10,7 @@ pub struct ResNet {
     layers: [Vec<Block>; 4],
     /// Output channels of layer1..4.
     pub channels: [i64; 4],
+    numerics: super::Numerics,
 }
 
 impl ResNet {
@@ -31,13 +32,18 @@ impl ResNet {
             })
             .collect();
         let layers: [Vec<Block>; 4] = layers.try_into().unwrap_or_else(|_| unreachable!("four stages"));
-        ResNet { conv1, bn1, layers, channels }
+        ResNet { conv1, bn1, layers, channels, numerics: s.numerics }
     }
 
     /// Features of layer1..4 (strides 4, 8, 16, 32).
     pub fn forward(&self, x: &Tensor, train: bool) -> [Tensor; 4] {
         let x = self.bn1.forward(&self.conv1.forward(x), train).relu();
-        let l1 = run_layer(&self.layers[0], &x.max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], false), train);
+        let x = match self.numerics {
+            super::Numerics::PyTorch => x.max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], false),
+            // The ModelZoo's `MaxPool2d(3, 2, pad_mode='same')` pads at the end only.
+            super::Numerics::MindSpore => super::numerics::max_pool_same(&x, 3, 2),
+        };
+        let l1 = run_layer(&self.layers[0], &x, train);
         let l2 = run_layer(&self.layers[1], &l1, train);
         let l3 = run_layer(&self.layers[2], &l2, train);
         let l4 = run_layer(&self.layers[3], &l3, train);

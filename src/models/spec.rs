@@ -6,6 +6,7 @@ use super::hrnet_cls::{ClsHeadSpec, HrnetCls};
 use super::hrnetv2::HrnetV2;
 use super::layers::Scope;
 use super::model::{Arch, Model, Network};
+use super::numerics::Numerics;
 use super::ocr::{OcrNet, OcrSpec};
 use super::refinenet::RefineNet;
 use super::registry::{find_preset, Preset};
@@ -26,6 +27,8 @@ pub struct ModelSpec {
     pub freeze_bn: bool,
     /// Build BiSeNetV2's auxiliary heads (training builds).
     pub aux_heads: bool,
+    /// Whose operator semantics to follow.
+    pub numerics: Numerics,
 }
 
 impl ModelSpec {
@@ -40,6 +43,7 @@ impl ModelSpec {
             cls_head: None,
             freeze_bn: false,
             aux_heads: true,
+            numerics: Numerics::PyTorch,
         }
     }
 }
@@ -53,7 +57,7 @@ pub fn build(spec: &ModelSpec, device: Device) -> anyhow::Result<Model> {
         bail!("model.num_classes must be positive, got {num_classes}");
     }
     let vs = nn::VarStore::new(device);
-    let scope = Scope::root(vs.root(), spec.freeze_bn);
+    let scope = Scope::root(vs.root(), spec.freeze_bn).with_numerics(spec.numerics);
     let net = construct(&scope, spec, &preset, num_classes)?;
     let (entries, sync, fusion) = (scope.entries(), scope.sync.clone(), scope.fusion.clone());
     drop(scope);
@@ -70,6 +74,12 @@ fn check_overrides(spec: &ModelSpec, preset: &Preset) -> anyhow::Result<()> {
     }
     if spec.cls_head.is_some() && preset.arch != Arch::HrnetCls {
         bail!("model.cls_head is set but `{}` is not a classifier", preset.name);
+    }
+    if spec.numerics == Numerics::MindSpore && preset.arch == Arch::HrnetCls {
+        bail!(
+            "model.numerics = \"mindspore\": `{}` has no MindSpore ModelZoo version (its seed is a PyTorch port); use \"pytorch\"",
+            preset.name
+        );
     }
     if spec.align_corners.is_some() && matches!(preset.arch, Arch::BiSeNetV2 | Arch::RefineNet | Arch::HrnetCls) {
         bail!("model.align_corners is fixed by `{}` (its reference implementation); remove it", preset.name);

@@ -1,6 +1,7 @@
-//! Weights in and out by official names: safetensors (native) and PyTorch `.pth`
-//! (read with candle-core's pickle reader). Loading is strict by default and
-//! explains a mismatch tensor by tensor.
+//! Weights in and out by official names: safetensors (native), PyTorch `.pth` (read with
+//! candle-core's pickle reader) and MindSpore ModelZoo `.ckpt` (`crate::mindspore`, names
+//! mapped per architecture). Loading is strict by default and explains a mismatch tensor
+//! by tensor.
 use super::Model;
 use anyhow::{bail, Context};
 use std::collections::{HashMap, HashSet};
@@ -30,8 +31,14 @@ pub struct LoadReport {
     pub renamed: Vec<(String, String)>,
 }
 
-/// Read every tensor of a `.safetensors` or PyTorch `.pth`/`.pt`/`.bin` file.
+/// Read every tensor of a `.safetensors`, PyTorch `.pth`/`.pt`/`.bin` or MindSpore `.ckpt`
+/// file, under official names (a `.ckpt`'s architecture detected from its tags).
 pub fn read_tensors(path: &Path) -> anyhow::Result<Vec<(String, Tensor)>> {
+    read_tensors_for(path, None)
+}
+
+/// [`read_tensors`], mapping a MindSpore checkpoint's names for `arch` when given.
+pub fn read_tensors_for(path: &Path, arch: Option<super::Arch>) -> anyhow::Result<Vec<(String, Tensor)>> {
     if !path.exists() {
         bail!("weights file {} does not exist", path.display());
     }
@@ -48,9 +55,25 @@ pub fn read_tensors(path: &Path) -> anyhow::Result<Vec<(String, Tensor)>> {
             }
             Ok(tensors)
         }
-        Some("pth" | "pt" | "bin" | "ckpt") => read_pth(path),
-        _ => bail!("{}: unknown weights format (expected .safetensors, .pth, .pt or .bin)", path.display()),
+        Some("pth" | "pt" | "bin") => read_pth(path),
+        Some("ckpt") => read_ckpt(path, arch),
+        _ => bail!("{}: unknown weights format (expected .safetensors, .pth, .pt, .bin or .ckpt)", path.display()),
     }
+}
+
+/// A `.ckpt` is MindSpore's protobuf, or (PyTorch Lightning) a zip `.pth` under another name.
+fn read_ckpt(path: &Path, arch: Option<super::Arch>) -> anyhow::Result<Vec<(String, Tensor)>> {
+    let mut head = [0u8; 4];
+    let n = std::io::Read::read(
+        &mut std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?,
+        &mut head,
+    )
+    .with_context(|| format!("reading {}", path.display()))?;
+    if head[..n].starts_with(b"PK") {
+        return read_pth(path);
+    }
+    let tensors = crate::mindspore::ckpt::read(path)?;
+    Ok(crate::mindspore::names::to_official(arch, tensors))
 }
 
 fn read_pth(path: &Path) -> anyhow::Result<Vec<(String, Tensor)>> {
@@ -244,7 +267,7 @@ fn copy_matching(dict: &[(String, Tensor)], file: &HashMap<String, Tensor>) -> a
 
 /// Load a weights file into `model`.
 pub fn load_file(model: &Model, path: &Path, mode: LoadMode) -> anyhow::Result<LoadReport> {
-    let tensors = read_tensors(path)?;
+    let tensors = read_tensors_for(path, Some(model.arch()))?;
     load_into(model, tensors, mode, &path.display().to_string())
 }
 
