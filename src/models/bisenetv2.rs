@@ -171,8 +171,13 @@ struct ContextEmbedding {
 
 impl ContextEmbedding {
     fn new(s: &Scope) -> Self {
+        let mut bn = BatchNorm2d::new(&s.sub("bn"), 128);
+        if s.numerics == Numerics::MindSpore {
+            // The MindSpore port's CEBlock: nn.BatchNorm2d(128, eps=1e-3), as its ConvBNReLU.
+            bn.eps = 1e-3;
+        }
         ContextEmbedding {
-            bn: BatchNorm2d::new(&s.sub("bn"), 128),
+            bn,
             conv_gap: Cbr::new(&s.sub("conv_gap"), 128, 128, 1, 1),
             conv_last: Cbr::new(&s.sub("conv_last"), 128, 128, 3, 1),
         }
