@@ -1,4 +1,6 @@
 //! `segzoo model-info`, `forward` and `convert` as a user runs them.
+mod common;
+
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -11,41 +13,10 @@ fn ok(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-const TINY_OCR: &str = r#"
-[model]
-name = "ocrnet_hrnetv2_w48"
-num_classes = 19
-ocr = { mid_channels = 16, key_channels = 8 }
-
-[model.hrnet.stage1]
-num_modules = 1
-num_branches = 1
-block = "BOTTLENECK"
-num_blocks = [1]
-num_channels = [8]
-
-[model.hrnet.stage2]
-num_modules = 1
-num_branches = 2
-block = "BASIC"
-num_blocks = [1, 1]
-num_channels = [4, 8]
-
-[model.hrnet.stage3]
-num_modules = 1
-num_branches = 3
-block = "BASIC"
-num_blocks = [1, 1, 1]
-num_channels = [4, 8, 16]
-
-[model.hrnet.stage4]
-num_modules = 2
-num_branches = 4
-block = "BASIC"
-num_blocks = [1, 1, 1, 1]
-num_channels = [4, 8, 16, 32]
-fuse_method = "SUM"
-"#;
+/// The tiny OCRNet (19 classes) as a config file.
+fn tiny_ocr() -> String {
+    common::tiny_toml("ocrnet_hrnetv2_w48", 19)
+}
 
 #[test]
 fn model_info_json_matches_the_reference_manifest() {
@@ -80,7 +51,7 @@ fn model_info_json_matches_the_reference_manifest() {
 fn forward_writes_every_head_from_a_config_described_model() {
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = dir.path().join("tiny_ocr.toml");
-    std::fs::write(&cfg, TINY_OCR).expect("write");
+    std::fs::write(&cfg, tiny_ocr()).expect("write");
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
     let weights = dir.path().join("w.safetensors");
     let text = ok(&segzoo(&[
@@ -124,7 +95,7 @@ fn forward_writes_every_head_from_a_config_described_model() {
 fn forward_reports_bad_inputs() {
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = dir.path().join("tiny_ocr.toml");
-    std::fs::write(&cfg, TINY_OCR.replace("num_classes = 19", "num_classes = 20")).expect("write");
+    std::fs::write(&cfg, common::tiny_toml("ocrnet_hrnetv2_w48", 20)).expect("write");
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
     let out = segzoo(&[
         "forward",

@@ -36,23 +36,8 @@ fn s(p: &Path) -> &str {
 
 /// The tiny HRNet of the fixtures (19 classes; OCR mid 16, key 8) as a config file.
 fn tiny_config(dir: &Path, preset: &str) -> PathBuf {
-    let ocr = if preset.starts_with("ocrnet") { "ocr = { mid_channels = 16, key_channels = 8 }\n" } else { "" };
-    let stage = |n: usize, modules: usize, block: &str, channels: &[i64]| {
-        format!(
-            "[model.hrnet.stage{n}]\nnum_modules = {modules}\nnum_branches = {}\nblock = \"{block}\"\nnum_blocks = {:?}\nnum_channels = {channels:?}\n",
-            channels.len(),
-            vec![1; channels.len()],
-        )
-    };
-    let text = format!(
-        "[model]\nname = \"{preset}\"\nnum_classes = 19\n{ocr}\n{}\n{}\n{}\n{}",
-        stage(1, 1, "BOTTLENECK", &[8]),
-        stage(2, 1, "BASIC", &[4, 8]),
-        stage(3, 1, "BASIC", &[4, 8, 16]),
-        stage(4, 2, "BASIC", &[4, 8, 16, 32]),
-    );
     let path = dir.join(format!("{preset}.toml"));
-    std::fs::write(&path, text).expect("write config");
+    std::fs::write(&path, common::tiny_toml(preset, 19)).expect("write config");
     path
 }
 
@@ -275,19 +260,27 @@ fn bad_checkpoints_fail_with_the_file_and_the_problem() {
     assert!(err.contains("truncated.ckpt") && err.contains("not a readable MindSpore checkpoint"), "{err}");
 }
 
+/// A `.ckpt` that is a zip (PyTorch Lightning saves `torch.save` archives under that
+/// name) is read as a `.pth`, not as MindSpore's protobuf.
+#[test]
+fn a_zip_ckpt_reads_as_a_pytorch_checkpoint() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lightning = dir.path().join("lightning.ckpt");
+    std::fs::copy(fixture("parity_hrnetv2.pth"), &lightning).expect("copy");
+    let as_ckpt = weights::read_tensors(&lightning).expect("zip .ckpt");
+    let as_pth: HashMap<String, Tensor> =
+        weights::read_tensors(&fixture("parity_hrnetv2.pth")).expect("pth").into_iter().collect();
+    assert_eq!(as_ckpt.len(), as_pth.len());
+    for (name, t) in &as_ckpt {
+        assert!(as_pth.get(name).is_some_and(|u| t.equal(u)), "{name}");
+    }
+}
+
 /// `segzoo model-info --json` tensors of a preset: (name, shape), buffers included.
 fn model_tensors(preset: &str) -> Vec<(String, Vec<i64>)> {
     let v: serde_json::Value =
         serde_json::from_str(&ok(&segzoo(&["model-info", preset, "--json"]))).expect("model-info JSON");
-    v["tensors"]
-        .as_array()
-        .expect("tensors")
-        .iter()
-        .map(|t| {
-            let shape = t["shape"].as_array().expect("shape").iter().map(|d| d.as_i64().expect("dim")).collect();
-            (t["name"].as_str().expect("name").to_string(), shape)
-        })
-        .collect()
+    common::tensor_list(&v)
 }
 
 /// A committed tag list: `tag<TAB>d0,d1,…` per line, in `save_checkpoint` order.

@@ -137,16 +137,21 @@ fn export_config(arg: &str, set: &[String]) -> anyhow::Result<crate::config::Con
 }
 
 pub fn export(args: ExportArgs) -> anyhow::Result<Output> {
-    if args.format == ExportFormat::Safetensors {
+    // The weights alone need no model: safetensors always, a .ckpt without --config (its
+    // names tell the architecture).
+    let weights_only = match args.format {
+        ExportFormat::Safetensors => true,
+        ExportFormat::Ckpt => args.config.is_none(),
+        ExportFormat::Onnx | ExportFormat::Torchscript => false,
+    };
+    if weights_only {
         let tensors = normalise_names(read_tensors(&args.checkpoint)?);
         anyhow::ensure!(!tensors.is_empty(), "{}: no weights", args.checkpoint.display());
+        if args.format == ExportFormat::Ckpt {
+            return write_modelzoo_ckpt(&tensors, None, &args.checkpoint, &args.out);
+        }
         write_safetensors_atomic(&tensors, &args.out)?;
         return Ok(Output::text(format!("wrote {} tensors to {}\n", tensors.len(), args.out.display())));
-    }
-    if args.format == ExportFormat::Ckpt && args.config.is_none() {
-        let tensors = normalise_names(read_tensors(&args.checkpoint)?);
-        anyhow::ensure!(!tensors.is_empty(), "{}: no weights", args.checkpoint.display());
-        return write_modelzoo_ckpt(&tensors, None, &args.checkpoint, &args.out);
     }
     let config = args.config.as_deref().context("--config (the run's config or a preset) is needed for this format")?;
     let cfg = export_config(config, &args.set)?;

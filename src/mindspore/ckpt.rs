@@ -18,12 +18,6 @@ const CRC_TRAILER: usize = 7 + 10;
 const ENCRYPTED_MAGIC: [(u32, &str); 3] =
     [(0x7F3A_5ED8, "AES-GCM"), (0x7F3A_5ED9, "AES-CBC"), (0x7F3A_5EDA, "SM4-CBC")];
 
-/// Does the file look like a MindSpore checkpoint (rather than a zip `.pth`)?
-pub fn sniff(bytes: &[u8]) -> bool {
-    // Field 1, length-delimited: the first Value; or an encrypted file's magic.
-    bytes.first() == Some(&0x0A) || encryption(bytes).is_some()
-}
-
 fn encryption(bytes: &[u8]) -> Option<&'static str> {
     let head: [u8; 4] = bytes.get(..4)?.try_into().ok()?;
     let (be, le) = (u32::from_be_bytes(head), u32::from_le_bytes(head));
@@ -302,6 +296,5 @@ mod tests {
         assert!(e.contains("encrypted (AES-CBC)"), "{e}");
         let e = format!("{:#}", parse(b"PK\x03\x04zip").expect_err("zip"));
         assert!(e.contains("byte 0"), "{e}");
-        assert!(!sniff(b"PK\x03\x04") && sniff(&body));
     }
 }

@@ -10,7 +10,7 @@
 //! BiSeNetV2's heads nest their `conv_out` differently.
 use crate::models::Arch;
 use anyhow::{bail, Context};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use tch::Tensor;
 
 /// Optimiser and training-loop state a ModelZoo training checkpoint holds next to the
@@ -74,8 +74,8 @@ fn split_at<'a>(name: &'a str, segment: &str) -> Option<(&'a str, usize, &'a str
     Some((&name[..at], index.parse().ok()?, rest))
 }
 
-/// A ModelZoo tag's official name for `arch`.
-fn tag_to_official(arch: Arch, tag: &str) -> String {
+/// A ModelZoo tag's official name for `arch` (unknown: the renames all share).
+fn tag_to_official(arch: Option<Arch>, tag: &str) -> String {
     let name = match tag.rsplit_once('.') {
         Some((module, leaf)) => match BN_PAIRS.iter().find(|(ms, _)| *ms == leaf) {
             Some((_, pt)) => format!("{module}.{pt}"),
@@ -84,8 +84,8 @@ fn tag_to_official(arch: Arch, tag: &str) -> String {
         None => tag.to_string(),
     };
     match arch {
-        Arch::RefineNet => refinenet_to_official(&name).unwrap_or(name),
-        Arch::BiSeNetV2 => bisenet_to_official(&name).unwrap_or(name),
+        Some(Arch::RefineNet) => refinenet_to_official(&name).unwrap_or(name),
+        Some(Arch::BiSeNetV2) => bisenet_to_official(&name).unwrap_or(name),
         _ => name,
     }
 }
@@ -146,11 +146,7 @@ fn bisenet_to_modelzoo(name: &str) -> Option<String> {
 pub fn to_official(arch: Option<Arch>, tensors: Vec<(String, Tensor)>) -> Vec<(String, Tensor)> {
     let network: Vec<(String, Tensor)> = tensors.into_iter().filter(|(tag, _)| !is_training_state(tag)).collect();
     let arch = arch.or_else(|| detect(network.iter().map(|(n, _)| n.as_str())));
-    let mut out: Vec<(String, Tensor)> = match arch {
-        Some(arch) => network.into_iter().map(|(tag, t)| (tag_to_official(arch, &tag), t)).collect(),
-        // Unknown: the renames every architecture shares.
-        None => network.into_iter().map(|(tag, t)| (tag_to_official(Arch::HrnetV2, &tag), t)).collect(),
-    };
+    let mut out: Vec<(String, Tensor)> = network.into_iter().map(|(tag, t)| (tag_to_official(arch, &tag), t)).collect();
     if arch == Some(Arch::OcrNet) {
         for (conv, _) in OCR_BIASLESS {
             let (weight, bias) = (format!("{conv}.weight"), format!("{conv}.bias"));
@@ -176,7 +172,7 @@ pub fn to_modelzoo(arch: Arch, tensors: &[(String, Tensor)]) -> anyhow::Result<V
     }
     let by_name: HashMap<&str, &Tensor> = tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
     // BatchNorm modules are those with running statistics.
-    let bn_modules: Vec<&str> = tensors.iter().filter_map(|(n, _)| n.strip_suffix(".running_mean")).collect();
+    let bn_modules: HashSet<&str> = tensors.iter().filter_map(|(n, _)| n.strip_suffix(".running_mean")).collect();
     let mut folded: HashMap<String, Tensor> = HashMap::new();
     if arch == Arch::OcrNet {
         for (conv, bn) in OCR_BIASLESS {

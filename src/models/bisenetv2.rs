@@ -11,6 +11,16 @@ use super::model::{Arch, Network};
 use super::numerics::{avg_pool_same_exclusive, Numerics};
 use tch::Tensor;
 
+/// A BatchNorm whose MindSpore version has eps 1e-3 (`nn.BatchNorm2d(eps=1e-3)` in
+/// ConvBNReLU and the context block); PyTorch's default 1e-5 otherwise.
+fn modelzoo_eps_bn(s: &Scope, c: i64) -> BatchNorm2d {
+    let mut bn = BatchNorm2d::new(s, c);
+    if s.numerics == Numerics::MindSpore {
+        bn.eps = 1e-3;
+    }
+    bn
+}
+
 /// `ConvBNReLU`: keys `conv`, `bn`.
 struct Cbr {
     conv: Conv2d,
@@ -21,12 +31,7 @@ impl Cbr {
     fn new(s: &Scope, cin: i64, cout: i64, k: i64, stride: i64) -> Self {
         // Created in this order: the state dict lists the conv first.
         let conv = Conv2d::new(&s.sub("conv"), cin, cout, k, stride, k / 2, false);
-        let mut bn = BatchNorm2d::new(&s.sub("bn"), cout);
-        if s.numerics == Numerics::MindSpore {
-            // The ModelZoo's ConvBNReLU: nn.BatchNorm2d(eps=1e-3).
-            bn.eps = 1e-3;
-        }
-        Cbr { conv, bn }
+        Cbr { conv, bn: modelzoo_eps_bn(&s.sub("bn"), cout) }
     }
 
     fn forward(&self, x: &Tensor, train: bool) -> Tensor {
@@ -171,13 +176,8 @@ struct ContextEmbedding {
 
 impl ContextEmbedding {
     fn new(s: &Scope) -> Self {
-        let mut bn = BatchNorm2d::new(&s.sub("bn"), 128);
-        if s.numerics == Numerics::MindSpore {
-            // The MindSpore port's CEBlock: nn.BatchNorm2d(128, eps=1e-3), as its ConvBNReLU.
-            bn.eps = 1e-3;
-        }
         ContextEmbedding {
-            bn,
+            bn: modelzoo_eps_bn(&s.sub("bn"), 128),
             conv_gap: Cbr::new(&s.sub("conv_gap"), 128, 128, 1, 1),
             conv_last: Cbr::new(&s.sub("conv_last"), 128, 128, 3, 1),
         }
@@ -243,7 +243,7 @@ impl DwPw {
 
 /// Upsampling by `f` where the official code uses nearest; the ModelZoo's code resizes
 /// bilinearly with aligned corners there.
-fn nearest(x: &Tensor, f: i64, numerics: Numerics) -> Tensor {
+fn upsample_by(x: &Tensor, f: i64, numerics: Numerics) -> Tensor {
     let (h, w) = (x.size()[2], x.size()[3]);
     match numerics {
         Numerics::PyTorch => x.upsample_nearest2d([h * f, w * f], Some(f as f64), Some(f as f64)),
@@ -288,10 +288,10 @@ impl Bga {
             Numerics::PyTorch => left2.avg_pool2d([3, 3], [2, 2], [1, 1], false, true, None),
             Numerics::MindSpore => avg_pool_same_exclusive(&left2, 3, 2),
         };
-        let right1 = nearest(&self.right1.forward(semantic, train), 4, self.numerics);
+        let right1 = upsample_by(&self.right1.forward(semantic, train), 4, self.numerics);
         let right2 = self.right2.forward(semantic, train);
         let left = left1 * right1.sigmoid();
-        let right = nearest(&(left2 * right2.sigmoid()), 4, self.numerics);
+        let right = upsample_by(&(left2 * right2.sigmoid()), 4, self.numerics);
         self.conv.forward(&(left + right), train).relu()
     }
 }
@@ -320,7 +320,7 @@ impl Head {
     fn forward(&self, x: &Tensor, train: bool) -> Tensor {
         let mut feat = self.conv.forward(x, train).dropout(0.1, train);
         if let Some(c) = &self.up_conv {
-            feat = c.forward(&nearest(&feat, 2, self.numerics), train);
+            feat = c.forward(&upsample_by(&feat, 2, self.numerics), train);
         }
         bilinear(&self.cls.forward(&feat), self.up_factor)
     }

@@ -68,31 +68,30 @@ pub fn same_padding(n: i64, k: i64, s: i64) -> (i64, i64) {
     (total / 2, total - total / 2)
 }
 
-/// `MaxPool2d(k, s, pad_mode='same')`: padding never wins the max.
-pub fn max_pool_same(x: &Tensor, k: i64, s: i64) -> Tensor {
+/// [`same_padding`] of an N×C×H×W tensor's last two axes, in `pad`'s order
+/// `[left, right, top, bottom]`.
+fn same_pads(x: &Tensor, k: i64, s: i64) -> [i64; 4] {
     let size = x.size();
     let (top, bottom) = same_padding(size[2], k, s);
     let (left, right) = same_padding(size[3], k, s);
-    let padded = x.pad([left, right, top, bottom], "constant", f64::NEG_INFINITY);
+    [left, right, top, bottom]
+}
+
+/// `MaxPool2d(k, s, pad_mode='same')`: padding never wins the max.
+pub fn max_pool_same(x: &Tensor, k: i64, s: i64) -> Tensor {
+    let padded = x.pad(same_pads(x, k, s), "constant", f64::NEG_INFINITY);
     padded.max_pool2d([k, k], [s, s], [0, 0], [1, 1], false)
 }
 
 /// `AvgPool2d(k, s, pad_mode='same')`: padded at the end, padding not counted in the mean.
 pub fn avg_pool_same_exclusive(x: &Tensor, k: i64, s: i64) -> Tensor {
+    let pads = same_pads(x, k, s);
+    let mean = |t: &Tensor| t.constant_pad_nd(pads).avg_pool2d([k, k], [s, s], [0, 0], false, true, None);
+    // Each window's mean of ones over the input and zeros over the padding: the share of
+    // the window the input covers, which turns the padded mean into the input's.
     let size = x.size();
-    let (top, bottom) = same_padding(size[2], k, s);
-    let (left, right) = same_padding(size[3], k, s);
-    let pads = [left, right, top, bottom];
-    let sums = x.constant_pad_nd(pads).avg_pool2d([k, k], [s, s], [0, 0], false, true, None);
-    let counts = Tensor::ones([1, 1, size[2], size[3]], (x.kind(), x.device())).constant_pad_nd(pads).avg_pool2d(
-        [k, k],
-        [s, s],
-        [0, 0],
-        false,
-        true,
-        None,
-    );
-    sums / counts
+    let covered = mean(&Tensor::ones([1, 1, size[2], size[3]], (x.kind(), x.device())));
+    mean(x) / covered
 }
 
 #[cfg(test)]

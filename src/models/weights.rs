@@ -63,16 +63,12 @@ pub fn read_tensors_for(path: &Path, arch: Option<super::Arch>) -> anyhow::Resul
 
 /// A `.ckpt` is MindSpore's protobuf, or (PyTorch Lightning) a zip `.pth` under another name.
 fn read_ckpt(path: &Path, arch: Option<super::Arch>) -> anyhow::Result<Vec<(String, Tensor)>> {
-    let mut head = [0u8; 4];
-    let n = std::io::Read::read(
-        &mut std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?,
-        &mut head,
-    )
-    .with_context(|| format!("reading {}", path.display()))?;
-    if head[..n].starts_with(b"PK") {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    if bytes.starts_with(b"PK") {
         return read_pth(path);
     }
-    let tensors = crate::mindspore::ckpt::read(path)?;
+    let tensors = crate::mindspore::ckpt::parse(&bytes)
+        .with_context(|| format!("{}: not a readable MindSpore checkpoint", path.display()))?;
     Ok(crate::mindspore::names::to_official(arch, tensors))
 }
 

@@ -45,10 +45,9 @@ pub fn reference(name: &str) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(&path).expect("reference manifest")).expect("valid JSON")
 }
 
-/// Names, shapes and order identical to the manifest's state dict; same parameter and buffer counts.
-pub fn assert_same_tensors(m: &Model, manifest: &serde_json::Value, what: &str) {
-    let ours: Vec<(String, Vec<i64>)> = m.tensor_infos().into_iter().map(|t| (t.name, t.shape)).collect();
-    let theirs: Vec<(String, Vec<i64>)> = manifest["tensors"]
+/// The `tensors` of a reference manifest or of `segzoo model-info --json`: (name, shape).
+pub fn tensor_list(manifest: &serde_json::Value) -> Vec<(String, Vec<i64>)> {
+    manifest["tensors"]
         .as_array()
         .expect("tensors")
         .iter()
@@ -56,7 +55,33 @@ pub fn assert_same_tensors(m: &Model, manifest: &serde_json::Value, what: &str) 
             let shape = t["shape"].as_array().expect("shape").iter().map(|d| d.as_i64().expect("int")).collect();
             (t["name"].as_str().expect("name").to_string(), shape)
         })
-        .collect();
+        .collect()
+}
+
+/// The tiny HRNet of `tiny_spec` as a config file's `[model]` (OCR mid 16 / key 8 for
+/// OCRNet presets).
+pub fn tiny_toml(preset: &str, classes: i64) -> String {
+    let ocr = if preset.starts_with("ocrnet") { "ocr = { mid_channels = 16, key_channels = 8 }\n" } else { "" };
+    let stage = |n: usize, modules: usize, block: &str, channels: &[i64]| {
+        format!(
+            "[model.hrnet.stage{n}]\nnum_modules = {modules}\nnum_branches = {}\nblock = \"{block}\"\nnum_blocks = {:?}\nnum_channels = {channels:?}\nfuse_method = \"SUM\"\n",
+            channels.len(),
+            vec![1; channels.len()],
+        )
+    };
+    format!(
+        "[model]\nname = \"{preset}\"\nnum_classes = {classes}\n{ocr}\n{}\n{}\n{}\n{}",
+        stage(1, 1, "BOTTLENECK", &[8]),
+        stage(2, 1, "BASIC", &[4, 8]),
+        stage(3, 1, "BASIC", &[4, 8, 16]),
+        stage(4, 2, "BASIC", &[4, 8, 16, 32]),
+    )
+}
+
+/// Names, shapes and order identical to the manifest's state dict; same parameter and buffer counts.
+pub fn assert_same_tensors(m: &Model, manifest: &serde_json::Value, what: &str) {
+    let ours: Vec<(String, Vec<i64>)> = m.tensor_infos().into_iter().map(|t| (t.name, t.shape)).collect();
+    let theirs = tensor_list(manifest);
     assert_eq!(ours.len(), theirs.len(), "{what}: entry count");
     for (i, (a, b)) in ours.iter().zip(&theirs).enumerate() {
         assert_eq!(a, b, "{what}: state-dict entry {i} differs");
