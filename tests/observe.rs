@@ -172,9 +172,10 @@ fn step_line_parts_add_up_to_the_step_time_and_a_slow_loader_shows_as_data_wait(
     setup(d, "6", "96x48");
     // Storage that takes 700 ms a sample (the loader's test hook: a sleep, so contention
     // can only lengthen it).
+    let delay_ms: u64 = 700;
     let out = Command::new(BIN)
         .args(["train", "--config", "c.toml", "--max-steps", "3", "--set", "eval.start=9"])
-        .env("SEGZOO_LOADER_DELAY_MS", "700")
+        .env("SEGZOO_LOADER_DELAY_MS", delay_ms.to_string())
         .current_dir(d)
         .output()
         .expect("segzoo runs");
@@ -186,17 +187,18 @@ fn step_line_parts_add_up_to_the_step_time_and_a_slow_loader_shows_as_data_wait(
         assert!((sum - step).abs() <= 0.1 * step, "parts {sum} vs step {step}: {log}");
     }
     // One worker loads a batch of two in at least 1400 ms, and the first step's clock
-    // starts with the loader, so its data wait is at least that on any machine. (Later
-    // steps may hide the loading behind compute, the more so on a busy machine, so
-    // their shares prove nothing.)
-    assert!(lines[0][1] >= 1330.0, "first step's data wait {} ms: {log}", lines[0][1]);
+    // starts with the loader, so its data wait is at least that on any machine (less 5 %
+    // for the timers). Later steps may hide the loading behind compute, the more so on a
+    // busy machine, so their shares prove nothing.
+    let least_wait = 0.95 * 2.0 * delay_ms as f64;
+    assert!(lines[0][1] >= least_wait, "first step's data wait {} ms: {log}", lines[0][1]);
     // The same fields in metrics.jsonl.
     let records = std::fs::read_to_string(d.join("run/metrics.jsonl")).expect("metrics");
     let first: serde_json::Value = serde_json::from_str(records.lines().next().expect("a record")).expect("JSON");
     for key in ["data_wait_ms", "compute_ms", "comm_ms", "optimizer_ms", "eta_s", "peak_mem_mb", "rss_mb"] {
         assert!(first[key].as_f64().is_some(), "{key} missing: {first}");
     }
-    assert!(first["data_wait_ms"].as_f64().unwrap() >= 1330.0, "{first}");
+    assert!(first["data_wait_ms"].as_f64().unwrap() >= least_wait, "{first}");
 }
 
 #[test]

@@ -84,7 +84,12 @@ fn varint(bytes: &[u8], pos: &mut usize) -> Option<u64> {
 /// a training script may add) are left out.
 pub fn read(path: &Path) -> anyhow::Result<Vec<(String, Tensor)>> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    parse(&bytes).with_context(|| format!("{}: not a readable MindSpore checkpoint", path.display()))
+    parse_file(path, &bytes)
+}
+
+/// [`parse`] on the bytes already read from `path`, which errors name.
+pub fn parse_file(path: &Path, bytes: &[u8]) -> anyhow::Result<Vec<(String, Tensor)>> {
+    parse(bytes).with_context(|| format!("{}: not a readable MindSpore checkpoint", path.display()))
 }
 
 /// [`read`] on bytes in memory.
@@ -158,24 +163,22 @@ fn strip_crc(bytes: &[u8]) -> anyhow::Result<&[u8]> {
 /// Join the chunks of split tensors and build tch tensors.
 fn join(pieces: Vec<Piece>) -> anyhow::Result<Vec<(String, Tensor)>> {
     let mut out: Vec<(String, Tensor)> = Vec::new();
-    let mut i = 0;
-    while i < pieces.len() {
-        let first = &pieces[i];
-        let mut content = first.content.clone();
-        let mut j = i + 1;
-        while j < pieces.len() && pieces[j].tag == first.tag {
-            content.extend_from_slice(&pieces[j].content);
-            j += 1;
+    let mut pieces = pieces.into_iter().peekable();
+    while let Some(mut first) = pieces.next() {
+        // The content moves, and grows only for a split tensor.
+        while let Some(next) = pieces.next_if(|p| p.tag == first.tag) {
+            first.content.extend_from_slice(&next.content);
         }
         if first.tensor_type != "str" {
-            out.push((first.tag.clone(), tensor_from(first, &content)?));
+            let tensor = tensor_from(&first)?;
+            out.push((first.tag, tensor));
         }
-        i = j;
     }
     Ok(out)
 }
 
-fn tensor_from(piece: &Piece, content: &[u8]) -> anyhow::Result<Tensor> {
+fn tensor_from(piece: &Piece) -> anyhow::Result<Tensor> {
+    let content = &piece.content;
     let (kind, size) = kind_of(&piece.tensor_type).with_context(|| {
         format!(
             "byte {}: `{}` has tensor type {:?}, which segzoo does not read",

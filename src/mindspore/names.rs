@@ -49,7 +49,10 @@ const BISENET_AUX: [&str; 4] = ["aux2", "aux3", "aux4", "aux5_4"];
 
 /// The architecture a set of names (ModelZoo or official) belongs to, when it tells.
 pub fn detect<'a>(names: impl IntoIterator<Item = &'a str> + Clone) -> Option<Arch> {
-    let any = |p: &str| names.clone().into_iter().any(|n| n.starts_with(p) || n.contains(&format!(".{p}")));
+    let any = |p: &str| {
+        let inner = format!(".{p}");
+        names.clone().into_iter().any(|n| n.starts_with(p) || n.contains(&inner))
+    };
     if any("ocr_distri_head.") {
         Some(Arch::OcrNet)
     } else if any("mflow_conv_g") {
@@ -190,7 +193,8 @@ pub fn to_modelzoo(arch: Arch, tensors: &[(String, Tensor)]) -> anyhow::Result<V
         if name.ends_with("num_batches_tracked") {
             continue;
         }
-        if arch == Arch::OcrNet && OCR_BIASLESS.iter().any(|(conv, _)| *name == format!("{conv}.bias")) {
+        let module_of_bias = name.strip_suffix(".bias");
+        if arch == Arch::OcrNet && OCR_BIASLESS.iter().any(|(conv, _)| module_of_bias == Some(*conv)) {
             continue;
         }
         let (module, leaf) = name.rsplit_once('.').with_context(|| format!("tensor name `{name}` has no module"))?;

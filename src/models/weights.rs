@@ -67,8 +67,7 @@ fn read_ckpt(path: &Path, arch: Option<super::Arch>) -> anyhow::Result<Vec<(Stri
     if bytes.starts_with(b"PK") {
         return read_pth(path);
     }
-    let tensors = crate::mindspore::ckpt::parse(&bytes)
-        .with_context(|| format!("{}: not a readable MindSpore checkpoint", path.display()))?;
+    let tensors = crate::mindspore::ckpt::parse_file(path, &bytes)?;
     Ok(crate::mindspore::names::to_official(arch, tensors))
 }
 
