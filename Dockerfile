@@ -9,7 +9,9 @@ FROM nvidia/cuda:13.0.1-runtime-ubuntu22.04
 
 ENV DEBIAN_FRONTEND=noninteractive
 # Build tools for the C shim and mpi-sys; python3-venv for setup.sh's .venv. setup.sh
-# installs the rest (OpenMPI, libclang 14, fonts) itself.
+# installs the rest itself: OpenMPI, libclang 14, fonts and gloo's headers (libgloo-dev)
+# from apt; with SEGZOO_TORCH=cuda, the full torch wheel and the nvidia-cuda-crt and
+# nvidia-cuda-cccl header wheels the NCCL part of the shim compiles against.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends build-essential ca-certificates curl git pkg-config \
       python3 python3-venv python3-pip \

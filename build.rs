@@ -1,5 +1,6 @@
-//! Makes binaries find the pinned libtorch (and NCCL) at run time without
-//! LD_LIBRARY_PATH, and keeps libtorch_cuda linked on full CUDA installs.
+//! Makes binaries find the pinned libtorch at run time without LD_LIBRARY_PATH, builds the
+//! C++ shim against its headers (c10d's NCCL parts only in the CUDA flavour, which sets
+//! `cfg(segzoo_cuda)`), and keeps libtorch_cuda linked on full CUDA installs.
 use std::path::{Path, PathBuf};
 
 fn main() {
@@ -9,21 +10,24 @@ fn main() {
         std::env::var("SEGZOO_ROOT").map(PathBuf::from).unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
     let flavour_file = root.join(".segzoo/torch_flavour");
     println!("cargo:rerun-if-changed={}", flavour_file.display());
+    println!("cargo::rustc-check-cfg=cfg(segzoo_cuda)");
+    let flavour = std::fs::read_to_string(&flavour_file).unwrap_or_default();
+    let cuda = flavour.trim() == "cuda";
 
     if let Ok(libtorch) = std::env::var("LIBTORCH") {
         let lib = Path::new(&libtorch).join("lib");
         // Through the .segzoo/libtorch link, so re-running setup re-targets it.
         println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.display());
         println!("cargo:rustc-env=SEGZOO_LIBTORCH_VERSION={}", libtorch_version(Path::new(&libtorch)));
-        build_shim(Path::new(&libtorch));
+        build_shim(Path::new(&libtorch), cuda);
+        if cuda {
+            println!("cargo:rustc-cfg=segzoo_cuda");
+        }
     } else {
         println!("cargo:rustc-env=SEGZOO_LIBTORCH_VERSION=unknown");
     }
-    // Folder holding the libnccl.so link that cudarc dlopens.
-    println!("cargo:rustc-link-arg=-Wl,-rpath,{}", root.join(".segzoo/lib").display());
 
-    let flavour = std::fs::read_to_string(&flavour_file).unwrap_or_default();
-    if flavour.trim() == "cuda" {
+    if cuda {
         // Nothing references libtorch_cuda symbols directly, so --as-needed would drop it
         // and CUDA would look unavailable. The slim CPU set must not do this: its
         // libtorch_cuda needs CUDA libraries (libcusparse, …) that are not installed.
@@ -47,33 +51,55 @@ fn libtorch_version(libtorch: &Path) -> String {
     "unknown".to_string()
 }
 
-/// The C++ shim, one concern per file: csrc/autocast.cpp (per-device autocast with a
-/// dtype; tch exposes CUDA/fp16 only), csrc/group_sum.cpp (a differentiable sum over the
-/// ranks for SyncBatchNorm; tch has no autograd-function API) and csrc/grad_hook.cpp
-/// (gradient-ready hooks for overlapping the all-reduce with backward) and csrc/trace.cpp
-/// (the traced ATen graph of a forward, for ONNX export and BatchNorm folding) and
-/// csrc/memory_format.cpp (channels-last layouts; tch has no memory-format API) and
-/// csrc/device_memory.cpp (the CUDA allocator's peak, for the step line).
-fn build_shim(libtorch: &Path) {
-    println!("cargo:rerun-if-changed=csrc/autocast.cpp");
-    println!("cargo:rerun-if-changed=csrc/group_sum.cpp");
-    println!("cargo:rerun-if-changed=csrc/grad_hook.cpp");
-    println!("cargo:rerun-if-changed=csrc/trace.cpp");
-    println!("cargo:rerun-if-changed=csrc/memory_format.cpp");
-    println!("cargo:rerun-if-changed=csrc/device_memory.cpp");
+/// The C++ shim, one concern per file:
+/// - csrc/autocast.cpp: per-device autocast with a dtype (tch exposes CUDA/fp16 only);
+/// - csrc/group_sum.cpp: a differentiable sum over the ranks for SyncBatchNorm (tch has no
+///   autograd-function API); csrc/grad_hook.cpp: gradient-ready hooks for the overlapped
+///   all-reduce;
+/// - csrc/trace.cpp: the traced ATen graph of a forward (ONNX export, BatchNorm folding);
+/// - csrc/memory_format.cpp: channels-last layouts; csrc/device_memory.cpp: the CUDA
+///   allocator's peak, for the step line;
+/// - csrc/c10d_store.cpp, c10d_gloo.cpp, c10d_ops.cpp: c10d's TCPStore, ProcessGroupGloo
+///   (gloo headers from Debian's libgloo-dev; the symbols are libtorch_cpu's) and the
+///   collectives; in the CUDA flavour csrc/c10d_nccl.cpp (ProcessGroupNCCL) and
+///   csrc/cuda_devices.cpp (GPU names), against the pip wheels' CUDA, CCCL and NCCL headers.
+fn build_shim(libtorch: &Path, cuda: bool) {
+    let mut files = vec![
+        "autocast",
+        "group_sum",
+        "grad_hook",
+        "trace",
+        "memory_format",
+        "device_memory",
+        "c10d_store",
+        "c10d_gloo",
+        "c10d_ops",
+    ];
+    if cuda {
+        files.extend(["c10d_nccl", "cuda_devices"]);
+    }
+    println!("cargo:rerun-if-changed=csrc/c10d_common.h");
     let abi = std::env::var("LIBTORCH_CXX11_ABI").unwrap_or_else(|_| "1".into());
-    cc::Build::new()
+    let mut build = cc::Build::new();
+    build
         .cpp(true)
-        .file("csrc/autocast.cpp")
-        .file("csrc/group_sum.cpp")
-        .file("csrc/grad_hook.cpp")
-        .file("csrc/trace.cpp")
-        .file("csrc/memory_format.cpp")
-        .file("csrc/device_memory.cpp")
         .include(libtorch.join("include"))
         .include(libtorch.join("include/torch/csrc/api/include"))
         .flag("-std=c++17")
         .flag_if_supported("-Wno-unused-parameter")
         .define("_GLIBCXX_USE_CXX11_ABI", abi.as_str())
-        .compile("segzoo_shim");
+        .define("USE_C10D_GLOO", None);
+    for f in &files {
+        println!("cargo:rerun-if-changed=csrc/{f}.cpp");
+        build.file(format!("csrc/{f}.cpp"));
+    }
+    if cuda {
+        // site-packages/nvidia next to site-packages/torch: the pip wheels' headers.
+        let nvidia = libtorch.join("../nvidia");
+        for dir in ["cu13/include", "cu13/include/cccl", "nccl/include"] {
+            build.include(nvidia.join(dir));
+        }
+        build.define("USE_C10D_NCCL", None).define("USE_CUDA", None);
+    }
+    build.compile("segzoo_shim");
 }

@@ -3,7 +3,7 @@
 #   CONFIG [DATASET_PATH] [TRAIN_OUTPUT_PATH] [CHECKPOINT_PATH] [BEGIN_EPOCH] [more segzoo train flags…]
 # Run it on every server of the table. Worker logs: <output dir>/logs/rank_<k>.log.
 # MAX_RESTARTS=N restarts the local group after a failure (workers resume from the newest
-# checkpoint); MASTER_PORT sets rank 0's NCCL bootstrap port (default 29500).
+# checkpoint); MASTER_PORT sets the port rank 0 hosts the rendezvous on (default 29500).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 [[ $# -ge 2 ]] || { sed -n 2,6p "${BASH_SOURCE[0]}" >&2; exit 2; }

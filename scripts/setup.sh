@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Sets up everything segzoo needs to build and run, idempotently:
-#   Debian packages (OpenMPI, libclang for mpi-sys), a project-local .venv with
+#   Debian packages (OpenMPI, libclang for mpi-sys, gloo's headers for the c10d shim), a
+#   project-local .venv with
 #   the pinned torch 2.11.0 (libtorch for tch 0.24), ONNX Runtime and Pillow for the
 #   offline deployment scripts (scripts/onnx_infer.py), and .segzoo/ with stable links
 #   that .cargo/config.toml and build.rs point at.
@@ -13,10 +14,14 @@ TORCH_VERSION="2.11.0"
 ORT_VERSION="1.32.0"
 TB_VERSION="2.21.0"
 CPU_EXTRAS=("nvidia-cuda-runtime==13.0.96" "nvidia-cuda-cupti==13.0.85")
+# The CUDA flavour's shim compiles ProcessGroupNCCL.hpp, which needs crt/host_config.h and
+# nv/target: headers the torch wheel's own CUDA dependencies do not ship.
+CUDA_HEADER_WHEELS=("nvidia-cuda-crt==13.0.*" "nvidia-cuda-cccl==13.0.*")
 log() { echo "[setup] $*"; }
 
 # --- Debian packages -------------------------------------------------------
-APT_PKGS=(libopenmpi-dev openmpi-bin libclang1-14 libclang-common-14-dev pkg-config fonts-dejavu-core)
+# libgloo-dev: headers only (ProcessGroupGloo.hpp includes them); the symbols are libtorch_cpu's.
+APT_PKGS=(libopenmpi-dev openmpi-bin libclang1-14 libclang-common-14-dev pkg-config fonts-dejavu-core libgloo-dev)
 missing=()
 for p in "${APT_PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -53,6 +58,10 @@ if [[ "$have_version" != "$TORCH_VERSION" || "$have_flavour" != "$FLAVOUR" ]]; t
     $VPY -m pip install -q --disable-pip-version-check "torch==$TORCH_VERSION"
   fi
 fi
+if [[ "$FLAVOUR" == cuda ]] && ! $VPY -c 'import importlib.metadata as m; m.version("nvidia-cuda-crt"); m.version("nvidia-cuda-cccl")' >/dev/null 2>&1; then
+  log "installing the CUDA headers the NCCL shim needs: ${CUDA_HEADER_WHEELS[*]}"
+  $VPY -m pip install -q --disable-pip-version-check --no-warn-conflicts "${CUDA_HEADER_WHEELS[@]}"
+fi
 
 # --- ONNX Runtime for the deployment scripts (no torch import there) ---------
 # Python-side only: the slim CPU torch above cannot be imported, so onnx_infer.py runs
@@ -74,14 +83,8 @@ fi
 
 # --- stable links for cargo --------------------------------------------------
 SITE="$($VPY -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
-mkdir -p .segzoo/lib
+mkdir -p .segzoo
 ln -sfn "$SITE/torch" .segzoo/libtorch
 # Rewritten only on change: build.rs reruns (and segzoo rebuilds) when its mtime moves.
 [[ "$(cat .segzoo/torch_flavour 2>/dev/null)" == "$FLAVOUR" ]] || echo "$FLAVOUR" > .segzoo/torch_flavour
-# cudarc dlopens "libnccl.so"; pip ships only libnccl.so.2 (nvidia/nccl/lib, or nvidia/cu13/lib).
-NCCL=""
-for cand in "$SITE/nvidia/nccl/lib/libnccl.so.2" "$SITE/nvidia/cu13/lib/libnccl.so.2"; do
-  if [[ -e "$cand" ]]; then NCCL="$cand"; break; fi
-done
-if [[ -n "$NCCL" ]]; then ln -sfn "$NCCL" .segzoo/lib/libnccl.so; else rm -f .segzoo/lib/libnccl.so; fi
-log "ready: torch $TORCH_VERSION ($FLAVOUR), onnxruntime $ORT_VERSION, tensorboard $TB_VERSION, LIBTORCH=.segzoo/libtorch, nccl link: $([[ -e .segzoo/lib/libnccl.so ]] && echo yes || echo 'none (CPU set)')"
+log "ready: torch $TORCH_VERSION ($FLAVOUR), onnxruntime $ORT_VERSION, tensorboard $TB_VERSION, LIBTORCH=.segzoo/libtorch"

@@ -1,6 +1,6 @@
 //! `segzoo env`: what this process sees of libtorch, CUDA, NCCL and MPI.
 //! Users run it first when a cluster misbehaves, so nothing here may fail hard.
-use crate::dist::{mpi, nccl, world};
+use crate::distributed::{mpi, nccl, world};
 use serde::Serialize;
 use std::fmt;
 
@@ -27,7 +27,8 @@ pub struct WorldLine {
     pub local_rank: usize,
     pub launch: String,
     pub device: String,
-    /// The collective backend `dist.backend = "auto"` picks: nccl on GPUs, mpi on CPU, single alone.
+    /// The collective backend `dist.backend = "auto"` picks: nccl on GPUs, gloo on CPU (mpi
+    /// under mpirun), single alone.
     pub backend: String,
 }
 
@@ -35,12 +36,12 @@ fn world_line(cuda_devices: i64) -> Result<WorldLine, String> {
     let w = world::from_process_env().map_err(|e| e.to_string())?;
     let device = w.device(cuda_devices).map_err(|e| e.to_string())?;
     let backend =
-        format!("{:?}", crate::dist::backend::resolve(crate::config::Backend::Auto, &w, device)).to_lowercase();
+        format!("{:?}", crate::distributed::backend::resolve(crate::config::Backend::Auto, &w, device)).to_lowercase();
     Ok(WorldLine {
         rank: w.rank,
         size: w.size,
         local_rank: w.local_rank,
-        launch: format!("{:?}", w.launch).to_lowercase(),
+        launch: w.launch.name().to_string(),
         device: device_name(device),
         backend,
     })
@@ -67,7 +68,7 @@ impl EnvReport {
             },
             cuda_available,
             cuda_device_count,
-            cuda_devices: device_names(cuda_device_count),
+            cuda_devices: nccl::device_names(cuda_device_count),
             cudnn_available: cuda_available && tch::Cuda::cudnn_is_available(),
             nccl: nccl::probe(),
             mpi: mpi::probe(),
@@ -75,22 +76,6 @@ impl EnvReport {
             world: world_line(cuda_device_count),
         }
     }
-}
-
-/// GPU names through the CUDA driver API; empty where there is no driver.
-fn device_names(count: i64) -> Vec<String> {
-    use cudarc::driver::result;
-    // SAFETY: only attempts to dlopen libcuda.
-    if count == 0 || !unsafe { cudarc::driver::sys::is_culib_present() } || result::init().is_err() {
-        return Vec::new();
-    }
-    (0..count as i32)
-        .map(|i| {
-            result::device::get(i)
-                .and_then(result::device::get_name)
-                .unwrap_or_else(|e| format!("<name unavailable: {e:?}>"))
-        })
-        .collect()
 }
 
 impl fmt::Display for EnvReport {

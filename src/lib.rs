@@ -5,7 +5,7 @@ pub mod cli;
 pub mod config;
 pub mod data;
 pub mod deploy;
-pub mod dist;
+pub mod distributed;
 pub mod envinfo;
 pub mod eval;
 pub mod fonts;

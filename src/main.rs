@@ -91,14 +91,14 @@ fn main() -> std::process::ExitCode {
     }
     // Every log line of a multi-process job carries `rank k/N`, and so does its error.
     let mut who = String::new();
-    if let Ok(w) = segzoo::dist::world::from_process_env() {
+    if let Ok(w) = segzoo::distributed::world::from_process_env() {
         if w.size > 1 {
             logging::set_rank(w.rank, w.size);
             who = format!("rank {}/{}: ", w.rank, w.size);
         }
     }
     let result = run(cli.command).and_then(|out| out.print());
-    segzoo::dist::watchdog::finish();
+    segzoo::distributed::watchdog::finish();
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => match e.downcast_ref::<Interrupted>() {
@@ -109,7 +109,7 @@ fn main() -> std::process::ExitCode {
             }
             None => {
                 eprintln!("error: {who}{e:#}");
-                segzoo::dist::watchdog::record_failure("error", &e, 1);
+                segzoo::distributed::watchdog::record_failure("error", &e, 1);
                 std::process::ExitCode::FAILURE
             }
         },

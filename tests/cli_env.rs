@@ -100,7 +100,21 @@ fn json_log_lines_parse_as_json_with_level_target_message_and_time() {
 fn env_reports_the_world_and_names_bad_variables() {
     let out = segzoo(&["env"]);
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("world:            rank 0/1 local rank 0 device cpu backend single (single)"), "{text}");
+    assert!(
+        text.contains("world:            rank 0/1 local rank 0 device cpu backend single (single process)"),
+        "{text}"
+    );
+    // torchrun's variables: a CPU rank of a job of two takes gloo.
+    let out = Command::new(env!("CARGO_BIN_EXE_segzoo"))
+        .arg("env")
+        .env("RANK", "1")
+        .env("WORLD_SIZE", "2")
+        .env_remove("RANK_ID")
+        .env_remove("RANK_SIZE")
+        .output()
+        .expect("runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("world:            rank 1/2 local rank 1 device cpu backend gloo (torchrun)"), "{text}");
     let out = Command::new(env!("CARGO_BIN_EXE_segzoo"))
         .args(["env", "--json"])
         .env("RANK_ID", "3")
@@ -126,6 +140,6 @@ fn env_under_mpirun_prints_one_line_per_rank() {
     let mut lines: Vec<&str> = text.lines().filter(|l| l.starts_with("world:")).collect();
     lines.sort();
     assert_eq!(lines.len(), 2, "{text}");
-    assert!(lines[0].contains("rank 0/2 local rank 0 device cpu backend mpi (mpi)"), "{text}");
-    assert!(lines[1].contains("rank 1/2 local rank 1 device cpu backend mpi (mpi)"), "{text}");
+    assert!(lines[0].contains("rank 0/2 local rank 0 device cpu backend mpi (mpirun)"), "{text}");
+    assert!(lines[1].contains("rank 1/2 local rank 1 device cpu backend mpi (mpirun)"), "{text}");
 }

@@ -1,94 +1,13 @@
 //! Data-parallel training and evaluation over MPI on the CPU, as a user runs them:
-//! `mpirun -n N segzoo …` against the same run in one process.
-use std::collections::HashMap;
+//! `mpirun -n N segzoo …` against the same run in one process (MPI, the CPU default under
+//! mpirun, and gloo through the rendezvous MPI carries).
+#[path = "common/jobs.rs"]
+mod jobs;
+
+use jobs::{assert_trains_alike, evals, losses, max_diff, max_rel_diff, mpirun, ok, segzoo, setup, step_weights, BIN};
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 use tch::Tensor;
-
-const BIN: &str = env!("CARGO_BIN_EXE_segzoo");
-
-fn segzoo(dir: &Path, args: &[&str]) -> Output {
-    Command::new(BIN).args(args).current_dir(dir).output().expect("segzoo runs")
-}
-
-fn mpirun(dir: &Path, n: usize, args: &[&str]) -> Output {
-    Command::new("mpirun")
-        .args(["--allow-run-as-root", "--oversubscribe", "-n", &n.to_string(), BIN])
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("mpirun runs (scripts/setup.sh installs openmpi-bin)")
-}
-
-fn ok(out: Output) -> String {
-    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{text}");
-    text
-}
-
-/// A small HRNet on 32×32 LIP-layout images: no scaling and crops inside the image, so no
-/// pixel is ignored and each image weighs the same in the loss; BN frozen, so a sample's
-/// output does not depend on its batch (frozen at its initial statistics, the net is
-/// unnormalised: hence the small learning rate). With these, 2 ranks × batch 2 take exactly
-/// the steps of 1 process × batch 4, up to summation order (measured: 6e-8 after 3 steps).
-const CONFIG: &str = r#"
-[model]
-name = "hrnetv2_w18_small_v1"
-freeze_bn = true
-
-[data]
-dataset = "lip"
-root = "data"
-crop_size = [32, 32]
-scale_range = [1.0, 1.0]
-flip = true
-num_workers = 1
-
-[train]
-epochs = 2
-optimizer = "sgd"
-lr = 1e-4
-momentum = 0.9
-weight_decay = 1e-4
-checkpoint_steps = 1
-keep_checkpoints = 10
-
-[eval]
-start = 1
-interval = 1
-batch_size = 3
-
-[log]
-interval = 1
-"#;
-
-fn setup(d: &Path) {
-    ok(segzoo(d, &["synth", "lip", "--out", "data", "--n", "8", "--size", "32x32"]));
-    std::fs::write(d.join("c.toml"), CONFIG).expect("config");
-}
-
-fn model_tensors(path: &Path) -> HashMap<String, Tensor> {
-    Tensor::read_safetensors(path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-        .into_iter()
-        .filter(|(n, _)| n.starts_with("model."))
-        .collect()
-}
-
-fn max_diff(a: &HashMap<String, Tensor>, b: &HashMap<String, Tensor>) -> f64 {
-    assert_eq!(a.len(), b.len());
-    a.iter().map(|(n, t)| (t - &b[n]).abs().max().double_value(&[])).fold(0.0, f64::max)
-}
-
-fn losses(run: &Path) -> Vec<f64> {
-    std::fs::read_to_string(run.join("metrics.jsonl"))
-        .expect("metrics.jsonl")
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("json line"))
-        .filter(|v| v["kind"] == "train")
-        .map(|v| v["loss"].as_f64().expect("loss"))
-        .collect()
-}
 
 #[test]
 fn two_ranks_train_exactly_like_one_process_over_the_same_global_batch() {
@@ -112,7 +31,7 @@ fn two_ranks_train_exactly_like_one_process_over_the_same_global_batch() {
     for (a, b) in l1.iter().zip(&l2) {
         assert!((a - b).abs() <= 1e-5 * a.abs().max(1.0), "losses {l1:?} vs {l2:?}");
     }
-    let ck = |run: &Path, step: u32| model_tensors(&run.join(format!("checkpoints/ckpt_step_{step:08}.safetensors")));
+    let ck = step_weights;
     let diff = max_diff(&ck(&one, 3), &ck(&two, 3));
     assert!(diff <= 1e-5, "parameters after 3 steps differ by {diff}");
     // And the steps did move the weights, so the equality means something.
@@ -197,9 +116,9 @@ fn impossible_backends_are_refused_with_the_way_out() {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
     setup(d);
-    // CPU workers of segzoo-launch have no MPI world.
+    // Workers of segzoo-launch have no MPI world to join.
     let out = Command::new(BIN)
-        .args(["train", "--config", "c.toml", "--device", "cpu"])
+        .args(["train", "--config", "c.toml", "--device", "cpu", "--set", "dist.backend=mpi"])
         .env("RANK_ID", "1")
         .env("RANK_SIZE", "2")
         .current_dir(d)
@@ -207,47 +126,36 @@ fn impossible_backends_are_refused_with_the_way_out() {
         .expect("runs");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(err.contains("error: rank 1/2:") && err.contains("mpirun -n 2 segzoo train"), "{err}");
-    // NCCL on the CPU: the library is missing here, or the device is wrong.
+    assert!(err.contains("error: rank 1/2:") && err.contains("started by segzoo-launch, not mpirun"), "{err}");
+    // NCCL here: this CPU build has none (the CUDA build: the device is wrong).
     let out = segzoo(d, &["train", "--config", "c.toml", "--device", "cpu", "--set", "dist.backend=nccl"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(err.contains("NCCL is not usable") || err.contains("NCCL needs a CUDA device"), "{err}");
+    assert!(err.contains("needs the CUDA build of segzoo") || err.contains("NCCL needs a CUDA device"), "{err}");
     // More ranks than a "single" backend can serve.
     let out = mpirun(d, 2, &["dist-check", "--backend", "single", "--mib", "0.1"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("dist.backend = \"single\" but rank"));
 }
 
+/// Both CPU backends under mpirun: MPI itself, and gloo meeting at a rendezvous whose
+/// address rank 0 sends over MPI.
 #[test]
-fn every_collective_checks_out_on_two_ranks() {
+fn every_collective_checks_out_on_two_ranks_over_mpi_and_over_gloo() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let text = ok(mpirun(dir.path(), 2, &["dist-check", "--mib", "1", "--iters", "2"]));
-    for r in 0..2 {
-        assert!(
-            text.contains(&format!(
-                "rank {r}/2 (Mpi, local rank {r}) on cpu: mpi collectives ok for Float, Double, BFloat16, Half, Int64, Int, Uint8"
-            )),
-            "{text}"
-        );
+    for backend in ["mpi", "gloo"] {
+        let text = ok(mpirun(dir.path(), 2, &["dist-check", "--mib", "1", "--iters", "2", "--backend", backend]));
+        for r in 0..2 {
+            assert!(
+                text.contains(&format!(
+                    "rank {r}/2 (mpirun, local rank {r}) on cpu: {backend} collectives ok for Float, Double, BFloat16, \
+                     Half, Int64, Int, Uint8"
+                )),
+                "{text}"
+            );
+        }
+        assert!(text.contains("all-reduce of 1.0 MiB f32 over 2 rank(s)"), "{text}");
     }
-    assert!(text.contains("all-reduce of 1.0 MiB f32 over 2 rank(s)"), "{text}");
-}
-
-/// The mIoU of every evaluation while training, from metrics.jsonl.
-fn evals(run: &Path) -> Vec<f64> {
-    std::fs::read_to_string(run.join("metrics.jsonl"))
-        .expect("metrics.jsonl")
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("json line"))
-        .filter(|v| v["kind"] == "eval")
-        .map(|v| v["miou"].as_f64().expect("miou"))
-        .collect()
-}
-
-/// Model tensors of a run's step checkpoint.
-fn step_weights(run: &Path, step: u32) -> HashMap<String, Tensor> {
-    model_tensors(&run.join(format!("checkpoints/ckpt_step_{step:08}.safetensors")))
 }
 
 /// `train.accumulate_steps = 2` × batch 2 takes the optimiser steps of batch 4 (frozen BN,
@@ -306,32 +214,6 @@ fn resume_with_accumulation_is_bit_identical() {
     }
 }
 
-/// The largest difference of two runs' model tensors, relative to each tensor's scale (≥ 1),
-/// over the tensors `which` selects.
-fn max_rel_diff(a: &HashMap<String, Tensor>, b: &HashMap<String, Tensor>, which: impl Fn(&str) -> bool) -> f64 {
-    a.iter()
-        .filter(|(n, t)| which(n) && t.kind() == tch::Kind::Float)
-        .map(|(n, t)| (t - &b[n]).abs().max().double_value(&[]) / t.abs().max().double_value(&[]).max(1.0))
-        .fold(0.0, f64::max)
-}
-
-/// Two 3-step runs took the same steps: per-step losses and parameters equal to 1e-5 and BN
-/// running statistics to 1e-4 (relative; see below). Returns the first run's final weights
-/// and the parameter and statistics differences.
-fn assert_trains_alike(plain: &Path, sync: &Path) -> (HashMap<String, Tensor>, f64, f64) {
-    let (lp, ls) = (losses(plain), losses(sync));
-    assert_eq!((lp.len(), ls.len()), (3, 3));
-    for (a, b) in lp.iter().zip(&ls) {
-        assert!((a - b).abs() <= 1e-5 * a.abs().max(1.0), "losses {lp:?} vs {ls:?}");
-    }
-    let (p, s) = (step_weights(plain, 3), step_weights(sync, 3));
-    let params = max_rel_diff(&p, &s, |n| !n.contains(".running_"));
-    assert!(params <= 1e-5, "parameters differ by {params} (relative)");
-    let stats = max_rel_diff(&p, &s, |n| n.contains(".running_"));
-    assert!(stats <= 1e-4, "BN running statistics differ by {stats} (relative)");
-    (p, params, stats)
-}
-
 /// SyncBatchNorm (`model.sync_bn`, BN in training mode): 2 ranks × batch 2 take the steps of
 /// one process × batch 4 with plain BN, and the checkpoint loads into `forward` built
 /// without sync_bn. 128×128 images keep the coarsest branch at 4×4, and a small learning
@@ -362,7 +244,7 @@ fn sync_bn_on_2_ranks_trains_like_plain_bn_on_the_whole_batch() {
         .concat(),
     ));
     assert!(text.contains("SyncBatchNorm: batch statistics over 2 ranks"), "{text}");
-    let (p, params, stats) = assert_trains_alike(&d.join("plain"), &d.join("sync"));
+    let (p, params, stats) = assert_trains_alike(&d.join("plain"), &d.join("sync"), 3);
     let moved = max_rel_diff(&p, &step_weights(&d.join("plain"), 1), |n| !n.contains(".running_"));
     assert!(moved > 10.0 * params, "weights moved {moved}, not clearly more than the difference {params}");
     // Per-rank BN (no sync) does not: its batch statistics are over 2 images, not 4.
@@ -403,7 +285,7 @@ fn sync_bn_on_3_ranks_trains_and_evaluates_like_one_process() {
         ]
         .concat(),
     ));
-    assert_trains_alike(&d.join("plain"), &d.join("sync"));
+    assert_trains_alike(&d.join("plain"), &d.join("sync"), 3);
     let (ep, es) = (evals(&d.join("plain")), evals(&d.join("sync")));
     // After epochs 1 and 2; --max-steps 3 ends the run at the third step, before its evaluation.
     assert_eq!((ep.len(), es.len()), (2, 2), "an evaluation per completed epoch");

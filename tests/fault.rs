@@ -1,14 +1,16 @@
 //! Jobs that fail instead of hanging, and that lose no work when stopped: a stalled rank
-//! under mpirun ends the job at the collective timeout with the collective, the step and
-//! the silent rank named; SIGTERM through segzoo-launch checkpoints the current step, and
+//! (under mpirun over MPI; under segzoo-launch over gloo) ends the job at the collective
+//! timeout with the collective, the step and the silent rank named; SIGTERM through segzoo-launch checkpoints the current step, and
 //! a resume from it ends with the weights of an uninterrupted run; a failing worker's
 //! error file is what the launcher reports.
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+#[path = "common/jobs.rs"]
+mod jobs;
+
+use jobs::{alive, free_port, json, launcher, rank_table, signal, text, wait_for, wait_with_deadline, BIN};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use tch::Tensor;
-
-const BIN: &str = env!("CARGO_BIN_EXE_segzoo");
 
 /// A small HRNet on 32×32 LIP-layout images, fast enough for dozens of steps.
 const CONFIG: &str = r#"
@@ -39,10 +41,6 @@ start = 1000
 interval = 1
 "#;
 
-fn text(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
-}
-
 fn setup(d: &Path) {
     let out = Command::new(BIN)
         .args(["synth", "lip", "--out", "data", "--n", "8", "--size", "32x32"])
@@ -51,53 +49,6 @@ fn setup(d: &Path) {
     let out = out.expect("synth runs");
     assert!(out.status.success(), "{}", text(&out));
     std::fs::write(d.join("c.toml"), CONFIG).expect("config");
-}
-
-/// The launcher binary, built next to segzoo by `cargo test --workspace`.
-fn launcher() -> PathBuf {
-    let p = Path::new(BIN).with_file_name("segzoo-launch");
-    assert!(p.exists(), "{} missing: run the workspace's tests (cargo test --workspace)", p.display());
-    p
-}
-
-/// Running or stopped; a zombie (exited, not yet reaped by whoever inherited it) is not.
-fn alive(pid: i32) -> bool {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // The state follows the parenthesised command name.
-    stat.rsplit_once(") ").is_some_and(|(_, rest)| !rest.starts_with('Z') && !rest.starts_with('X'))
-}
-
-fn signal(pid: i32, sig: i32) {
-    // SAFETY: a plain kill(2).
-    assert_eq!(unsafe { libc::kill(pid, sig) }, 0, "kill({pid}, {sig})");
-}
-
-/// Poll `ready` every 50 ms for up to `limit`.
-fn wait_for(limit: Duration, what: &str, mut ready: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !ready() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn json(path: &Path) -> Option<serde_json::Value> {
-    serde_json::from_slice(&std::fs::read(path).ok()?).ok()
-}
-
-/// Wait for a child with a deadline; kill it (and fail) past the deadline.
-fn wait_with_deadline(child: &mut std::process::Child, limit: Duration) -> std::process::ExitStatus {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            return status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("the job did not end within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 #[test]
@@ -151,6 +102,59 @@ fn a_stalled_rank_ends_the_mpirun_job_at_the_timeout_naming_the_collective_and_t
     let report = json(&d.join("run/rank_0.error.json")).expect("rank 0's error file");
     assert_eq!((report["kind"].as_str(), report["exit_code"].as_i64()), (Some("timeout"), Some(124)));
     assert_eq!(report["message"].as_str(), line.strip_prefix("error: "), "{report}");
+}
+
+/// The same under segzoo-launch over gloo: rank 0 waits in a gloo collective for the
+/// stopped rank 1, its watchdog ends it at `dist.timeout_s` naming the collective, the step
+/// and the silent rank, and the launcher stops the rest (SIGKILL after the grace period
+/// reaches a stopped process) and exits with the timeout's code.
+#[test]
+fn a_stalled_rank_under_gloo_ends_the_launchers_job_at_the_timeout_naming_the_collective() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    setup(d);
+    std::fs::write(d.join("t.json"), rank_table(&["127.0.0.1"], 2)).expect("table");
+    let mut job = Command::new(launcher())
+        .args(["--rank-table", "t.json", "--server-id", "127.0.0.1", "--log-dir", "lg", "--grace-period", "2"])
+        .args(["--master-port", &free_port().to_string(), "--console", "none", "--", BIN, "train"])
+        .args(["--config", "c.toml", "--set", "dist.timeout_s=5", "--set", "train.output_dir=run"])
+        .current_dir(d)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("segzoo-launch runs");
+    // Heartbeats are in the launcher's log directory.
+    let beat = |r: usize| json(&d.join(format!("lg/rank_{r}.heartbeat.json")));
+    wait_for(Duration::from_secs(120), "rank 1's first step", || {
+        beat(1).is_some_and(|b| b["step"].as_u64() >= Some(1))
+    });
+    let pid = |r: usize| beat(r).and_then(|b| b["pid"].as_i64()).expect("pid") as i32;
+    let (pid0, pid1) = (pid(0), pid(1));
+    signal(pid1, libc::SIGSTOP);
+    let stopped = Instant::now();
+    let status = wait_with_deadline(&mut job, Duration::from_secs(5 + 25));
+    let took = stopped.elapsed();
+    let all = text(&job.wait_with_output().expect("output"));
+    let left: Vec<i32> = [pid0, pid1].into_iter().filter(|&p| alive(p)).collect();
+    for &p in &left {
+        signal(p, libc::SIGCONT);
+        signal(p, libc::SIGKILL);
+    }
+    let log = std::fs::read_to_string(d.join("lg/rank_0.log")).expect("rank 0's log");
+    assert_eq!(status.code(), Some(124), "the timeout's exit code: {all}\n{log}");
+    assert!(took >= Duration::from_secs(4), "ended after {took:?}, before the timeout: {log}");
+    assert!(left.is_empty(), "ranks {left:?} were left behind: {all}");
+    let line =
+        log.lines().find(|l| l.starts_with("error: rank 0/2: ")).unwrap_or_else(|| panic!("no error line: {log}"));
+    assert!(
+        line.contains("(gloo ") && line.contains(" at step ") && line.ends_with("did not complete in 5 s"),
+        "{line}"
+    );
+    assert!(log.contains("rank 1: silent: stopped, stuck or dead"), "the silent rank is named: {log}");
+    let report = json(&d.join("lg/rank_0.error.json")).expect("rank 0's error file");
+    assert_eq!((report["kind"].as_str(), report["exit_code"].as_i64()), (Some("timeout"), Some(124)));
+    // The launcher's summary is rank 0's report.
+    assert!(all.contains("error reported by rank 0") && all.contains(line.trim_start_matches("error: ")), "{all}");
 }
 
 /// The model's and the optimiser's tensors of a checkpoint, by name.

@@ -54,7 +54,13 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 }
 
 fn opts(resume: Option<Resume>, max_steps: Option<u64>) -> TrainOptions {
-    TrainOptions { resume, begin_epoch: None, max_steps, device: Device::Cpu, comm: segzoo::dist::collective::single() }
+    TrainOptions {
+        resume,
+        begin_epoch: None,
+        max_steps,
+        device: Device::Cpu,
+        comm: segzoo::distributed::collective::single(),
+    }
 }
 
 fn weights(path: &Path) -> Vec<(String, Tensor)> {
@@ -118,7 +124,7 @@ fn one_step(format: MemoryFormatChoice, kind: tch::Kind) -> (Config, segzoo::mod
     model.vs.set_kind(kind);
     let mut optim = run::build_optimizer(&cfg, &model);
     let loss = run::build_loss(&cfg, &model).expect("loss");
-    let dp = DataParallel::new(segzoo::dist::collective::single(), 25.0, Device::Cpu);
+    let dp = DataParallel::new(segzoo::distributed::collective::single(), 25.0, Device::Cpu);
     let ctx = StepContext { model: &model, loss: &loss, precision: cfg.train.precision, dp: &dp, memory_format };
     // 128×128, so that the lowest branch (1/32) still has 4×4 pixels for BatchNorm: at 1×1
     // its batch statistics over 2 values amplify rounding into percent-level gradients.

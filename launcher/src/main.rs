@@ -37,7 +37,8 @@ struct Launch {
     /// Where `rank_<k>.log` files go.
     #[arg(long, default_value = "logs")]
     log_dir: PathBuf,
-    /// Port of rank 0's NCCL bootstrap (NCCL_COMM_ID=<rank 0's server>:<port>).
+    /// Port of the rendezvous rank 0 hosts (the workers' MASTER_PORT; MASTER_ADDR is rank
+    /// 0's server id).
     #[arg(long, default_value_t = 29500)]
     master_port: u16,
     /// Restart every server's group this many times after a worker's failure (the worker
@@ -81,7 +82,7 @@ enum Command {
         /// This server's id in the table (default: a local address or the host name).
         #[arg(long)]
         server_id: Option<String>,
-        /// Port of rank 0's NCCL bootstrap (NCCL_COMM_ID=<rank 0's server>:<port>).
+        /// Port of the rendezvous rank 0 hosts (the workers' MASTER_PORT).
         #[arg(long, default_value_t = 29500)]
         master_port: u16,
     },
@@ -210,7 +211,7 @@ fn role(table: &rank_table::RankTable, index: usize, args: &Launch) -> Result<Ro
         })?,
     };
     if port == args.master_port {
-        // On rank 0's server both would listen: NCCL's bootstrap could not.
+        // On rank 0's server both would listen: the rendezvous could not.
         return Err(Error::Argument(format!("--group-port {port}: the same as --master-port; pick another")));
     }
     let leader = plan::rank0_server(table)?;

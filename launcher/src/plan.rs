@@ -13,6 +13,19 @@ pub struct Worker {
     pub env: Vec<(String, String)>,
 }
 
+/// The launcher's own place in an outer job (`mpirun segzoo-launch …`, `srun segzoo-launch
+/// …`): these describe the launcher, not its workers, and are not passed on.
+pub const NOT_PASSED_ON: [&str; 8] = [
+    "OMPI_COMM_WORLD_RANK",
+    "OMPI_COMM_WORLD_SIZE",
+    "OMPI_COMM_WORLD_LOCAL_RANK",
+    "OMPI_COMM_WORLD_LOCAL_SIZE",
+    "PMI_RANK",
+    "PMI_SIZE",
+    "PMIX_RANK",
+    "NCCL_COMM_ID",
+];
+
 /// Names this host answers to: interface addresses and the host name.
 pub fn local_identities() -> Vec<String> {
     let mut ids: Vec<String> =
@@ -40,14 +53,17 @@ pub fn find_server(table: &RankTable, server_id: Option<&str>, identities: &[Str
     }
 }
 
-/// Index of the server holding rank 0: it hosts NCCL's bootstrap and leads the group.
+/// Index of the server holding rank 0: it hosts the rendezvous and leads the group.
 pub fn rank0_server(table: &RankTable) -> Result<usize, Error> {
     table.servers.iter().position(|s| s.devices.iter().any(|d| d.rank_id == 0)).ok_or_else(|| Error::NoRankZero {
         servers: table.servers.iter().map(|s| s.server_id.as_str()).collect::<Vec<_>>().join(", "),
     })
 }
 
-/// The workers of server `index`, ordered by rank, with their environments.
+/// The workers of server `index`, ordered by rank, with their environments: MindSpore's
+/// convention (`RANK_ID`, `RANK_SIZE`, `DEVICE_ID`, `RANK_TABLE_FILE`) and torchrun's
+/// (`RANK`, `WORLD_SIZE`, `LOCAL_RANK`, `LOCAL_WORLD_SIZE`), which agree, and where rank 0
+/// hosts the rendezvous (`MASTER_ADDR`: its server's id; `MASTER_PORT`).
 pub fn workers(table: &RankTable, index: usize, table_file: &Path, master_port: u16) -> Result<Vec<Worker>, Error> {
     let server = &table.servers[index];
     let mut devices = server.devices.clone();
@@ -67,8 +83,11 @@ pub fn workers(table: &RankTable, index: usize, table_file: &Path, master_port: 
                 ("LOCAL_RANK", local_rank.to_string()),
                 ("LOCAL_SIZE", local_size.to_string()),
                 ("SERVER_ID", server.server_id.clone()),
-                // With NCCL_COMM_ID set, every rank's ncclGetUniqueId agrees and rank 0 hosts the bootstrap.
-                ("NCCL_COMM_ID", format!("{master}:{master_port}")),
+                ("RANK", d.rank_id.to_string()),
+                ("WORLD_SIZE", world.to_string()),
+                ("LOCAL_WORLD_SIZE", local_size.to_string()),
+                ("MASTER_ADDR", master.clone()),
+                ("MASTER_PORT", master_port.to_string()),
             ]
             .into_iter()
             .map(|(k, v)| (k.to_string(), v))

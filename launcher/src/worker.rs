@@ -202,6 +202,9 @@ fn open_log(launch: &Launch) -> Result<std::fs::File, Error> {
 fn command(launch: &Launch) -> Command {
     let mut cmd = Command::new(&launch.command[0]);
     let error_file = crate::error_file::path(launch.log_dir_abs, launch.worker.rank);
+    for var in crate::plan::NOT_PASSED_ON {
+        cmd.env_remove(var);
+    }
     cmd.args(&launch.command[1..])
         .envs(launch.worker.env.iter().map(|(k, v)| (k, v)))
         .env("SEGZOO_LAUNCH_RESTART", launch.attempt.to_string())

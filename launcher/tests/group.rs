@@ -33,8 +33,8 @@ fn write_table(dir: &Path, rank0_second: bool) -> PathBuf {
     path
 }
 
-/// Two TCP ports free on loopback a moment ago: NCCL's (`--master-port`, never listened on
-/// by shell workers) and the group's.
+/// Two TCP ports free on loopback a moment ago: the rendezvous's (`--master-port`, never
+/// listened on by shell workers) and the group's.
 #[derive(Clone, Copy)]
 struct Ports {
     master: u16,
@@ -298,7 +298,7 @@ fn a_failure_with_restarts_left_restarts_every_servers_group_exactly_once() {
 }
 
 #[test]
-fn the_server_holding_rank_0_leads_and_hosts_nccl_even_when_listed_second() {
+fn the_server_holding_rank_0_leads_and_hosts_the_rendezvous_even_when_listed_second() {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
     let table = write_table(d, true);
@@ -309,12 +309,12 @@ fn the_server_holding_rank_0_leads_and_hosts_nccl_even_when_listed_second() {
         .expect("check runs");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
-    assert!(text.contains("[rank 2] ") && text.contains("NCCL_COMM_ID=127.0.0.2:29777"), "{text}");
-    assert!(!text.contains("NCCL_COMM_ID=127.0.0.1"), "{text}");
+    assert!(text.contains("[rank 2] ") && text.contains("MASTER_ADDR=127.0.0.2 MASTER_PORT=29777"), "{text}");
+    assert!(!text.contains("MASTER_ADDR=127.0.0.1"), "{text}");
 
-    // The second listed server leads the group; every rank gets its NCCL_COMM_ID.
+    // The second listed server leads the group; every rank is told where the rendezvous is.
     let ports = free_ports();
-    let script = r#"echo "$NCCL_COMM_ID" > comm_id_$RANK_ID"#;
+    let script = r#"echo "$MASTER_ADDR:$MASTER_PORT" > comm_id_$RANK_ID"#;
     let leader = start(d, 1, true, ports, &[], script);
     let follower = start(d, 0, false, ports, &[], script);
     for (code, out, _) in [leader.wait(), follower.wait()] {

@@ -12,6 +12,11 @@ fn env_of(w: &segzoo_launch::plan::Worker, key: &str) -> String {
     w.env.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone()).unwrap_or_else(|| panic!("{key} not set"))
 }
 
+/// Where the worker is told rank 0 hosts the rendezvous.
+fn master(w: &segzoo_launch::plan::Worker) -> String {
+    format!("{}:{}", env_of(w, "MASTER_ADDR"), env_of(w, "MASTER_PORT"))
+}
+
 #[test]
 fn shipped_tables_give_the_right_environments() {
     let t = shipped("hccl_1p.json");
@@ -19,7 +24,12 @@ fn shipped_tables_give_the_right_environments() {
     let ws = workers(&t, 0, Path::new("t.json"), 29500).expect("planned");
     assert_eq!(ws.len(), 1);
     assert_eq!(env_of(&ws[0], "RANK_SIZE"), "1");
-    assert_eq!(env_of(&ws[0], "NCCL_COMM_ID"), "127.0.0.1:29500");
+    assert_eq!(master(&ws[0]), "127.0.0.1:29500");
+
+    let t = shipped("hccl_2p.json");
+    let ws = workers(&t, 0, Path::new("t.json"), 29500).expect("planned");
+    assert_eq!(ws.iter().map(|w| env_of(w, "RANK")).collect::<Vec<_>>(), ["0", "1"]);
+    assert!(ws.iter().all(|w| env_of(w, "LOCAL_WORLD_SIZE") == "2" && master(w) == "127.0.0.1:29500"));
 
     let t = shipped("hccl_8p.json");
     let ws = workers(&t, 0, Path::new("/x/hccl_8p.json"), 29600).expect("planned");
@@ -31,7 +41,10 @@ fn shipped_tables_give_the_right_environments() {
         assert_eq!(env_of(w, "LOCAL_SIZE"), "8");
         assert_eq!(env_of(w, "RANK_SIZE"), "8");
         assert_eq!(env_of(w, "RANK_TABLE_FILE"), "/x/hccl_8p.json");
-        assert_eq!(env_of(w, "NCCL_COMM_ID"), "127.0.0.1:29600");
+        // torchrun's names for the same place, so either convention reads it.
+        assert_eq!((env_of(w, "RANK"), env_of(w, "WORLD_SIZE")), (k.to_string(), "8".to_string()));
+        assert_eq!(env_of(w, "LOCAL_WORLD_SIZE"), "8");
+        assert_eq!(master(w), "127.0.0.1:29600");
     }
 
     let t = shipped("hccl_16p_2servers.json");
@@ -42,12 +55,12 @@ fn shipped_tables_give_the_right_environments() {
     assert_eq!(env_of(&ws[3], "LOCAL_RANK"), "3");
     assert_eq!(env_of(&ws[3], "DEVICE_ID"), "3");
     assert_eq!(env_of(&ws[3], "SERVER_ID"), "10.0.0.2");
-    // Every rank bootstraps against the server holding rank 0.
-    assert_eq!(env_of(&ws[3], "NCCL_COMM_ID"), "10.0.0.1:29500");
+    // Every rank meets at the rendezvous on the server holding rank 0.
+    assert_eq!(master(&ws[3]), "10.0.0.1:29500");
 }
 
 #[test]
-fn nccl_comm_id_names_the_server_holding_rank_0_wherever_it_is_listed() {
+fn master_addr_names_the_server_holding_rank_0_wherever_it_is_listed() {
     let text = v1(
         r#"{"server_id": "10.0.0.1", "device": [{"device_id": "0", "rank_id": "1"}]},
            {"server_id": "10.0.0.2", "device": [{"device_id": "0", "rank_id": "0"}]}"#,
@@ -58,7 +71,7 @@ fn nccl_comm_id_names_the_server_holding_rank_0_wherever_it_is_listed() {
     assert_eq!(rank0_server(&t).ok(), Some(1));
     for index in 0..2 {
         let ws = workers(&t, index, Path::new("t.json"), 29500).expect("planned");
-        assert_eq!(env_of(&ws[0], "NCCL_COMM_ID"), "10.0.0.2:29500", "server {index}");
+        assert_eq!(master(&ws[0]), "10.0.0.2:29500", "server {index}");
     }
 }
 

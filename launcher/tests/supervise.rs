@@ -31,7 +31,7 @@ fn read(path: impl AsRef<Path>) -> String {
     std::fs::read_to_string(path.as_ref()).unwrap_or_else(|e| panic!("{}: {e}", path.as_ref().display()))
 }
 
-const ENV_DUMP: &str = r#"for k in RANK_TABLE_FILE RANK_SIZE RANK_ID DEVICE_ID LOCAL_RANK LOCAL_SIZE SERVER_ID NCCL_COMM_ID; do eval "echo $k=\$$k"; done > env_$RANK_ID"#;
+const ENV_DUMP: &str = r#"for k in RANK_TABLE_FILE RANK_SIZE RANK_ID DEVICE_ID LOCAL_RANK LOCAL_SIZE SERVER_ID MASTER_ADDR MASTER_PORT RANK WORLD_SIZE; do eval "echo $k=\$$k"; done > env_$RANK_ID"#;
 
 fn env_of(dir: &Path, rank: usize) -> Vec<(String, String)> {
     read(dir.join(format!("env_{rank}")))
@@ -68,7 +68,10 @@ fn every_rank_gets_its_environment_for_the_shipped_tables() {
             ("LOCAL_RANK", "0".into()),
             ("LOCAL_SIZE", "1".into()),
             ("SERVER_ID", "127.0.0.1".into()),
-            ("NCCL_COMM_ID", "127.0.0.1:29500".into()),
+            ("MASTER_ADDR", "127.0.0.1".into()),
+            ("MASTER_PORT", "29500".into()),
+            ("RANK", "0".into()),
+            ("WORLD_SIZE", "1".into()),
         ],
     );
 
@@ -84,7 +87,9 @@ fn every_rank_gets_its_environment_for_the_shipped_tables() {
                 ("DEVICE_ID", r.to_string()),
                 ("LOCAL_RANK", r.to_string()),
                 ("LOCAL_SIZE", "8".into()),
-                ("NCCL_COMM_ID", "127.0.0.1:29611".into()),
+                ("MASTER_ADDR", "127.0.0.1".into()),
+                ("MASTER_PORT", "29611".into()),
+                ("RANK", r.to_string()),
             ],
         );
     }
@@ -128,7 +133,9 @@ fn every_rank_gets_its_environment_for_the_shipped_tables() {
                     ("LOCAL_RANK", local.to_string()),
                     ("LOCAL_SIZE", "8".into()),
                     ("SERVER_ID", server.into()),
-                    ("NCCL_COMM_ID", "10.0.0.1:29500".into()),
+                    ("MASTER_ADDR", "10.0.0.1".into()),
+                    ("MASTER_PORT", "29500".into()),
+                    ("WORLD_SIZE", "16".into()),
                 ],
             );
         }

@@ -83,7 +83,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<Output> {
 
 /// Every rank of the job steps; rank 0 reports, with the exposed communication under mpirun.
 fn bench_train(cfg: &Config, steps: usize, device: Option<tch::Device>) -> anyhow::Result<Output> {
-    let (_, device, comm) = crate::dist::join(device, &cfg.dist, None)?;
+    let (_, device, comm) = crate::distributed::join(device, &cfg.dist, None)?;
     let (rank, size) = (comm.rank(), comm.size());
     let r = fail_together(&comm, crate::train::bench::bench(cfg, steps, device, comm.clone()))?;
     if rank != 0 {

@@ -1,7 +1,7 @@
 //! `segzoo dist-check`: every collective of the job's backend on every tensor kind with
 //! known values, a barrier, then all-reduce bandwidth; each rank reports its line.
 use super::{fail_together, parse_device, Output};
-use crate::dist::check;
+use crate::distributed::check;
 use clap::Args;
 
 #[derive(Args)]
@@ -12,6 +12,9 @@ pub struct DistCheckArgs {
     /// Seconds a collective may take before the rank ends the job (as dist.timeout_s).
     #[arg(long, default_value_t = 600.0)]
     timeout_s: f64,
+    /// Seconds every rank may take to reach the rendezvous and connect (as dist.init_timeout_s).
+    #[arg(long, default_value_t = 300.0)]
+    init_timeout_s: f64,
     /// All-reduce size for the bandwidth figure, MiB.
     #[arg(long, default_value_t = 64.0)]
     mib: f64,
@@ -22,20 +25,27 @@ pub struct DistCheckArgs {
 }
 
 pub fn run(args: DistCheckArgs) -> anyhow::Result<Output> {
-    anyhow::ensure!(args.timeout_s > 0.0, "--timeout-s {}: must be a positive number of seconds", args.timeout_s);
+    for (flag, v) in [("--timeout-s", args.timeout_s), ("--init-timeout-s", args.init_timeout_s)] {
+        anyhow::ensure!(v > 0.0 && v.is_finite(), "{flag} {v}: must be a positive number of seconds");
+    }
     let (w, device, comm) = {
-        let dist = crate::config::DistConfig { backend: args.backend, timeout_s: args.timeout_s, ..Default::default() };
-        crate::dist::join(args.device, &dist, None)?
+        let dist = crate::config::DistConfig {
+            backend: args.backend,
+            timeout_s: args.timeout_s,
+            init_timeout_s: args.init_timeout_s,
+            ..Default::default()
+        };
+        crate::distributed::join(args.device, &dist, None)?
     };
     let checked = check::verify(comm.as_ref(), device)
         .and_then(|()| check::bandwidth(comm.as_ref(), device, args.mib, args.iters));
     let bw = fail_together(&comm, checked)?;
     let mut out = Output::none();
     out.line(format!(
-        "rank {}/{} ({:?}, local rank {}) on {}: {} collectives ok for {}",
+        "rank {}/{} ({}, local rank {}) on {}: {} collectives ok for {}",
         w.rank,
         w.size,
-        w.launch,
+        w.launch.name(),
         w.local_rank,
         crate::envinfo::device_name(device),
         comm.kind(),

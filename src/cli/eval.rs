@@ -45,7 +45,7 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<Output> {
     if let Some(p) = args.precision {
         cfg.eval.precision = p.into();
     }
-    let (_, device, comm) = crate::dist::join(args.device, &cfg.dist, None)?;
+    let (_, device, comm) = crate::distributed::join(args.device, &cfg.dist, None)?;
     let start = std::time::Instant::now();
     let evaluated = crate::eval::sharded::evaluate_checkpoint(&cfg, &args.checkpoint, device, comm.as_ref());
     let (tally, images) = fail_together(&comm, evaluated)?;

@@ -86,7 +86,7 @@ pub fn run(args: InferArgs) -> anyhow::Result<Output> {
     if let Some(p) = args.precision {
         cfg.eval.precision = p.into();
     }
-    let device = crate::dist::device::for_this_process(args.device)?;
+    let device = crate::distributed::device::for_this_process(args.device)?;
     let model = crate::app::build_model(&cfg, device)?;
     load_file(&model, &args.checkpoint, LoadMode::Strict)?;
     crate::deploy::form::into_deploy_form(&model)?;

@@ -51,11 +51,11 @@ pub fn cores() -> usize {
 
 /// On one rank of several, a failure ends the whole job with this rank named: under
 /// mpirun MPI_Abort stops every rank; under segzoo-launch the exit code does.
-pub fn fail_together<T>(comm: &crate::dist::Comm, result: anyhow::Result<T>) -> anyhow::Result<T> {
+pub fn fail_together<T>(comm: &crate::distributed::Comm, result: anyhow::Result<T>) -> anyhow::Result<T> {
     match result {
         Err(e) if comm.size() > 1 && e.downcast_ref::<crate::train::preempt::Interrupted>().is_none() => {
             eprintln!("error: rank {}/{} failed: {e:#}", comm.rank(), comm.size());
-            crate::dist::watchdog::record_failure("error", &e, 1);
+            crate::distributed::watchdog::record_failure("error", &e, 1);
             comm.abort(1)
         }
         r => r,

@@ -27,7 +27,7 @@ pub struct TrainArgs {
 pub fn run(args: TrainArgs) -> anyhow::Result<Output> {
     let cfg = config_with(&args.config, &args.set)?;
     let resume = args.resume.map(|r| if r == "auto" { Resume::Auto } else { Resume::Path(PathBuf::from(r)) });
-    let (_, device, comm) = crate::dist::join(args.device, &cfg.dist, Some(&cfg.train.output_dir))?;
+    let (_, device, comm) = crate::distributed::join(args.device, &cfg.dist, Some(&cfg.train.output_dir))?;
     let opts =
         TrainOptions { resume, begin_epoch: args.begin_epoch, max_steps: args.max_steps, device, comm: comm.clone() };
     let summary = fail_together(&comm, crate::train::train(&cfg, &opts))?;

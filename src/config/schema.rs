@@ -83,10 +83,14 @@ impl Default for EvalConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Backend {
-    /// NCCL on GPUs, MPI on CPU, nothing when alone.
+    /// NCCL on GPUs, gloo on CPU (under mpirun: MPI, measured faster), nothing when alone.
     #[default]
     Auto,
+    /// c10d's ProcessGroupNCCL (GPU ranks; the CUDA build).
     Nccl,
+    /// c10d's ProcessGroupGloo (CPU ranks, any launcher).
+    Gloo,
+    /// MPI (under mpirun only).
     Mpi,
     Single,
 }
@@ -97,13 +101,14 @@ pub struct DistConfig {
     pub backend: Backend,
     /// Gradients are all-reduced in flat buckets of about this many MiB.
     pub bucket_mb: f64,
-    /// All-reduce each bucket as soon as backward has produced its gradients (MPI on CPU);
+    /// All-reduce each bucket as soon as backward has produced its gradients (gloo, NCCL, MPI);
     /// false: all of them after backward.
     pub overlap: bool,
     /// A collective that has not completed in this many seconds ends the job (exit 124),
     /// naming itself, the step and the ranks that went silent.
     pub timeout_s: f64,
-    /// The same for the job's start (every rank joining MPI or NCCL).
+    /// The same for the job's start: every rank meeting at the rendezvous (a rank that does
+    /// not come is named) and connecting its group.
     pub init_timeout_s: f64,
 }
 

@@ -1,7 +1,7 @@
 //! `segzoo bench infer`: the forward pass alone, timed for the plain (training) form and
 //! the deploy form (BatchNorm folded, channels-last where it is faster), so the gain
 //! shows; the two forms' outputs are compared on the same input.
-use crate::dist::device::synchronize;
+use crate::distributed::device::synchronize;
 use crate::models::Model;
 use std::time::Instant;
 use tch::Tensor;

@@ -17,11 +17,11 @@ pub enum Tally {
 
 impl Tally {
     /// Sum the tallies of all ranks (each evaluated a disjoint shard) into every rank's.
-    pub fn all_reduce(&mut self, comm: &dyn crate::dist::Collective, device: tch::Device) -> anyhow::Result<()> {
+    pub fn all_reduce(&mut self, comm: &dyn crate::distributed::Collective, device: tch::Device) -> anyhow::Result<()> {
         if comm.size() == 1 {
             return Ok(());
         }
-        crate::dist::watchdog::within("evaluation tally sum", || match self {
+        crate::distributed::watchdog::within("evaluation tally sum", || match self {
             Tally::Seg(cm) => comm.all_reduce_sum(&mut cm.matrix),
             Tally::Cls(k) => {
                 let mut t = tch::Tensor::from_slice(&[k.top1_correct, k.top5_correct, k.images]).to_device(device);

@@ -7,7 +7,7 @@ use crate::config::Config;
 use crate::data::dataset::{Dataset, Split};
 use crate::data::loader::LoaderOptions;
 use crate::data::sampler::ShardedSampler;
-use crate::dist::Collective;
+use crate::distributed::Collective;
 use crate::models::weights::{load_file, LoadMode};
 use crate::models::Model;
 use std::path::Path;

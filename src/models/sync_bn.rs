@@ -2,7 +2,7 @@
 //! batch mean and variance are taken over every rank's samples (ranks may hold different
 //! batch sizes, zero included), and the running statistics are updated with the global
 //! unbiased variance. The sums over the ranks go through a differentiable group sum
-//! (installed by the trainer, `crate::dist::group_sum`), so the backward is autograd's.
+//! (installed by the trainer, `crate::distributed::group_sum`), so the backward is autograd's.
 //! Eval mode and the state dict are those of plain BatchNorm.
 use super::layers::BatchNorm2d;
 use std::cell::RefCell;

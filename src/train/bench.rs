@@ -5,7 +5,7 @@ use super::data_parallel::DataParallel;
 use super::run::{build_loss, build_optimizer, build_train_model};
 use super::step::{train_step, StepContext};
 use crate::config::Config;
-use crate::dist::device::synchronize;
+use crate::distributed::device::synchronize;
 use crate::models::memory_format::{to_format, MemoryFormat};
 use crate::models::Task;
 use std::time::Instant;
@@ -23,7 +23,12 @@ pub struct BenchResult {
     pub memory_format: MemoryFormat,
 }
 
-pub fn bench(cfg: &Config, steps: usize, device: Device, comm: crate::dist::Comm) -> anyhow::Result<BenchResult> {
+pub fn bench(
+    cfg: &Config,
+    steps: usize,
+    device: Device,
+    comm: crate::distributed::Comm,
+) -> anyhow::Result<BenchResult> {
     tch::manual_seed(cfg.train.seed as i64);
     let (model, memory_format) = build_train_model(cfg, device)?;
     let mut optim = build_optimizer(cfg, &model);

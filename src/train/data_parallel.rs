@@ -2,9 +2,9 @@
 //! everywhere, gradients averaged over the ranks after every backward pass, BN running
 //! statistics averaged before they are evaluated or saved, and agreement checks.
 use super::optim::Param;
-use crate::dist::overlap::Reducer;
-use crate::dist::watchdog::within;
-use crate::dist::{buckets, Comm};
+use crate::distributed::overlap::Reducer;
+use crate::distributed::watchdog::within;
+use crate::distributed::{buckets, Comm};
 use crate::models::Model;
 use anyhow::bail;
 use tch::{Kind, Tensor};
@@ -24,12 +24,14 @@ impl DataParallel {
     }
 
     /// Overlap the gradient all-reduce of `params` with backward, where the backend has a
-    /// background summer (MPI with thread support, CPU tensors); returns whether it does.
+    /// background summer (gloo and MPI on CPU, NCCL on GPUs); returns whether it does.
+    /// Every rank calls it at the same point (a gloo background group connects here).
     pub fn enable_overlap(&mut self, params: &[Param]) -> anyhow::Result<bool> {
-        if self.size() == 1 || self.device != tch::Device::Cpu {
+        let on_gpu = self.device.is_cuda();
+        if self.size() == 1 || on_gpu != (self.comm.kind() == crate::distributed::BackendKind::Nccl) {
             return Ok(false);
         }
-        let Some(summer) = self.comm.background() else {
+        let Some(summer) = within("the gradient buckets' group", || self.comm.background())? else {
             return Ok(false);
         };
         let tensors: Vec<Tensor> = params.iter().map(|p| p.tensor.shallow_clone()).collect();

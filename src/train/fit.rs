@@ -16,7 +16,7 @@ use super::step::{train_step, StepContext};
 use super::trace::TraceWindow;
 use crate::data::loader::{self, LoaderOptions};
 use crate::data::rng::derive;
-use crate::dist::watchdog;
+use crate::distributed::watchdog;
 use crate::timeline;
 use anyhow::bail;
 use std::collections::BTreeMap;

@@ -16,7 +16,7 @@ use crate::data::dataset::{Dataset, Split};
 use crate::data::labels::class_names;
 use crate::data::rng::derive;
 use crate::data::sampler::ShardedSampler;
-use crate::dist::Comm;
+use crate::distributed::Comm;
 use crate::eval::inference::InferenceOptions;
 use crate::models::memory_format::{set_model_format, MemoryFormat};
 use crate::models::weights::{load_into, LoadMode};
@@ -42,7 +42,7 @@ pub struct TrainOptions {
     /// Stop (with a checkpoint) after this many steps in total.
     pub max_steps: Option<u64>,
     pub device: Device,
-    /// The job's collective group ([`crate::dist::collective::single`] when alone).
+    /// The job's collective group ([`crate::distributed::collective::single`] when alone).
     pub comm: Comm,
 }
 
@@ -234,7 +234,7 @@ impl<'a> Run<'a> {
             tracing::info!("training in memory format {memory_format:?}");
         }
         if cfg.model.sync_bn && dp.size() > 1 && !cfg.model.freeze_bn {
-            model.set_batch_norm_group(Some(crate::dist::group_sum::group_sum(dp.comm.clone())));
+            model.set_batch_norm_group(Some(crate::distributed::group_sum::group_sum(dp.comm.clone())));
             tracing::info!("SyncBatchNorm: batch statistics over {} ranks", dp.size());
         }
         let optim = build_optimizer(cfg, &model);

@@ -56,7 +56,7 @@ impl TraceWindow {
         self.state = State::Done;
         let spans = timeline::stop();
         let bytes = serde_json::to_vec(&spans)?;
-        let Some(all) = crate::dist::gather::gather_bytes(dp.comm.as_ref(), &bytes, dp.device)? else {
+        let Some(all) = crate::distributed::gather::gather_bytes(dp.comm.as_ref(), &bytes, dp.device)? else {
             return Ok(());
         };
         let mut per_rank = Vec::with_capacity(all.len());

@@ -1,12 +1,12 @@
 //! The collective watchdog: no rank of a job waits forever. Every collective a rank runs
-//! is registered here while it is in flight — for MPI the blocking call itself; for NCCL
-//! the enqueued operation until a CUDA event after it completes — and a thread of its own
-//! checks them. One that has not completed within `dist.timeout_s` (the job's start:
-//! `dist.init_timeout_s`) ends the rank: it logs `error: rank k/N: <collective> at step S
-//! did not complete in T s`, what the other ranks' heartbeats say (which ones went
+//! is registered here while it is in flight — for MPI and gloo the blocking wait itself;
+//! for NCCL and overlapped buckets the issued c10d work until it completes — and a thread
+//! of its own checks them. One that has not completed within `dist.timeout_s` (the job's
+//! start: `dist.init_timeout_s`) ends the rank: it logs `error: rank k/N: <collective> at
+//! step S did not complete in T s`, what the other ranks' heartbeats say (which ones went
 //! silent, and where each was), writes its error file, aborts the communicator (MPI_Abort
-//! stops the whole mpirun job; ncclCommAbort frees this rank's NCCL kernels) and exits
-//! with [`EXIT_TIMEOUT`]. NCCL's asynchronous errors are polled here too
+//! stops the whole mpirun job; c10d's abort frees this rank's NCCL kernels) and exits with
+//! [`EXIT_TIMEOUT`]. A NCCL work that fails asynchronously ends the rank the same way
 //! ([`EXIT_NCCL`]). The same thread writes this rank's heartbeat every second.
 //!
 //! Process-wide, like the communicator it watches: collectives run on the main thread, the
@@ -27,10 +27,18 @@ pub struct Options {
 }
 
 type AbortFn = Box<dyn Fn(i32) + Send + Sync>;
-/// Returns an error description when the backend has failed asynchronously.
-type ProbeFn = Box<dyn FnMut() -> Option<String> + Send>;
-/// Returns whether an enqueued operation has completed.
-type DoneFn = Box<dyn FnMut() -> bool + Send>;
+
+/// Where an issued operation is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Poll {
+    Running,
+    Done,
+    /// It failed where no caller will see it (an asynchronous NCCL error): ends the rank.
+    Failed(String),
+}
+
+/// Polls an issued operation.
+type PollFn = Box<dyn FnMut() -> Poll + Send>;
 
 struct Work {
     id: u64,
@@ -39,7 +47,7 @@ struct Work {
     started: Instant,
     limit: Duration,
     /// `None`: in flight until its guard drops (a blocking call).
-    done: Option<DoneFn>,
+    poll: Option<PollFn>,
 }
 
 struct Dog {
@@ -50,7 +58,6 @@ struct Dog {
     works: Mutex<Vec<Work>>,
     next_id: AtomicU64,
     abort: Mutex<Option<Arc<AbortFn>>>,
-    probe: Mutex<Option<ProbeFn>>,
     stopped: AtomicBool,
 }
 
@@ -98,25 +105,19 @@ pub fn finish() {
     }
 }
 
-/// How the backend ends the job when a collective times out (MPI_Abort, ncclCommAbort).
+/// How the backend ends the job when a collective times out (MPI_Abort, c10d's abort).
 pub fn set_abort(f: impl Fn(i32) + Send + Sync + 'static) {
     if let Some(d) = dog() {
         *lock(&d.abort) = Some(Arc::new(Box::new(f)));
     }
 }
 
-/// A check of the backend's asynchronous errors, polled with the in-flight work.
-pub fn set_probe(f: impl FnMut() -> Option<String> + Send + 'static) {
-    if let Some(d) = dog() {
-        *lock(&d.probe) = Some(Box::new(f));
-    }
-}
-
-/// Forget the backend's abort and probe (its communicator is being destroyed).
+/// Forget the backend's abort (its communicator is being destroyed), and the work issued on
+/// it that is still tracked.
 pub fn clear_backend() {
     if let Some(d) = dog() {
         *lock(&d.abort) = None;
-        *lock(&d.probe) = None;
+        lock(&d.works).retain(|w| w.poll.is_none());
     }
 }
 
@@ -177,14 +178,15 @@ pub fn guard_start(label: &str, limit: Duration) -> Guard {
     Guard(Some(d.add(label.to_string(), None, limit, None)))
 }
 
-/// Register an enqueued collective `op`, in flight until `done` says it completed.
-pub fn track(op: &str, done: impl FnMut() -> bool + Send + 'static) {
+/// Register an issued collective `op`, in flight until `poll` says it is not running.
+pub fn track(op: &str, poll: impl FnMut() -> Poll + Send + 'static) {
     if let Some(d) = dog() {
-        d.add(label(op), d.current_step(), d.opts.timeout, Some(Box::new(done)));
+        d.add(label(op), d.current_step(), d.opts.timeout, Some(Box::new(poll)));
     }
 }
 
-/// Write this rank's error file for a failure that ends it (no-op without a place for it).
+/// Write this rank's error file for a failure that ends it (no-op without a place for it),
+/// and torchrun's when it asked for one.
 pub fn record_failure(kind: &str, error: &anyhow::Error, exit_code: i32) {
     let (rank, size, step, files) = match dog() {
         Some(d) => (d.opts.rank, d.opts.size, step(), d.opts.files.clone()),
@@ -193,14 +195,21 @@ pub fn record_failure(kind: &str, error: &anyhow::Error, exit_code: i32) {
             (w.rank, w.size, None, RankFiles::locate(&|k| std::env::var(k).ok(), None, w.rank))
         }
     };
-    if let Some(files) = files {
-        write_report(&files, &ErrorReport::new(rank, size, step, kind, error, exit_code));
-    }
+    write_report(files.as_ref(), &ErrorReport::new(rank, size, step, kind, error, exit_code));
 }
 
-fn write_report(files: &RankFiles, report: &ErrorReport) {
-    if let Err(e) = write_json(&files.error_file, report) {
-        eprintln!("warning: cannot write {}: {e}", files.error_file.display());
+fn write_report(files: Option<&RankFiles>, report: &ErrorReport) {
+    if let Some(files) = files {
+        if let Err(e) = write_json(&files.error_file, report) {
+            eprintln!("warning: cannot write {}: {e}", files.error_file.display());
+        }
+    }
+    // torchrun prints this file as the failure's root cause in its summary.
+    if let Some(path) = std::env::var_os("TORCHELASTIC_ERROR_FILE") {
+        let path = std::path::PathBuf::from(path);
+        if let Err(e) = write_json(&path, &report.torchelastic()) {
+            eprintln!("warning: cannot write {}: {e}", path.display());
+        }
     }
 }
 
@@ -218,7 +227,6 @@ impl Dog {
             works: Mutex::new(Vec::new()),
             next_id: AtomicU64::new(0),
             abort: Mutex::new(None),
-            probe: Mutex::new(None),
             stopped: AtomicBool::new(false),
         }
     }
@@ -228,9 +236,9 @@ impl Dog {
         Some(self.step.load(Ordering::Relaxed)).filter(|&s| s > 0)
     }
 
-    fn add(&self, label: String, step: Option<u64>, limit: Duration, done: Option<DoneFn>) -> u64 {
+    fn add(&self, label: String, step: Option<u64>, limit: Duration, poll: Option<PollFn>) -> u64 {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        lock(&self.works).push(Work { id, label, step, started: Instant::now(), limit, done });
+        lock(&self.works).push(Work { id, label, step, started: Instant::now(), limit, poll });
         id
     }
 
@@ -248,19 +256,26 @@ impl Dog {
         }
     }
 
-    /// The first collective past its limit, or the backend's asynchronous error.
+    /// The first issued work that failed, or the first collective past its limit.
     fn overdue(&self) -> Option<(String, i32, &'static str)> {
         let mut works = lock(&self.works);
-        works.retain_mut(|w| !w.done.as_mut().is_some_and(|done| done()));
-        if let Some(w) = works.iter().find(|w| w.started.elapsed() > w.limit) {
-            let at = w.step.map_or(String::new(), |s| format!(" at step {s}"));
-            let message = format!("{}{at} did not complete in {} s", w.label, w.limit.as_secs_f64());
-            return Some((message, EXIT_TIMEOUT, "timeout"));
+        let mut failed = None;
+        works.retain_mut(|w| match w.poll.as_mut().map(|poll| poll()) {
+            None | Some(Poll::Running) => true,
+            Some(Poll::Done) => false,
+            Some(Poll::Failed(error)) => {
+                let at = w.step.map_or(String::new(), |s| format!(" at step {s}"));
+                failed.get_or_insert(format!("the communicator failed{at}: {}: {error}", w.label));
+                false
+            }
+        });
+        if let Some(message) = failed {
+            return Some((message, EXIT_NCCL, "nccl"));
         }
-        drop(works);
-        let error = lock(&self.probe).as_mut().and_then(|probe| probe())?;
-        let at = self.current_step().map_or(String::new(), |s| format!(" at step {s}"));
-        Some((format!("the communicator failed{at}: {error}"), EXIT_NCCL, "nccl"))
+        let w = works.iter().find(|w| w.started.elapsed() > w.limit)?;
+        let at = w.step.map_or(String::new(), |s| format!(" at step {s}"));
+        let message = format!("{}{at} did not complete in {} s", w.label, w.limit.as_secs_f64());
+        Some((message, EXIT_TIMEOUT, "timeout"))
     }
 
     /// End this rank: report, abort the communicator, exit.
@@ -282,12 +297,10 @@ impl Dog {
             text += &format!("\n  {p}");
         }
         eprintln!("error: {text}");
-        if let Some(files) = &self.opts.files {
-            let mut report =
-                ErrorReport::new(rank, size, step(), kind, &anyhow::anyhow!("rank {rank}/{size}: {message}"), code);
-            report.chain = peers;
-            write_report(files, &report);
-        }
+        let mut report =
+            ErrorReport::new(rank, size, step(), kind, &anyhow::anyhow!("rank {rank}/{size}: {message}"), code);
+        report.chain = peers;
+        write_report(self.opts.files.as_ref(), &report);
         let abort = lock(&self.abort).clone();
         if let Some(abort) = abort {
             abort(code);
@@ -344,7 +357,11 @@ mod tests {
             d.opts.timeout,
             Some(Box::new(move || {
                 polls += 1;
-                polls > 1
+                if polls > 1 {
+                    Poll::Done
+                } else {
+                    Poll::Running
+                }
             })),
         );
         d.add("the job's start".into(), None, Duration::from_secs(60), None);
@@ -359,10 +376,16 @@ mod tests {
     #[test]
     fn an_asynchronous_backend_error_ends_the_rank_with_its_own_code() {
         let d = dog(1000);
-        *lock(&d.probe) = Some(Box::new(|| Some("remote process exited or there was a network error".into())));
+        let failed = || Poll::Failed("NCCL error: remote process exited or there was a network error".into());
+        d.add("NCCL all-reduce of 8 values".into(), Some(4), d.opts.timeout, Some(Box::new(failed)));
         let (message, code, kind) = d.overdue().expect("error");
-        assert_eq!(message, "the communicator failed: remote process exited or there was a network error");
+        assert_eq!(
+            message,
+            "the communicator failed at step 4: NCCL all-reduce of 8 values: NCCL error: remote process exited or there \
+             was a network error"
+        );
         assert_eq!((code, kind), (EXIT_NCCL, "nccl"));
+        assert!(lock(&d.works).is_empty(), "reported once");
     }
 
     #[test]

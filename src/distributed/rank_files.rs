@@ -78,6 +78,22 @@ pub fn write_json(path: &Path, value: &impl Serialize) -> std::io::Result<()> {
 }
 
 impl ErrorReport {
+    /// The same in torchelastic's error-file form (`TORCHELASTIC_ERROR_FILE`), which
+    /// torchrun reads into its failure summary: the message with its causes, and the time.
+    pub fn torchelastic(&self) -> serde_json::Value {
+        let mut text = self.message.clone();
+        for cause in &self.chain {
+            text += &format!("\n  {cause}");
+        }
+        let at = self.step.map_or(String::new(), |s| format!(", step {s}"));
+        serde_json::json!({
+            "message": {
+                "message": format!("segzoo ({}{at}, exit code {}): {text}", self.kind, self.exit_code),
+                "extraInfo": {"py_callstack": "", "timestamp": (self.time_unix_ms / 1000).to_string()},
+            }
+        })
+    }
+
     pub fn new(rank: usize, size: usize, step: Option<u64>, kind: &str, error: &anyhow::Error, exit_code: i32) -> Self {
         let mut chain = error.chain().map(|e| e.to_string());
         let message = chain.next().unwrap_or_default();
@@ -171,5 +187,11 @@ mod tests {
         let r = ErrorReport::new(1, 2, Some(12), "error", &e, 1);
         assert_eq!(r.message, "step 12");
         assert_eq!(r.chain, vec!["saving checkpoint", "disk full"]);
+        let t = r.torchelastic();
+        assert_eq!(
+            t["message"]["message"],
+            "segzoo (error, step 12, exit code 1): step 12\n  saving checkpoint\n  disk full"
+        );
+        assert_eq!(t["message"]["extraInfo"]["timestamp"], (r.time_unix_ms / 1000).to_string());
     }
 }

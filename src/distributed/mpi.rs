@@ -1,5 +1,5 @@
-//! MPI through rsmpi (OpenMPI from Debian): the CPU collective backend, and the
-//! channel NCCL's unique id travels over under mpirun.
+//! MPI through rsmpi (OpenMPI from Debian): a CPU collective backend of its own, and the
+//! channel the c10d rendezvous address travels over under mpirun.
 use super::collective::{BackendKind, BackgroundSum, Collective};
 use super::watchdog;
 use super::world::World;
@@ -119,6 +119,22 @@ fn bcast_on<T: Element + Equivalence + Default + Clone>(
     Ok(Tensor::from_slice(&buf))
 }
 
+fn gather_on<T: Element + Equivalence + Default + Clone>(
+    comm: &mpi::topology::SimpleCommunicator,
+    host: &Tensor,
+) -> anyhow::Result<Tensor> {
+    let send = to_vec::<T>(host)?;
+    anyhow::ensure!(
+        send.len().saturating_mul(comm.size() as usize) <= i32::MAX as usize,
+        "MPI all-gather of {} values from {} ranks is beyond MPI's counts",
+        send.len(),
+        comm.size()
+    );
+    let mut recv = vec![T::default(); send.len() * comm.size() as usize];
+    comm.all_gather_into(&send[..], &mut recv[..]);
+    Ok(Tensor::from_slice(&recv))
+}
+
 fn reduce_on<T: Element + Equivalence + Default + Clone>(
     comm: &mpi::topology::SimpleCommunicator,
     host: &Tensor,
@@ -162,7 +178,7 @@ impl MpiBackground {
                 let start = std::time::Instant::now();
                 let sum = host_kind(flat.kind()).and_then(|kind| by_kind!(reduce_on, kind, &comm, &flat));
                 if crate::timeline::active() {
-                    let name = crate::dist::buckets::bucket_span(bucket, &flat);
+                    let name = crate::distributed::buckets::bucket_span(bucket, &flat);
                     crate::timeline::record(&name, crate::timeline::COMM_LANE, start);
                 }
                 if outbox.send(sum).is_err() {
@@ -229,6 +245,15 @@ impl Collective for MpiCollective {
         let _in_flight = watchdog::guard(&op("broadcast", t.numel()));
         through_host(t, |kind, host| by_kind!(bcast_on, kind, &self.world, host, root))
     }
+    fn all_gather(&self, t: &Tensor) -> anyhow::Result<Tensor> {
+        let _in_flight = watchdog::guard(&op("all-gather", t.numel()));
+        let kind = host_kind(t.kind())?;
+        let host = t.to_device(tch::Device::Cpu).to_kind(kind).contiguous();
+        let mut shape = vec![self.size as i64];
+        shape.extend(t.size());
+        let out = by_kind!(gather_on, kind, &self.world, &host)?;
+        Ok(out.view(shape.as_slice()).to_kind(t.kind()).to_device(t.device()))
+    }
     fn barrier(&self) -> anyhow::Result<()> {
         let _in_flight = watchdog::guard("MPI barrier");
         self.world.barrier();
@@ -237,7 +262,7 @@ impl Collective for MpiCollective {
     fn abort(&self, code: i32) -> ! {
         self.world.abort(code)
     }
-    fn background(&self) -> Option<Box<dyn BackgroundSum>> {
-        self.threads.then(|| Box::new(MpiBackground::start(&self.world)) as Box<dyn BackgroundSum>)
+    fn background(&self) -> anyhow::Result<Option<Box<dyn BackgroundSum>>> {
+        Ok(self.threads.then(|| Box::new(MpiBackground::start(&self.world)) as Box<dyn BackgroundSum>))
     }
 }

@@ -75,7 +75,7 @@ mod tests {
                 bn.bias.shallow_clone().copy_(&Tensor::from_slice(&[0.1f32, -0.2, 0.3]));
             });
             if sync {
-                scope.sync.set(Some(group_sum(crate::dist::collective::single())));
+                scope.sync.set(Some(group_sum(crate::distributed::collective::single())));
             }
             let x =
                 (Tensor::arange(2 * 3 * 4 * 5, (Kind::Float, Device::Cpu)).view([2, 3, 4, 5]) * 0.37).sin() * 3.0 + 1.0;

@@ -1,5 +1,6 @@
 //! The collective operations data-parallel training needs, behind one small trait with
-//! three backends: NCCL (GPUs), MPI (CPU tensors), and a no-op for a process alone.
+//! these backends: c10d's gloo (CPU) and NCCL (GPUs) in `process_group.rs`, MPI
+//! (`mpi.rs`), and a no-op for a process alone.
 use std::rc::Rc;
 use tch::Tensor;
 
@@ -8,6 +9,7 @@ use tch::Tensor;
 pub enum BackendKind {
     Single,
     Mpi,
+    Gloo,
     Nccl,
 }
 
@@ -16,14 +18,15 @@ impl std::fmt::Display for BackendKind {
         f.write_str(match self {
             BackendKind::Single => "single",
             BackendKind::Mpi => "mpi",
+            BackendKind::Gloo => "gloo",
             BackendKind::Nccl => "nccl",
         })
     }
 }
 
-/// Sums flat tensors over the ranks on a thread of its own, in submission order, while the
-/// caller goes on (gradient buckets during backward). Its communicator is separate from the
-/// job's, so it may run alongside the caller's collectives.
+/// Sums flat tensors over the ranks in submission order while the caller goes on (gradient
+/// buckets during backward): MPI on a thread and communicator of its own, c10d as
+/// asynchronous work. It may run alongside the caller's collectives.
 pub trait BackgroundSum {
     /// Start summing `flat` (a host tensor, the step's bucket number `bucket`) over the ranks.
     fn submit(&self, flat: Tensor, bucket: usize) -> anyhow::Result<()>;
@@ -42,15 +45,17 @@ pub trait Collective {
     fn all_reduce_sum(&self, t: &mut Tensor) -> anyhow::Result<()>;
     /// `t` ← rank `root`'s `t`.
     fn broadcast(&self, t: &mut Tensor, root: usize) -> anyhow::Result<()>;
+    /// Every rank's `t`, stacked in rank order: `[size, ..t's shape]`.
+    fn all_gather(&self, t: &Tensor) -> anyhow::Result<Tensor>;
     /// Returns once every rank has called it.
     fn barrier(&self) -> anyhow::Result<()>;
     /// End the whole job: under MPI every rank is killed (MPI_Abort), otherwise this
     /// process exits and its launcher stops the others.
     fn abort(&self, code: i32) -> !;
-    /// A background summer on a communicator of its own, where the backend has one (MPI
-    /// with thread support); `None` otherwise.
-    fn background(&self) -> Option<Box<dyn BackgroundSum>> {
-        None
+    /// A background summer, where the backend has one (MPI with thread support, c10d);
+    /// `None` otherwise. Every rank calls it at the same point: it may connect a new group.
+    fn background(&self) -> anyhow::Result<Option<Box<dyn BackgroundSum>>> {
+        Ok(None)
     }
 }
 
@@ -83,6 +88,9 @@ impl Collective for Single {
     fn broadcast(&self, _t: &mut Tensor, root: usize) -> anyhow::Result<()> {
         anyhow::ensure!(root == 0, "broadcast from rank {root} in a world of one");
         Ok(())
+    }
+    fn all_gather(&self, t: &Tensor) -> anyhow::Result<Tensor> {
+        Ok(t.unsqueeze(0).copy())
     }
     fn barrier(&self) -> anyhow::Result<()> {
         Ok(())

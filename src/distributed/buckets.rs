@@ -88,7 +88,7 @@ pub fn all_reduce(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dist::collective::Single;
+    use crate::distributed::collective::Single;
     use tch::{Device, Kind};
 
     #[test]

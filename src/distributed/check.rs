@@ -83,7 +83,7 @@ pub fn bandwidth(comm: &dyn Collective, device: Device, mib: f64, iters: usize) 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dist::collective::Single;
+    use crate::distributed::collective::Single;
 
     #[test]
     fn alone_every_kind_passes_and_a_wrong_sum_is_caught() {

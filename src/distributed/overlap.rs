@@ -3,8 +3,10 @@
 //! parameters in reverse registration order, the order backward produces them). Each
 //! parameter's gradient-ready hook (csrc/grad_hook.cpp) counts down its bucket, and full
 //! buckets go, strictly in bucket order (the same on every rank), to the backend's
-//! background summer (MPI: a thread with a communicator of its own), while backward goes
-//! on. After backward, buckets still open are sent with zeros for gradients that never came
+//! background summer (c10d: asynchronous work; MPI: a thread with a communicator of its
+//! own), while backward goes on. For a CUDA model the hooks run on autograd's device thread
+//! while the caller is blocked in `backward`, so the state below is never touched from two
+//! threads at once. After backward, buckets still open are sent with zeros for gradients that never came
 //! (unused heads), as the after-backward path does; then every sum is awaited, scaled and
 //! copied back. Same buckets, same sums: the results equal the after-backward path's.
 use super::buckets;

@@ -1,10 +1,13 @@
-//! Distribution: where this process stands (`world.rs`), which device it uses
+//! Distribution: where this process stands (`world.rs`, `slurm.rs`), which device it uses
 //! (`device.rs`), the collective backends (`collective.rs`: the trait and `single`;
-//! `nccl.rs`, `mpi.rs`; chosen in `backend.rs`), gradient buckets (`buckets.rs`), the
-//! collective watchdog and the files ranks leave (`watchdog.rs`, `rank_files.rs`), and
-//! the collective self-test `segzoo dist-check` runs (`check.rs`).
+//! `process_group.rs`: c10d's gloo and NCCL over `c10d.rs`, meeting at `rendezvous.rs`;
+//! `mpi.rs`; chosen in `backend.rs`; `nccl.rs`: what `segzoo env` says of NCCL), gradient
+//! buckets (`buckets.rs`, `overlap.rs`), the collective watchdog and the files ranks leave
+//! (`watchdog.rs`, `rank_files.rs`), and the collective self-test `segzoo dist-check` runs
+//! (`check.rs`).
 pub mod backend;
 pub mod buckets;
+pub mod c10d;
 pub mod check;
 pub mod collective;
 pub mod device;
@@ -13,7 +16,10 @@ pub mod group_sum;
 pub mod mpi;
 pub mod nccl;
 pub mod overlap;
+pub mod process_group;
 pub mod rank_files;
+pub mod rendezvous;
+pub mod slurm;
 pub mod watchdog;
 pub mod world;
 
@@ -44,8 +50,13 @@ pub fn join(
     let comm = {
         let start =
             format!("the job's start ({} rendezvous of {} ranks)", format!("{backend:?}").to_lowercase(), w.size);
-        let _in_flight = watchdog::guard_start(&start, std::time::Duration::from_secs_f64(dist.init_timeout_s));
-        backend::connect(backend, &w, device)?
+        let init = std::time::Duration::from_secs_f64(dist.init_timeout_s);
+        // The watchdog is the backstop: the rendezvous names missing ranks at `init`, and
+        // connecting the group after it has its own limit (backend::CONNECT).
+        let backstop = init + backend::CONNECT + std::time::Duration::from_secs(10);
+        let _in_flight = watchdog::guard_start(&start, backstop);
+        let timeout = std::time::Duration::from_secs_f64(dist.timeout_s);
+        backend::connect(backend, &w, device, timeout, std::time::Instant::now() + init)?
     };
     Ok((w, device, comm))
 }
