@@ -28,10 +28,11 @@ fn main() {
     }
 
     if cuda {
-        // Nothing references libtorch_cuda symbols directly, so --as-needed would drop it
-        // and CUDA would look unavailable. The slim CPU set must not do this: its
+        // libtorch_cuda registers CUDA with libtorch when it loads: tch references none of
+        // its symbols, so --as-needed would drop it and CUDA would look unavailable (the
+        // NCCL shim needs it and c10_cuda anyway). The slim CPU set must not do this: its
         // libtorch_cuda needs CUDA libraries (libcusparse, …) that are not installed.
-        println!("cargo:rustc-link-arg=-Wl,--no-as-needed,-ltorch_cuda,-ltorch,--as-needed");
+        println!("cargo:rustc-link-arg=-Wl,--no-as-needed,-ltorch_cuda,-lc10_cuda,-ltorch,--as-needed");
     }
     println!("cargo:rustc-env=SEGZOO_TORCH_FLAVOUR={}", flavour.trim());
 }
@@ -99,7 +100,8 @@ fn build_shim(libtorch: &Path, cuda: bool) {
         for dir in ["cu13/include", "cu13/include/cccl", "nccl/include"] {
             build.include(nvidia.join(dir));
         }
-        build.define("USE_C10D_NCCL", None).define("USE_CUDA", None);
+        // c10d_nccl.cpp sets the rank's device through c10_cuda (linked above).
+        build.define("USE_C10D_NCCL", None).define("USE_CUDA", None).flag_if_supported("-Wno-interference-size");
     }
     build.compile("segzoo_shim");
 }

@@ -1,8 +1,8 @@
 //! Jobs that fail instead of hanging, and that lose no work when stopped: a stalled rank
 //! (under mpirun over MPI; under segzoo-launch over gloo) ends the job at the collective
-//! timeout with the collective, the step and the silent rank named; SIGTERM through segzoo-launch checkpoints the current step, and
-//! a resume from it ends with the weights of an uninterrupted run; a failing worker's
-//! error file is what the launcher reports.
+//! timeout with the collective, the step and the silent rank named; SIGTERM through
+//! segzoo-launch checkpoints the current step, and a resume from it ends with the weights of
+//! an uninterrupted run; a failing worker's error file is what the launcher reports.
 #[path = "common/jobs.rs"]
 mod jobs;
 
@@ -12,7 +12,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use tch::Tensor;
 
-/// A small HRNet on 32×32 LIP-layout images, fast enough for dozens of steps.
+/// A small HRNet on 32×32 LIP-layout images, fast enough for dozens of steps: the recipe of
+/// `jobs::CONFIG` with 40 epochs and no step checkpoints, so a run lasts long enough to be
+/// stopped and leaves only the checkpoints a stop writes.
 const CONFIG: &str = r#"
 [model]
 name = "hrnetv2_w18_small_v1"
@@ -51,12 +53,47 @@ fn setup(d: &Path) {
     std::fs::write(d.join("c.toml"), CONFIG).expect("config");
 }
 
+/// What became of a job whose rank 1 was stopped (SIGSTOP) after its first step: the job's
+/// exit status, how long after the stop it ended, its output, and the ranks left behind
+/// (continued and killed here, so nothing outlives the test). Heartbeats are read in `beats`.
+struct Stalled {
+    status: std::process::ExitStatus,
+    took: Duration,
+    output: String,
+    left: Vec<i32>,
+}
+
+fn stall_rank_1(mut job: std::process::Child, beats: &Path, limit: Duration) -> Stalled {
+    let beat = |r: usize| json(&beats.join(format!("rank_{r}.heartbeat.json")));
+    wait_for(Duration::from_secs(120), "rank 1's first step", || {
+        beat(1).is_some_and(|b| b["step"].as_u64() >= Some(1))
+    });
+    let pid = |r: usize| beat(r).and_then(|b| b["pid"].as_i64()).expect("pid") as i32;
+    let (pid0, pid1) = (pid(0), pid(1));
+    signal(pid1, libc::SIGSTOP);
+    let stopped = Instant::now();
+    let status = wait_with_deadline(&mut job, limit);
+    let took = stopped.elapsed();
+    let output = text(&job.wait_with_output().expect("output"));
+    // mpirun's daemon may still be reaping its ranks for a moment after mpirun returns.
+    let gone = Instant::now() + Duration::from_secs(3);
+    while [pid0, pid1].iter().any(|&p| alive(p)) && Instant::now() < gone {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let left: Vec<i32> = [pid0, pid1].into_iter().filter(|&p| alive(p)).collect();
+    for &p in &left {
+        signal(p, libc::SIGCONT);
+        signal(p, libc::SIGKILL);
+    }
+    Stalled { status, took, output, left }
+}
+
 #[test]
 fn a_stalled_rank_ends_the_mpirun_job_at_the_timeout_naming_the_collective_and_the_step() {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
     setup(d);
-    let mut job = Command::new("mpirun")
+    let job = Command::new("mpirun")
         .args(["--allow-run-as-root", "--oversubscribe", "-n", "2", BIN, "train", "--config", "c.toml"])
         .args(["--set", "dist.timeout_s=5", "--set", "train.output_dir=run"])
         .current_dir(d)
@@ -65,29 +102,7 @@ fn a_stalled_rank_ends_the_mpirun_job_at_the_timeout_naming_the_collective_and_t
         .spawn()
         .expect("mpirun runs (scripts/setup.sh installs openmpi-bin)");
     // Each rank's heartbeat (in the run's directory under mpirun) says its step and pid.
-    let beat = |r: usize| json(&d.join(format!("run/rank_{r}.heartbeat.json")));
-    wait_for(Duration::from_secs(120), "rank 1's first step", || {
-        beat(1).is_some_and(|b| b["step"].as_u64() >= Some(1))
-    });
-    let pid = |r: usize| beat(r).and_then(|b| b["pid"].as_i64()).expect("pid") as i32;
-    let (pid0, pid1) = (pid(0), pid(1));
-    signal(pid1, libc::SIGSTOP);
-    let stopped = Instant::now();
-    let status = wait_with_deadline(&mut job, Duration::from_secs(5 + 15));
-    let took = stopped.elapsed();
-    let out = job.wait_with_output().expect("output");
-    let all = text(&out);
-    // mpirun's daemon may still be reaping its ranks for a moment after mpirun returns.
-    let gone = Instant::now() + Duration::from_secs(3);
-    while [pid0, pid1].iter().any(|&p| alive(p)) && Instant::now() < gone {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    // Leave nothing behind even if the job did: continue and kill the stopped rank.
-    let left: Vec<i32> = [pid0, pid1].into_iter().filter(|&p| alive(p)).collect();
-    for &p in &left {
-        signal(p, libc::SIGCONT);
-        signal(p, libc::SIGKILL);
-    }
+    let Stalled { status, took, output: all, left } = stall_rank_1(job, &d.join("run"), Duration::from_secs(5 + 15));
     assert_eq!(status.code(), Some(124), "the timeout's exit code: {all}");
     assert!(took >= Duration::from_secs(4), "ended after {took:?}, before the timeout: {all}");
     assert!(left.is_empty(), "ranks {left:?} were left behind: {all}");
@@ -114,7 +129,7 @@ fn a_stalled_rank_under_gloo_ends_the_launchers_job_at_the_timeout_naming_the_co
     let d = dir.path();
     setup(d);
     std::fs::write(d.join("t.json"), rank_table(&["127.0.0.1"], 2)).expect("table");
-    let mut job = Command::new(launcher())
+    let job = Command::new(launcher())
         .args(["--rank-table", "t.json", "--server-id", "127.0.0.1", "--log-dir", "lg", "--grace-period", "2"])
         .args(["--master-port", &free_port().to_string(), "--console", "none", "--", BIN, "train"])
         .args(["--config", "c.toml", "--set", "dist.timeout_s=5", "--set", "train.output_dir=run"])
@@ -124,22 +139,7 @@ fn a_stalled_rank_under_gloo_ends_the_launchers_job_at_the_timeout_naming_the_co
         .spawn()
         .expect("segzoo-launch runs");
     // Heartbeats are in the launcher's log directory.
-    let beat = |r: usize| json(&d.join(format!("lg/rank_{r}.heartbeat.json")));
-    wait_for(Duration::from_secs(120), "rank 1's first step", || {
-        beat(1).is_some_and(|b| b["step"].as_u64() >= Some(1))
-    });
-    let pid = |r: usize| beat(r).and_then(|b| b["pid"].as_i64()).expect("pid") as i32;
-    let (pid0, pid1) = (pid(0), pid(1));
-    signal(pid1, libc::SIGSTOP);
-    let stopped = Instant::now();
-    let status = wait_with_deadline(&mut job, Duration::from_secs(5 + 25));
-    let took = stopped.elapsed();
-    let all = text(&job.wait_with_output().expect("output"));
-    let left: Vec<i32> = [pid0, pid1].into_iter().filter(|&p| alive(p)).collect();
-    for &p in &left {
-        signal(p, libc::SIGCONT);
-        signal(p, libc::SIGKILL);
-    }
+    let Stalled { status, took, output: all, left } = stall_rank_1(job, &d.join("lg"), Duration::from_secs(5 + 25));
     let log = std::fs::read_to_string(d.join("lg/rank_0.log")).expect("rank 0's log");
     assert_eq!(status.code(), Some(124), "the timeout's exit code: {all}\n{log}");
     assert!(took >= Duration::from_secs(4), "ended after {took:?}, before the timeout: {log}");
