@@ -18,7 +18,10 @@ fn two_ranks_train_exactly_like_one_process_over_the_same_global_batch() {
     ok(segzoo(d, &[&common[..], &["--set", "train.batch_size=4", "--set", "train.output_dir=one"]].concat()));
     let text =
         ok(mpirun(d, 2, &[&common[..], &["--set", "train.batch_size=2", "--set", "train.output_dir=two"]].concat()));
-    assert!(text.contains("data parallel over 2 ranks (mpi backend): global batch 4, 2 steps per epoch"), "{text}");
+    assert!(
+        text.contains("data parallel over 2 ranks (mpi backend): global batch 4 (accumulation 1), 2 steps per epoch"),
+        "{text}"
+    );
     assert!(text.contains("rank 0/2") && text.contains("rank 1/2"), "every log line names its rank: {text}");
     // Rank 0 alone logs steps and writes: one line per step, not two.
     assert_eq!(text.matches("] step ").count(), 3, "{text}");

@@ -190,7 +190,8 @@ fn sigterm_through_the_launcher_checkpoints_the_current_step_and_the_resume_ends
     };
     let mut job = launch("run", &[]).spawn().expect("segzoo-launch runs");
     // A few steps in (one metrics line per step), between checkpoints.
-    let steps = || std::fs::read_to_string(d.join("run/metrics.jsonl")).map_or(0, |m| m.lines().count());
+    let steps =
+        || std::fs::read_to_string(d.join("run/metrics.jsonl")).map_or(0, |m| m.matches(r#""kind":"train""#).count());
     wait_for(Duration::from_secs(120), "3 training steps", || steps() >= 3);
     signal(job.id() as i32, libc::SIGTERM);
     let status = wait_with_deadline(&mut job, Duration::from_secs(30));

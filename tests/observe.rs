@@ -194,7 +194,11 @@ fn step_line_parts_add_up_to_the_step_time_and_a_slow_loader_shows_as_data_wait(
     assert!(lines[0][1] >= least_wait, "first step's data wait {} ms: {log}", lines[0][1]);
     // The same fields in metrics.jsonl.
     let records = std::fs::read_to_string(d.join("run/metrics.jsonl")).expect("metrics");
-    let first: serde_json::Value = serde_json::from_str(records.lines().next().expect("a record")).expect("JSON");
+    let first: serde_json::Value = records
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("JSON"))
+        .find(|v| v["kind"] == "train")
+        .expect("a train record");
     for key in ["data_wait_ms", "compute_ms", "comm_ms", "optimizer_ms", "eta_s", "peak_mem_mb", "rss_mb"] {
         assert!(first[key].as_f64().is_some(), "{key} missing: {first}");
     }

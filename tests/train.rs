@@ -11,7 +11,7 @@ use segzoo::train::optim::Optimizer as Optimizer_;
 use segzoo::train::records::Record;
 use segzoo::train::step::{self, StepContext};
 use segzoo::train::{self as trainer, Resume, TrainOptions};
-use segzoo::train::{checkpoint, run};
+use segzoo::train::{build, checkpoint};
 use std::path::Path;
 use tch::{Device, Tensor};
 
@@ -108,7 +108,7 @@ fn step_losses(cfg: &Config, steps: u64) -> Vec<f64> {
     log.lines()
         .filter_map(|l| match serde_json::from_str(l).expect("record") {
             Record::Train(t) => Some(t.loss),
-            Record::Eval(_) => None,
+            Record::Eval(_) | Record::Start(_) => None,
         })
         .collect()
 }
@@ -120,10 +120,10 @@ fn one_step(format: MemoryFormatChoice, kind: tch::Kind) -> (Config, segzoo::mod
     cfg.model.num_classes = Some(5);
     cfg.train.memory_format = format;
     tch::manual_seed(11);
-    let (mut model, memory_format) = run::build_train_model(&cfg, Device::Cpu).expect("model");
+    let (mut model, memory_format) = build::build_train_model(&cfg, Device::Cpu).expect("model");
     model.vs.set_kind(kind);
-    let mut optim = run::build_optimizer(&cfg, &model);
-    let loss = run::build_loss(&cfg, &model).expect("loss");
+    let mut optim = build::build_optimizer(&cfg, &model);
+    let loss = build::build_loss(&cfg, &model).expect("loss");
     let dp = DataParallel::new(segzoo::distributed::collective::single(), 25.0, Device::Cpu);
     let ctx = StepContext { model: &model, loss: &loss, precision: cfg.train.precision, dp: &dp, memory_format };
     // 128×128, so that the lowest branch (1/32) still has 4×4 pixels for BatchNorm: at 1×1
@@ -207,7 +207,7 @@ fn a_channels_last_checkpoint_is_the_file_of_its_nchw_copy() {
         assert!(by_name(&exported, &name).expect("exported").equal(&t), "{name} exported");
     }
     // Loaded into a channels-last model, the weights keep that layout.
-    let (fresh, _) = run::build_train_model(&cfg, Device::Cpu).expect("model");
+    let (fresh, _) = build::build_train_model(&cfg, Device::Cpu).expect("model");
     segzoo::models::weights::load_file(&fresh, &a, segzoo::models::weights::LoadMode::Strict).expect("load");
     for ((name, t), (_, f)) in model.state_dict().iter().zip(fresh.state_dict()) {
         assert!(f.equal(t), "{name} loaded");

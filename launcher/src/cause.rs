@@ -18,6 +18,9 @@ pub enum JobCause {
     Launcher { server: String, message: String },
     /// Not every server joined within the join timeout.
     NotJoined { missing: Vec<String>, waited_ms: u64 },
+    /// A server of the table joined a running job: the generation checkpoints and stops,
+    /// and the next one has the larger world.
+    Joined { server: String },
 }
 
 impl JobCause {
@@ -33,7 +36,10 @@ impl JobCause {
         let code = match self {
             JobCause::Rank { end, .. } => end.exit_code(),
             JobCause::Signal { signal, .. } => 128 + signal,
-            JobCause::Lost { .. } | JobCause::Launcher { .. } | JobCause::NotJoined { .. } => 1,
+            JobCause::Lost { .. }
+            | JobCause::Launcher { .. }
+            | JobCause::NotJoined { .. }
+            | JobCause::Joined { .. } => 1,
         };
         // A failure must never read as success; exit statuses are 8 bits.
         u8::try_from(code).ok().filter(|&c| c != 0).unwrap_or(1)
@@ -53,6 +59,7 @@ impl JobCause {
             JobCause::Signal { signal, .. } => format!("{} received", signal_name(*signal)),
             JobCause::Lost { server, reason } => format!("lost server {server} ({reason})"),
             JobCause::Launcher { server, message } => format!("the launcher on server {server} failed: {message}"),
+            JobCause::Joined { server } => format!("server {server} joined; re-forming the job with it"),
             JobCause::NotJoined { missing, waited_ms } => {
                 format!(
                     "not every server joined within {} s: missing {}",

@@ -1,6 +1,8 @@
 //! A follower joins the group: it connects to the leader (retrying until the join timeout,
-//! since the leader may start later), says [`Hello`], and once welcomed becomes a [`Link`]
-//! whose commands come from the leader's hub and whose reports go back to it.
+//! since the leader may start later), says [`Hello`] with a challenge, checks the leader's
+//! proof of the job key and proves it in turn (`auth.rs`), and once welcomed becomes a
+//! [`Link`] whose commands come from the leader's hub and whose reports go back to it.
+use crate::auth::{self, JobKey};
 use crate::error::Error;
 use crate::link::{Down, Link};
 use crate::wire::{self, Hello, ToFollower, ToLeader};
@@ -17,6 +19,7 @@ pub struct Options {
     pub hello: Hello,
     pub join_timeout: Duration,
     pub heartbeat_timeout: Duration,
+    pub key: JobKey,
 }
 
 /// Between two connection attempts.
@@ -76,8 +79,29 @@ async fn attempt(o: &Options, deadline: Instant) -> Result<(BufReader<OwnedReadH
     let _ = stream.set_nodelay(true);
     let (reader, mut writer) = stream.into_split();
     let retry = |e: std::io::Error| Attempt::Retry(e.to_string());
-    wire::send(&mut writer, &ToLeader::Hello(o.hello.clone())).await.map_err(retry)?;
+    let ours = auth::challenge().map_err(retry)?;
+    let hello = Hello { challenge: ours.clone(), ..o.hello.clone() };
+    let id = hello.server_id.clone();
+    wire::send(&mut writer, &ToLeader::Hello(hello)).await.map_err(retry)?;
     let mut reader = BufReader::new(reader);
+    let answer = tokio::time::timeout(o.heartbeat_timeout, wire::recv::<ToFollower>(&mut reader)).await;
+    let theirs = match answer {
+        Ok(Ok(Some(ToFollower::Challenge { challenge, proof }))) if o.key.verify("leader", &ours, &id, &proof) => {
+            challenge
+        }
+        Ok(Ok(Some(ToFollower::Challenge { .. }))) => {
+            let reason = "it did not prove the job key: it leads another job (another rank table, SEGZOO_JOB_KEY or \
+                          --job-key-file)";
+            return Err(Attempt::Refused(reason.into()));
+        }
+        Ok(Ok(Some(ToFollower::Refused { reason }))) => return Err(Attempt::Refused(reason)),
+        Ok(Ok(Some(other))) => return Err(Attempt::Retry(format!("unexpected answer {other:?}"))),
+        Ok(Ok(None)) => return Err(Attempt::Retry("the leader closed the connection".into())),
+        Ok(Err(e)) => return Err(retry(e)),
+        Err(_) => return Err(Attempt::Retry("no answer to hello".into())),
+    };
+    let proof = ToLeader::Proof { proof: o.key.proof("follower", &theirs, &id) };
+    wire::send(&mut writer, &proof).await.map_err(retry)?;
     let answer = tokio::time::timeout(o.heartbeat_timeout, wire::recv::<ToFollower>(&mut reader)).await;
     match answer {
         Ok(Ok(Some(ToFollower::Welcome))) => {}

@@ -66,6 +66,15 @@ impl Group {
         &self.slots[index].worker
     }
 
+    /// How many workers the generation has.
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
     /// The first worker to fail on its own, and how.
     pub fn failed(&self) -> Option<(usize, End)> {
         self.failed

@@ -2,6 +2,7 @@
 //! this process and nothing touches the network; the launcher of the server holding rank 0
 //! runs the hub and listens for the others; every other launcher joins it. In every role
 //! the local workers are supervised the same way ([`supervise::run`]), through a [`Link`].
+use crate::auth::JobKey;
 use crate::error::Error;
 use crate::hub::Hub;
 use crate::link::{self, Link};
@@ -33,6 +34,10 @@ pub struct Options {
     pub world_size: usize,
     pub join_timeout: Duration,
     pub heartbeat_timeout: Duration,
+    /// How few servers may go on after a loss (every server: a loss ends the job).
+    pub min_servers: usize,
+    pub rejoin_timeout: Duration,
+    pub key: JobKey,
 }
 
 pub async fn run(o: &Options) -> Result<Finished, Error> {
@@ -43,12 +48,16 @@ pub async fn run(o: &Options) -> Result<Finished, Error> {
                 world_size: o.world_size,
                 servers: o.ids.len(),
                 max_restarts: o.local.max_restarts,
+                min_servers: o.min_servers,
+                // Each attempt to join makes its own (follower.rs).
+                challenge: String::new(),
             };
             let join = follower::Options {
                 addr: addr.clone(),
                 hello,
                 join_timeout: o.join_timeout,
                 heartbeat_timeout: o.heartbeat_timeout,
+                key: o.key.clone(),
             };
             let mut link = follower::join(&join).await?;
             let result = supervise::run(&o.local, &mut link).await;
@@ -61,14 +70,18 @@ pub async fn run(o: &Options) -> Result<Finished, Error> {
                 Role::Leader { port } => Some(leader::bind(port).await?),
                 _ => None,
             };
-            let hub = Hub::new(o.ids.clone(), o.local.max_restarts);
+            let devices = o.local.table.servers.iter().map(|s| s.devices.len()).collect();
+            let hub = Hub::new(o.ids.clone(), devices, o.local.max_restarts, o.min_servers);
             let config = leader::Options {
                 ids: o.ids.clone(),
                 leader: o.index,
                 world_size: o.world_size,
                 max_restarts: o.local.max_restarts,
+                min_servers: o.min_servers,
                 join_timeout: o.join_timeout,
                 heartbeat_timeout: o.heartbeat_timeout,
+                rejoin_timeout: o.rejoin_timeout,
+                key: o.key.clone(),
             };
             let (link, hub_end) = link::in_process();
             // The local side drops its link when it returns: the hub then knows it is gone.

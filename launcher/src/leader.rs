@@ -1,8 +1,11 @@
 //! Where the [`Hub`] runs: in the launcher of the server holding rank 0 (with a one-server
-//! table, in the only launcher, without a network). It admits followers (checking their
-//! [`Hello`] against its own table), starts generation 0 once every server has joined, and
-//! carries reports to the hub and its commands out: to the local launcher through channels,
-//! to followers through their connections, until the job is finished.
+//! table, in the only launcher, without a network). It admits followers — each must prove
+//! the job key (`auth.rs`) and match its own table and options —, starts generation 0 once
+//! every server has joined, admits servers (re)joining a running job, times the wait for
+//! lost servers to rejoin, and carries reports to the hub and its commands out: to the
+//! local launcher through channels, to followers through their connections, until the job
+//! is finished.
+use crate::auth::{self, JobKey};
 use crate::cause::JobCause;
 use crate::error::Error;
 use crate::hub::{Command, Hub, Out, Report};
@@ -24,8 +27,12 @@ pub struct Options {
     pub leader: usize,
     pub world_size: usize,
     pub max_restarts: u32,
+    pub min_servers: usize,
     pub join_timeout: Duration,
     pub heartbeat_timeout: Duration,
+    /// How long to wait for lost servers before going on without them.
+    pub rejoin_timeout: Duration,
+    pub key: JobKey,
 }
 
 /// How often the leader says who it is still waiting for.
@@ -65,6 +72,8 @@ struct Leader<'a> {
     incoming: UnboundedSender<(usize, Incoming)>,
     /// Every follower connection's read and write loops.
     connections: JoinSet<()>,
+    /// While the hub waits for lost servers: when it stops waiting.
+    rejoin_deadline: Option<Instant>,
 }
 
 /// Run the hub until the job is finished and every launcher has been told.
@@ -82,6 +91,7 @@ pub async fn serve(o: &Options, hub: Hub, local: HubEnd, listener: Option<TcpLis
         started: false,
         incoming: incoming_tx,
         connections: JoinSet::new(),
+        rejoin_deadline: None,
     };
     if let Some(port) = listener.as_ref().and_then(|l| l.local_addr().ok()).map(|a| a.port()) {
         eprintln!("segzoo-launch: leading the group of {n} servers; listening on 0.0.0.0:{port}");
@@ -95,7 +105,7 @@ pub async fn serve(o: &Options, hub: Hub, local: HubEnd, listener: Option<TcpLis
         tokio::select! {
             accepted = accept(listener.as_ref()) => match accepted {
                 Ok((stream, peer)) => {
-                    tokio::spawn(handshake(stream, peer, o.heartbeat_timeout, hello_tx.clone()));
+                    tokio::spawn(handshake(stream, peer, o.heartbeat_timeout, o.key.clone(), hello_tx.clone()));
                 }
                 Err(e) => {
                     eprintln!("segzoo-launch: accepting a group connection: {e}");
@@ -117,6 +127,11 @@ pub async fn serve(o: &Options, hub: Hub, local: HubEnd, listener: Option<TcpLis
                 l.dispatch(out);
             }
             _ = tokio::time::sleep_until(join_deadline), if !l.started => l.give_up(),
+            _ = tokio::time::sleep_until(l.rejoin_deadline.unwrap_or(join_deadline)), if l.rejoin_deadline.is_some() => {
+                let out = l.hub.rejoin_expired();
+                eprintln!("segzoo-launch: the rejoin wait is over; going on with the servers present");
+                l.dispatch(out);
+            }
             _ = reminder.tick(), if !l.started => l.say_joined(true),
         }
     }
@@ -131,22 +146,58 @@ async fn accept(listener: Option<&TcpListener>) -> std::io::Result<(TcpStream, S
     }
 }
 
-/// Read a new connection's hello and pass it on; anything else is not a follower.
-async fn handshake(stream: TcpStream, peer: SocketAddr, timeout: Duration, to: UnboundedSender<Handshake>) {
+/// Read a new connection's hello, answer its challenge and check its answer to ours; pass
+/// on a launcher that proved the job key. Anything else is refused (or ignored) and logged,
+/// and the job goes on.
+async fn handshake(
+    stream: TcpStream,
+    peer: SocketAddr,
+    timeout: Duration,
+    key: JobKey,
+    to: UnboundedSender<Handshake>,
+) {
     let _ = stream.set_nodelay(true);
-    let (reader, writer) = stream.into_split();
+    let (reader, mut writer) = stream.into_split();
     let mut reader = BufReader::new(reader);
-    let why = match tokio::time::timeout(timeout, wire::recv::<ToLeader>(&mut reader)).await {
-        Ok(Ok(Some(ToLeader::Hello(hello)))) => {
-            let _ = to.send(Handshake { hello, reader, writer, peer });
-            return;
-        }
-        Ok(Ok(Some(other))) => format!("it began with {other:?}"),
-        Ok(Ok(None)) => "it closed the connection".into(),
-        Ok(Err(e)) => e.to_string(),
-        Err(_) => format!("nothing came for {} s", timeout.as_secs_f64()),
+    let why = |got: std::io::Result<Option<ToLeader>>| match got {
+        Ok(Some(other)) => format!("it sent {other:?}"),
+        Ok(None) => "it closed the connection".into(),
+        Err(e) => e.to_string(),
     };
-    eprintln!("segzoo-launch: ignoring a connection from {peer} without a hello: {why}");
+    let hello = match tokio::time::timeout(timeout, wire::recv::<ToLeader>(&mut reader)).await {
+        Ok(Ok(Some(ToLeader::Hello(hello)))) => hello,
+        Ok(got) => return eprintln!("segzoo-launch: ignoring a connection from {peer} without a hello: {}", why(got)),
+        Err(_) => {
+            return eprintln!(
+                "segzoo-launch: ignoring a connection from {peer}: no hello for {} s",
+                timeout.as_secs_f64()
+            )
+        }
+    };
+    let id = hello.server_id.clone();
+    let Ok(ours) = auth::challenge() else {
+        return eprintln!("segzoo-launch: cannot read /dev/urandom for a challenge");
+    };
+    let challenge =
+        ToFollower::Challenge { challenge: ours.clone(), proof: key.proof("leader", &hello.challenge, &id) };
+    if tokio::time::timeout(LAST_WORDS, wire::send(&mut writer, &challenge)).await.is_err() {
+        return eprintln!("segzoo-launch: ignoring a connection from {peer}: it does not read");
+    }
+    let proven = match tokio::time::timeout(timeout, wire::recv::<ToLeader>(&mut reader)).await {
+        Ok(Ok(Some(ToLeader::Proof { proof }))) => key.verify("follower", &ours, &id, &proof),
+        _ => false,
+    };
+    if !proven {
+        eprintln!(
+            "segzoo-launch: refused a connection from {peer} claiming to be server {id}: it did not prove the job key"
+        );
+        let reason = "it did not prove the job key (SEGZOO_JOB_KEY or --job-key-file, else the same rank table \
+                      file on every server)"
+            .to_string();
+        let _ = tokio::time::timeout(LAST_WORDS, wire::send(&mut writer, &ToFollower::Refused { reason })).await;
+        return;
+    }
+    let _ = to.send(Handshake { hello, reader, writer, peer });
 }
 
 impl Leader<'_> {
@@ -186,12 +237,10 @@ impl Leader<'_> {
         if index == o.leader {
             return Err(format!("server {id} is the leader's own server"));
         }
-        if self.joined[index] {
+        if !self.started && self.joined[index] {
             return Err(format!("server {id} has already joined"));
         }
-        if self.started {
-            return Err("the job has already started".into());
-        }
+        self.hub.may_join(index)?;
         if hello.world_size != o.world_size {
             return Err(format!(
                 "world size {} in this server's rank table, {} in the leader's",
@@ -210,6 +259,9 @@ impl Leader<'_> {
                 "--max-restarts {} on this server, {} on the leader",
                 hello.max_restarts, o.max_restarts
             ));
+        }
+        if hello.min_servers != o.min_servers {
+            return Err(format!("--min-servers {} on this server, {} on the leader", hello.min_servers, o.min_servers));
         }
         Ok(index)
     }
@@ -234,6 +286,12 @@ impl Leader<'_> {
         }
         self.connect(index, reader, writer);
         self.joined[index] = true;
+        if self.started {
+            eprintln!("segzoo-launch: server {} joined the running job", hello.server_id);
+            let out = self.hub.joined(index);
+            self.dispatch(out);
+            return;
+        }
         self.say_joined(false);
         self.start_if_all_joined();
     }
@@ -285,6 +343,7 @@ impl Leader<'_> {
     }
 
     fn dispatch(&mut self, out: Out) {
+        self.time_rejoin();
         for (server, command) in out {
             let last = matches!(command, Command::Finish { .. });
             if server == self.o.leader {
@@ -296,6 +355,20 @@ impl Leader<'_> {
                     self.followers[server] = None;
                 }
             }
+        }
+    }
+
+    /// Start or end the rejoin wait as the hub enters or leaves it.
+    fn time_rejoin(&mut self) {
+        match (self.hub.rejoining(), self.rejoin_deadline) {
+            (true, None) => {
+                let secs = self.o.rejoin_timeout.as_secs_f64();
+                let waited = self.hub.awaited().join(", ");
+                eprintln!("segzoo-launch: waiting up to {secs} s for {waited} to rejoin (--rejoin-timeout)");
+                self.rejoin_deadline = Some(Instant::now() + self.o.rejoin_timeout);
+            }
+            (false, Some(_)) => self.rejoin_deadline = None,
+            _ => {}
         }
     }
 

@@ -10,12 +10,15 @@
 //! - [`report`]: the typed result of a local generation: success, detail, local ranks.
 //! - [`error_file`]: the error file a failing worker may leave, read into the summary.
 //! - [`cause`]: why a job stops: its exit code and summary line, the same on every server.
-//! - [`hub`]: the job's one decision maker (start, stop, restart, finish), without sockets.
+//! - [`hub`]: the job's one decision maker (start, stop, restart, re-form with the servers
+//!   present, finish), without sockets.
 //! - [`link`]: a launcher's line to the hub, in process or over TCP.
 //! - [`wire`]: the group's messages on the wire, heartbeats and loss detection.
 //! - [`leader`], [`follower`]: running the hub and admitting followers; joining it.
+//! - [`auth`]: the job key and the challenge each side answers, so that only members join.
 //! - [`job`]: one launcher's part: single server, leader or follower.
 //! - [`error`]: the launcher's one error type and its exit codes.
+pub mod auth;
 pub mod cause;
 pub mod error;
 pub mod error_file;

@@ -2,6 +2,7 @@
 //! device of this server; with several servers, the launchers form a group led by the one
 //! holding rank 0. The command line, and the one place errors become exit codes.
 use clap::{Args, Parser, Subcommand};
+use segzoo_launch::auth::JobKey;
 use segzoo_launch::error::Error;
 use segzoo_launch::job::{self, Role};
 use segzoo_launch::worker::Console;
@@ -62,6 +63,18 @@ struct Launch {
     /// server's launcher counts as lost.
     #[arg(long, default_value_t = 10.0)]
     heartbeat_timeout: f64,
+    /// With several servers: go on after losing servers while at least this many remain
+    /// (a new generation with the servers present; give the workers `--resume auto`, and
+    /// `train.global_batch` to keep the trajectory) [default: every server: a loss ends the job].
+    #[arg(long, value_name = "K")]
+    min_servers: Option<usize>,
+    /// Seconds to wait for lost servers to come back before going on without them.
+    #[arg(long, default_value_t = 60.0)]
+    rejoin_timeout: f64,
+    /// A file whose bytes are the job key every launcher of the job holds (also
+    /// SEGZOO_JOB_KEY) [default: derived from the rank table].
+    #[arg(long, value_name = "FILE")]
+    job_key_file: Option<PathBuf>,
     /// Which workers' output reaches the console, prefixed `[rank k]`.
     #[arg(long, value_enum, default_value = "all")]
     console: Console,
@@ -159,6 +172,18 @@ fn plan_launch(args: Launch) -> Result<job::Options, Error> {
     if args.command.is_empty() {
         return Err(Error::Argument("no worker command: put it after `--`".into()));
     }
+    let rejoin_timeout = seconds("rejoin-timeout", args.rejoin_timeout, 0.0, "a non-negative number of seconds")?;
+    let servers = table.servers.len();
+    let min_servers = match args.min_servers {
+        None => servers,
+        Some(k) if (1..=servers).contains(&k) => k,
+        Some(k) => {
+            return Err(Error::Argument(format!(
+                "--min-servers {k}: must be between 1 and {servers}, the table's servers"
+            )))
+        }
+    };
+    let key = job_key(&table_file, args.job_key_file.as_deref(), servers > 1)?;
     let role = role(&table, index, &args)?;
     // Workers are handed an absolute path: they may change directory.
     let table_abs = std::path::absolute(&table_file).map_err(Error::io(table_file.display().to_string()))?;
@@ -174,7 +199,10 @@ fn plan_launch(args: Launch) -> Result<job::Options, Error> {
         args.log_dir.display()
     );
     let local = supervise::Options {
-        workers,
+        table: table.clone(),
+        index,
+        table_file: table_abs,
+        master_port: args.master_port,
         command: args.command,
         // Made absolute once the directory exists.
         log_dir_abs: args.log_dir.clone(),
@@ -193,7 +221,34 @@ fn plan_launch(args: Launch) -> Result<job::Options, Error> {
         world_size: table.world_size(),
         join_timeout,
         heartbeat_timeout,
+        min_servers,
+        rejoin_timeout,
+        key,
     })
+}
+
+/// The job key: `--job-key-file`, else `SEGZOO_JOB_KEY`, else the rank table's digest (said
+/// once, for a table of several servers, with what it does not protect against).
+fn job_key(table_file: &Path, file: Option<&Path>, multi: bool) -> Result<JobKey, Error> {
+    if let Some(path) = file {
+        let bytes = std::fs::read(path).map_err(Error::io(format!("--job-key-file {}", path.display())))?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Err(Error::Argument(format!("--job-key-file {}: the file is empty", path.display())));
+        }
+        return Ok(JobKey::new(&bytes));
+    }
+    if let Some(key) = std::env::var_os("SEGZOO_JOB_KEY").filter(|k| !k.is_empty()) {
+        return Ok(JobKey::new(key.as_encoded_bytes()));
+    }
+    let bytes = std::fs::read(table_file).map_err(Error::io(table_file.display().to_string()))?;
+    if multi {
+        eprintln!(
+            "segzoo-launch: no job key given (SEGZOO_JOB_KEY or --job-key-file): the launchers prove the rank \
+             table's digest instead, which keeps out stray connections and other jobs but not anyone who can \
+             read the table"
+        );
+    }
+    Ok(JobKey::from_table(&bytes))
 }
 
 /// Alone, the leader (this server holds rank 0), or a follower, and where the leader is.

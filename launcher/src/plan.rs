@@ -1,6 +1,7 @@
-//! Which server of a rank table this host is, and the environment of each local worker.
+//! Which server of a rank table this host is, the table of a generation with fewer servers
+//! (ranks renumbered), and the environment of each local worker.
 use crate::error::Error;
-use crate::rank_table::RankTable;
+use crate::rank_table::{RankTable, Server};
 use std::path::Path;
 
 /// One worker to run on this server.
@@ -58,6 +59,26 @@ pub fn rank0_server(table: &RankTable) -> Result<usize, Error> {
     table.servers.iter().position(|s| s.devices.iter().any(|d| d.rank_id == 0)).ok_or_else(|| Error::NoRankZero {
         servers: table.servers.iter().map(|s| s.server_id.as_str()).collect::<Vec<_>>().join(", "),
     })
+}
+
+/// The table of a generation whose members are the servers `members` (indices into
+/// `table`): their devices keep their order of rank and are renumbered 0, 1, … — so the
+/// lowest surviving rank becomes rank 0, and with every server a member nothing changes.
+pub fn generation_table(table: &RankTable, members: &[usize]) -> RankTable {
+    let mut ranks: Vec<usize> =
+        members.iter().flat_map(|&i| table.servers[i].devices.iter().map(|d| d.rank_id)).collect();
+    ranks.sort_unstable();
+    let renumber = |old: usize| ranks.binary_search(&old).unwrap_or(old);
+    let servers = members
+        .iter()
+        .map(|&i| {
+            let s = &table.servers[i];
+            let mut devices = s.devices.clone();
+            devices.iter_mut().for_each(|d| d.rank_id = renumber(d.rank_id));
+            Server { server_id: s.server_id.clone(), devices }
+        })
+        .collect();
+    RankTable { servers }
 }
 
 /// The workers of server `index`, ordered by rank, with their environments: MindSpore's

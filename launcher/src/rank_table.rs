@@ -281,3 +281,34 @@ pub fn generate(server_id: &str, devices: &[u32], ip_base: Option<std::net::Ipv4
         "status": "completed",
     })
 }
+
+impl RankTable {
+    /// The table in the version-1.0 form (numbers as strings, as hccl_tools writes them):
+    /// what a generation with fewer servers hands its workers as `RANK_TABLE_FILE`.
+    pub fn to_json(&self) -> Value {
+        let servers: Vec<Value> = self
+            .servers
+            .iter()
+            .map(|s| {
+                let devices: Vec<Value> = s
+                    .devices
+                    .iter()
+                    .map(|d| {
+                        let mut v = serde_json::json!({ "device_id": d.device_id.to_string(), "rank_id": d.rank_id.to_string() });
+                        if let Some(ip) = &d.device_ip {
+                            v["device_ip"] = Value::String(ip.clone());
+                        }
+                        v
+                    })
+                    .collect();
+                serde_json::json!({ "server_id": s.server_id, "device": devices })
+            })
+            .collect();
+        serde_json::json!({
+            "version": "1.0",
+            "server_count": self.servers.len().to_string(),
+            "server_list": servers,
+            "status": "completed",
+        })
+    }
+}

@@ -4,14 +4,18 @@
 //! hub. [`Group`] (`group.rs`) is the state machine of one generation;
 //! [`run`] drives it with real processes: it reports the local root cause to the hub at
 //! once, its end when every worker has exited, and follows the hub's start, stop and
-//! finish, so that every server restarts together and ends with the same summary.
+//! finish, so that every server restarts together and ends with the same summary. Each
+//! generation's workers are planned from its members (`plan.rs`: with fewer servers than
+//! the table, the ranks are renumbered and the workers get that generation's table), and
+//! the steps their heartbeats show go to the hub for the summary.
 use crate::cause::JobCause;
 use crate::error::Error;
 use crate::error_file;
 use crate::group::{Event, Group};
 use crate::hub::{Command, Report};
 use crate::link::{Down, Link};
-use crate::plan::Worker;
+use crate::plan::{self, Worker};
+use crate::rank_table::RankTable;
 use crate::report::{Cause, RunReport};
 use crate::worker::{self, spawn_worker, Console, End};
 use nix::sys::signal::Signal;
@@ -24,7 +28,12 @@ use tokio::time::Instant;
 
 #[derive(Debug, Clone)]
 pub struct Options {
-    pub workers: Vec<Worker>,
+    /// The rank table, this server's index in it, its file (absolute) and the rendezvous
+    /// port: each generation's workers are planned from them.
+    pub table: RankTable,
+    pub index: usize,
+    pub table_file: PathBuf,
+    pub master_port: u16,
     /// The worker command and its arguments (not empty).
     pub command: Vec<String>,
     /// As given: log files are opened there and named so in messages.
@@ -138,7 +147,9 @@ impl Local<'_> {
                 Down::Lost(reason) => return Err(Error::LostGroup(reason)),
                 Down::Command(Command::Finish { code, summary }) => return Ok(self.finished(code, summary)),
                 Down::Command(Command::Stop { cause, .. }) => self.last_cause = Some(cause),
-                Down::Command(Command::Start { generation }) => held = self.run_generation(generation, signals).await?,
+                Down::Command(Command::Start { generation, members }) => {
+                    held = self.run_generation(generation, &members, signals).await?
+                }
             }
         }
     }
@@ -159,26 +170,65 @@ impl Local<'_> {
         self.pending_signal.get_or_insert(sig);
     }
 
+    /// This server's workers in a generation of `members`: the table's own with every
+    /// server, else those of the generation's table, written to the log directory.
+    fn workers_for(&self, generation: u32, members: &[usize]) -> Result<Vec<Worker>, Error> {
+        let o = self.opts;
+        if members.len() == o.table.servers.len() {
+            return plan::workers(&o.table, o.index, &o.table_file, o.master_port);
+        }
+        let local = members.iter().position(|&m| m == o.index).ok_or_else(|| {
+            Error::Internal(format!("generation {generation} was started here without this server as a member"))
+        })?;
+        let table = plan::generation_table(&o.table, members);
+        let path = o.log_dir_abs.join(format!("rank_table.gen{generation}.json"));
+        let text = serde_json::to_string_pretty(&table.to_json()).map_err(|e| Error::Internal(e.to_string()))? + "\n";
+        std::fs::write(&path, text).map_err(Error::io(path.display().to_string()))?;
+        plan::workers(&table, local, &path, o.master_port)
+    }
+
     /// Run one generation until every local worker has exited; returns what ended it early
     /// (a lost hub, an unexpected finish) for the caller to handle.
-    async fn run_generation(&mut self, generation: u32, signals: &mut Signals) -> Result<Option<Down>, Error> {
+    async fn run_generation(
+        &mut self,
+        generation: u32,
+        members: &[usize],
+        signals: &mut Signals,
+    ) -> Result<Option<Down>, Error> {
         let o = self.opts;
+        let workers = self.workers_for(generation, members)?;
+        let world = workers.first().and_then(|w| w.env.iter().find(|(k, _)| k == "RANK_SIZE")).map(|(_, v)| v.clone());
+        let marker = match o.multi {
+            false => format!("restart {generation} of {}", o.max_restarts),
+            true => {
+                let ids: Vec<&str> = members.iter().map(|&m| o.table.servers[m].server_id.as_str()).collect();
+                format!("generation {generation}: servers {}, world size {}", ids.join(", "), world.unwrap_or_default())
+            }
+        };
         if generation > 0 {
-            let whose = if o.multi { "every server's group" } else { "the local group" };
             let why = self.last_cause.as_ref().map(|c| format!("{}; ", c.describe(o.multi))).unwrap_or_default();
-            eprintln!("segzoo-launch: {why}restarting {whose} (restart {generation} of {})", o.max_restarts);
+            match o.multi {
+                true => eprintln!("segzoo-launch: {why}starting {marker}"),
+                false => eprintln!("segzoo-launch: {why}restarting the local group ({marker})"),
+            }
         }
         self.generation = generation;
         self.last_cause = None;
         if let Some(sig) = self.pending_signal {
             self.link.send(Report::Failed { generation, cause: self.signal_cause(sig) });
-            self.link.send(Report::Ended { generation, ok: false, detail: None });
+            self.link.send(Report::Ended { generation, ok: false, detail: None, steps: None });
             return Ok(None);
         }
         let mut pumps = JoinSet::new();
-        let (mut group, mut waits) = start_group(o, generation, &mut pumps)?;
+        let (mut group, mut waits) = start_group(o, &workers, generation, &marker, &mut pumps)?;
         let mut held = None;
-        if let Err(e) = self.watch(&mut group, &mut waits, signals, &mut held).await {
+        let mut steps = Steps::default();
+        // Last generation's heartbeats say nothing of this one.
+        let ranks: Vec<usize> = workers.iter().map(|w| w.rank).collect();
+        for r in &ranks {
+            let _ = std::fs::remove_file(o.log_dir_abs.join(format!("rank_{r}.heartbeat.json")));
+        }
+        if let Err(e) = self.watch(&mut group, &mut waits, signals, &mut held, &mut steps).await {
             // Leave nothing behind: the workers' children included.
             group.signal_live(Signal::SIGKILL);
             return Err(e);
@@ -187,13 +237,16 @@ impl Local<'_> {
         // forever on a straggler that inherited one.
         let _ =
             tokio::time::timeout(Duration::from_secs(5), async { while pumps.join_next().await.is_some() {} }).await;
+        // A clean end leaves the last step in the heartbeat.
+        steps.read(&o.log_dir_abs, &ranks);
         let report = group.into_report(generation)?;
         if !matches!(held, Some(Down::Lost(_))) {
             let detail = match report.cause {
                 Cause::RankFailed { rank, .. } => Some(report.detail(rank, &o.log_dir, &o.log_dir_abs)),
                 _ => None,
             };
-            self.link.send(Report::Ended { generation, ok: report.cause == Cause::AllSucceeded, detail });
+            let ok = report.cause == Cause::AllSucceeded;
+            self.link.send(Report::Ended { generation, ok, detail, steps: steps.seen });
         }
         self.report = Some(report);
         Ok(held)
@@ -207,7 +260,10 @@ impl Local<'_> {
         waits: &mut Waits,
         signals: &mut Signals,
         held: &mut Option<Down>,
+        steps: &mut Steps,
     ) -> Result<(), Error> {
+        let ranks: Vec<usize> = (0..group.len()).map(|i| group.worker(i).rank).collect();
+        let mut beats = tokio::time::interval(Duration::from_secs(1));
         loop {
             // Without a deadline the timer branch is disabled; the instant is then never awaited.
             let kill_at = group.deadline().unwrap_or_else(Instant::now);
@@ -228,6 +284,10 @@ impl Local<'_> {
                     Event::Signal(sig)
                 }
                 _ = tokio::time::sleep_until(kill_at), if group.deadline().is_some() => Event::GraceOver,
+                _ = beats.tick() => {
+                    steps.read(&self.opts.log_dir_abs, &ranks);
+                    continue;
+                }
                 down = self.link.recv(), if held.is_none() => match self.on_hub(down, held) {
                     Some(event) => event,
                     None => continue,
@@ -293,13 +353,42 @@ impl Local<'_> {
     }
 }
 
+/// The training steps the local workers' heartbeats (segzoo's `rank_<k>.heartbeat.json` in
+/// the log directory: the step in progress and the first one trained; a clean end leaves
+/// the last) showed during a generation: the first and the last.
+#[derive(Default)]
+struct Steps {
+    seen: Option<(u64, u64)>,
+}
+
+impl Steps {
+    fn read(&mut self, dir: &std::path::Path, ranks: &[usize]) {
+        for r in ranks {
+            let Ok(bytes) = std::fs::read(dir.join(format!("rank_{r}.heartbeat.json"))) else { continue };
+            let Ok(beat) = serde_json::from_slice::<serde_json::Value>(&bytes) else { continue };
+            // 0: not training yet.
+            let (Some(step), first) = (beat["step"].as_u64().filter(|&s| s > 0), beat["first_step"].as_u64()) else {
+                continue;
+            };
+            let first = first.filter(|&f| f > 0).unwrap_or(step);
+            self.seen = Some(self.seen.map_or((first, step), |(a, b)| (a.min(first), b.max(step))));
+        }
+    }
+}
+
 /// Spawn every worker, each after removing its stale error file; if one cannot be
 /// started, kill those that were.
-fn start_group(opts: &Options, attempt: u32, pumps: &mut JoinSet<()>) -> Result<(Group, Waits), Error> {
-    let console_rank = opts.workers.iter().map(|w| w.rank).min();
+fn start_group(
+    opts: &Options,
+    workers: &[Worker],
+    attempt: u32,
+    marker: &str,
+    pumps: &mut JoinSet<()>,
+) -> Result<(Group, Waits), Error> {
+    let console_rank = workers.iter().map(|w| w.rank).min();
     let mut group = Group::new(opts.grace);
     let mut waits = JoinSet::new();
-    for (index, w) in opts.workers.iter().enumerate() {
+    for (index, w) in workers.iter().enumerate() {
         let echo = match opts.console {
             Console::All => true,
             Console::Rank0 => Some(w.rank) == console_rank,
@@ -311,7 +400,7 @@ fn start_group(opts: &Options, attempt: u32, pumps: &mut JoinSet<()>) -> Result<
             log_dir: &opts.log_dir,
             log_dir_abs: &opts.log_dir_abs,
             attempt,
-            max_restarts: opts.max_restarts,
+            marker,
             echo,
         };
         let spawned = error_file::remove_stale(&error_file::path(&opts.log_dir_abs, w.rank))

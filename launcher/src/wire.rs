@@ -16,19 +16,26 @@ pub const HEARTBEAT: Duration = Duration::from_secs(1);
 const MAX_LINE: u64 = 1 << 20;
 
 /// A follower's first message: who it is and what its table says, so that the leader can
-/// refuse a launcher started with another table or options.
+/// refuse a launcher started with another table or options, and its challenge to the
+/// leader (`auth.rs`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Hello {
     pub server_id: String,
     pub world_size: usize,
     pub servers: usize,
     pub max_restarts: u32,
+    pub min_servers: usize,
+    pub challenge: String,
 }
 
 /// Follower → leader.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ToLeader {
     Hello(Hello),
+    /// The answer to the leader's challenge.
+    Proof {
+        proof: String,
+    },
     Heartbeat,
     Report(Report),
 }
@@ -36,6 +43,11 @@ pub enum ToLeader {
 /// Leader → follower.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ToFollower {
+    /// The leader's answer to the follower's challenge, and its own challenge.
+    Challenge {
+        challenge: String,
+        proof: String,
+    },
     Welcome,
     /// The follower is not part of this job; the reason names the mismatch.
     Refused {

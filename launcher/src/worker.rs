@@ -145,9 +145,10 @@ pub struct Launch<'a> {
     pub log_dir: &'a Path,
     /// The same, absolute: what the worker is told (it may change directory).
     pub log_dir_abs: &'a Path,
-    /// 0 for the first start, k for the k-th restart.
+    /// 0 for the first start, k for the k-th generation.
     pub attempt: u32,
-    pub max_restarts: u32,
+    /// What the log says at a later generation's start ("restart 1 of 2", "generation 2: …").
+    pub marker: &'a str,
     /// Whether its lines also reach the console, prefixed `[rank k]`.
     pub echo: bool,
 }
@@ -194,7 +195,7 @@ fn open_log(launch: &Launch) -> Result<std::fs::File, Error> {
         .open(&path)
         .map_err(|source| Error::LogFile { path, source })?;
     if restart {
-        let _ = writeln!(file, "---- segzoo-launch: restart {} of {} ----", launch.attempt, launch.max_restarts);
+        let _ = writeln!(file, "---- segzoo-launch: {} ----", launch.marker);
     }
     Ok(file)
 }

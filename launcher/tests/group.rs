@@ -284,7 +284,8 @@ fn a_failure_with_restarts_left_restarts_every_servers_group_exactly_once() {
         assert_eq!(code, Some(0), "server {k}: {out}");
         assert_eq!(
             out.matches(
-                "rank 2 on server 127.0.0.2 failed (exit code 3); restarting every server's group (restart 1 of 1)"
+                "rank 2 on server 127.0.0.2 failed (exit code 3); starting generation 1: servers 127.0.0.1, 127.0.0.2, \
+                 world size 4"
             )
             .count(),
             1,
@@ -369,7 +370,11 @@ fn a_follower_with_another_table_is_refused_and_exits_2_and_the_leader_gives_up_
     let d = dir.path();
     write_table(d, false);
     let ports = free_ports();
-    let leader = start(d, 0, true, ports, &["--join-timeout", "2"], "touch started_$RANK_ID");
+    // One job key on both: the tables differ, and the leader says how.
+    let key = d.join("job.key");
+    std::fs::write(&key, "same key").expect("key");
+    let key = key.display().to_string();
+    let leader = start(d, 0, true, ports, &["--join-timeout", "2", "--job-key-file", &key], "touch started_$RANK_ID");
     // The follower's table lists three ranks on its server.
     let other = d.join("other");
     std::fs::create_dir_all(&other).expect("dir");
@@ -378,7 +383,7 @@ fn a_follower_with_another_table_is_refused_and_exits_2_and_the_leader_gives_up_
         r#"{"device_id": "1", "rank_id": "3"}, {"device_id": "2", "rank_id": "4"}"#,
     );
     std::fs::write(other.join("table.json"), text).expect("write");
-    let follower = start(&other, 1, false, ports, &[], "touch started_$RANK_ID");
+    let follower = start(&other, 1, false, ports, &["--job-key-file", &key], "touch started_$RANK_ID");
     let (code, out, _) = follower.wait();
     assert_eq!(code, Some(2), "{out}");
     assert!(
@@ -411,4 +416,58 @@ fn a_group_port_equal_to_the_master_port_is_bad_input() {
     let text = String::from_utf8_lossy(&out.stderr);
     assert!(text.contains("--group-port 29600: the same as --master-port"), "{text}");
     assert!(!d.join("started").exists() && !d.join("logs").exists(), "something started");
+}
+
+/// Only members join: a process that speaks the group's protocol without the job key, and
+/// the launcher of another job (another table, so another key) claiming server 127.0.0.2,
+/// are refused with a line naming their address; the real server 2 then joins and the job
+/// finishes normally.
+#[test]
+fn an_impostor_and_another_jobs_launcher_are_refused_and_the_job_goes_on() {
+    use std::io::{BufRead, BufReader, Write};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    write_table(d, false);
+    let ports = free_ports();
+    let leader = start(d, 0, true, ports, &[], "touch started_$RANK_ID");
+    // The impostor: a hello claiming server 2, then an answer it cannot have computed.
+    let mut stream = loop {
+        match std::net::TcpStream::connect(("127.0.0.1", ports.group)) {
+            Ok(s) => break s,
+            Err(_) => std::thread::sleep(Duration::from_millis(50)),
+        }
+    };
+    let hello = r#"{"Hello":{"server_id":"127.0.0.2","world_size":4,"servers":2,"max_restarts":0,"min_servers":2,"challenge":"00"}}"#;
+    writeln!(stream, "{hello}").expect("hello");
+    let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+    let mut line = String::new();
+    reader.read_line(&mut line).expect("challenge");
+    assert!(line.starts_with(r#"{"Challenge":"#), "{line}");
+    writeln!(stream, r#"{{"Proof":{{"proof":"{}"}}}}"#, "ab".repeat(32)).expect("proof");
+    line.clear();
+    reader.read_line(&mut line).expect("answer");
+    assert!(line.contains("Refused") && line.contains("did not prove the job key"), "{line}");
+    let impostor = stream.local_addr().expect("addr");
+    drop(stream);
+    // Another job's launcher: its table has other device ips, so another key.
+    let other = d.join("other");
+    std::fs::create_dir_all(&other).expect("dir");
+    let text =
+        read(d.join("table.json")).replace(r#""device_id": "0""#, r#""device_id": "0", "device_ip": "10.9.9.9""#);
+    std::fs::write(other.join("table.json"), text).expect("write");
+    let (code, out, _) = start(&other, 1, false, ports, &[], "touch started_$RANK_ID").wait();
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("refused this server: it did not prove the job key"), "{out}");
+    // The real server 2.
+    let (code, out, _) = start(d, 1, false, ports, &[], "touch started_$RANK_ID").wait();
+    assert_eq!(code, Some(0), "{out}");
+    let (code, out, _) = leader.wait();
+    assert_eq!(code, Some(0), "{out}");
+    let refused = "claiming to be server 127.0.0.2: it did not prove the job key";
+    assert!(out.contains(&format!("refused a connection from {impostor} {refused}")), "{out}");
+    assert_eq!(out.matches(refused).count(), 2, "the impostor and the other job: {out}");
+    for r in 0..4 {
+        assert!(d.join(format!("started_{r}")).exists(), "rank {r} ran");
+    }
+    assert!(!other.join("started_2").exists(), "nothing of the other job ran");
 }

@@ -1,5 +1,5 @@
 //! Rank tables: both forms, the shipped tables, worker environments, and rejections.
-use segzoo_launch::plan::{find_server, rank0_server, workers};
+use segzoo_launch::plan::{find_server, generation_table, rank0_server, workers};
 use segzoo_launch::rank_table::{generate, parse_device_list, RankTable};
 use std::path::Path;
 
@@ -217,4 +217,21 @@ fn check_and_gen_table_exit_2_on_bad_input_and_1_when_the_output_cannot_be_writt
     let out = run(&["gen-table", "--server-id", "127.0.0.1", "-o", "no/such/dir/t.json"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no/such/dir/t.json: "));
+}
+
+#[test]
+fn a_generation_of_fewer_servers_renumbers_the_ranks_in_order_and_rank_0_moves_with_them() {
+    let t = shipped("hccl_16p_2servers.json");
+    assert_eq!(generation_table(&t, &[0, 1]), t, "every server: the table itself");
+    // Server 1 (ranks 0-7) lost: server 2's ranks 8-15 become 0-7, and it hosts rank 0.
+    let g = generation_table(&t, &[1]);
+    assert_eq!(g.world_size(), 8);
+    let ws = workers(&g, 0, Path::new("gen.json"), 29500).expect("planned");
+    assert_eq!(ws.iter().map(|w| w.rank).collect::<Vec<_>>(), (0..8).collect::<Vec<_>>());
+    assert_eq!(master(&ws[0]), "10.0.0.2:29500");
+    assert_eq!(env_of(&ws[3], "DEVICE_ID"), "3", "devices keep their ids");
+    assert_eq!(env_of(&ws[3], "RANK_TABLE_FILE"), "gen.json");
+    // Its table reads back as a valid table.
+    let text = serde_json::to_string(&g.to_json()).expect("json");
+    assert_eq!(segzoo_launch::rank_table::RankTable::parse(&text, "gen.json").expect("valid"), g);
 }

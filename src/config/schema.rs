@@ -159,6 +159,7 @@ impl Config {
         need(t.epochs > 0, "train.epochs", "must be positive");
         need(t.batch_size > 0, "train.batch_size", "must be positive");
         need(t.accumulate_steps > 0, "train.accumulate_steps", "must be at least 1");
+        need(t.global_batch != Some(0), "train.global_batch", "must be at least 1");
         need(t.lr > 0.0 && t.lr.is_finite(), "train.lr", "must be a positive number");
         need((0.0..1.0).contains(&t.momentum), "train.momentum", "must be in [0, 1)");
         need(t.weight_decay >= 0.0, "train.weight_decay", "must not be negative");

@@ -79,6 +79,11 @@ pub struct TrainConfig {
     /// Micro-batches of `batch_size` per optimiser step: gradients are accumulated over
     /// them and all-reduced once, so k × batch b trains like batch k·b.
     pub accumulate_steps: usize,
+    /// Images per optimiser step over the whole job. When set, `accumulate_steps` is
+    /// derived as global_batch / (batch_size × ranks) at every start, so the optimiser
+    /// takes the same steps whatever the world size (an elastic job that lost a server).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub global_batch: Option<usize>,
     pub optimizer: Optimizer,
     pub lr: f64,
     pub momentum: f64,
@@ -129,6 +134,7 @@ impl Default for TrainConfig {
             epochs: 484,
             batch_size: 3,
             accumulate_steps: 1,
+            global_batch: None,
             optimizer: Optimizer::Sgd,
             lr: 0.01,
             momentum: 0.9,

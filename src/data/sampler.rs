@@ -1,5 +1,9 @@
 //! Sharding of a dataset across ranks: one permutation per epoch from (seed, epoch),
-//! identical on every rank; rank r takes positions r, r+N, r+2N, …
+//! identical on every rank; rank r takes positions r, r+N, r+2N, … For training, in whole
+//! optimiser steps of a global batch G from a sample offset (`step_indices`): step s takes
+//! positions [offset + s·G, offset + (s+1)·G) whatever the number of ranks, so a job
+//! resumed on another world size takes the same samples in each step and sees every
+//! sample of the epoch once.
 use super::rng::epoch_rng;
 use rand::seq::SliceRandom;
 
@@ -32,6 +36,18 @@ impl ShardedSampler {
         } else {
             (self.len + self.world - 1 - self.rank.min(self.len)) / self.world
         }
+    }
+
+    /// This rank's samples for the rest of `epoch` after its first `offset`, in whole steps
+    /// of `global` samples (the remainder too short for a step is dropped), in order: its
+    /// micro-batches take them consecutively.
+    pub fn step_indices(&self, epoch: u64, offset: usize, global: usize) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..self.len).collect();
+        if self.shuffle {
+            order.shuffle(&mut epoch_rng(self.seed, epoch));
+        }
+        let steps = self.len.saturating_sub(offset) / global.max(1);
+        order.into_iter().skip(offset).take(steps * global).skip(self.rank).step_by(self.world).collect()
     }
 
     /// This rank's sample indices for `epoch`, in order.
@@ -77,6 +93,33 @@ mod tests {
         all.sort_unstable();
         all.dedup();
         assert_eq!(all, (0..len).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_step_takes_the_same_samples_on_any_world_size_and_an_offset_resumes_the_epoch() {
+        let (len, global, batch) = (22, 4, 2);
+        // Step s's samples: on 2 ranks × batch 2, and on 1 rank × 2 micro-batches of 2.
+        let step = |world: usize, s: usize| -> Vec<usize> {
+            let mut all: Vec<usize> = (0..world)
+                .flat_map(|r| {
+                    let per = global / world;
+                    ShardedSampler::train(len, world, r, 9).step_indices(3, 0, global)[s * per..(s + 1) * per].to_vec()
+                })
+                .collect();
+            all.sort_unstable();
+            all
+        };
+        for s in 0..5 {
+            assert_eq!(step(2, s), step(1, s), "step {s}");
+            assert_eq!(step(4, s), step(1, s), "step {s}");
+        }
+        assert_eq!(ShardedSampler::train(len, 2, 0, 9).step_indices(3, 0, global).len(), 5 * batch, "22 → 5 steps");
+        // Two steps on 2 ranks, then the rest of the epoch on 1 rank: every sample once.
+        let mut seen: Vec<usize> =
+            (0..2).flat_map(|r| ShardedSampler::train(20, 2, r, 9).step_indices(1, 0, 4)[..4].to_vec()).collect();
+        seen.extend(ShardedSampler::train(20, 1, 0, 9).step_indices(1, 8, 4));
+        seen.sort_unstable();
+        assert_eq!(seen, (0..20).collect::<Vec<_>>());
     }
 
     #[test]

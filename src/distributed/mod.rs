@@ -27,7 +27,7 @@ pub use collective::{BackendKind, Collective, Comm};
 
 /// This process's world, device (the policy of `device.rs`) and collective group, from
 /// the environment. CPU ranks sharing a machine split its cores between their torch pools.
-/// In a job of several ranks the collective watchdog starts first (`dist.timeout_s`,
+/// In a job of several ranks (or under segzoo-launch) the collective watchdog starts first (`dist.timeout_s`,
 /// `dist.init_timeout_s`), with heartbeats and error files in the launcher's log
 /// directory or else in `files_dir` (the command's output directory).
 pub fn join(
@@ -41,7 +41,8 @@ pub fn join(
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         tch::set_num_threads((cores / w.local_size).max(1) as i32);
     }
-    if w.size > 1 {
+    // Alone, under segzoo-launch too: its heartbeats tell the launcher the steps.
+    if w.size > 1 || std::env::var_os("SEGZOO_LOG_DIR").is_some() {
         let files = rank_files::RankFiles::locate(&|k| std::env::var(k).ok(), files_dir, w.rank);
         let timeout = std::time::Duration::from_secs_f64(dist.timeout_s);
         watchdog::start(watchdog::Options { rank: w.rank, size: w.size, timeout, files });

@@ -1,6 +1,6 @@
 //! The small files a rank of a job leaves for the others and for its launcher: a heartbeat
-//! (`rank_<k>.heartbeat.json`, rewritten every second while the rank runs: its step, what
-//! it is doing, its pid) and, when it fails, an error file (`rank_<k>.error.json`: the
+//! (`rank_<k>.heartbeat.json`, rewritten every second while the rank runs: its step and
+//! the first it trained, what it is doing, its pid; at a clean end, phase "ended") and, when it fails, an error file (`rank_<k>.error.json`: the
 //! error chain, the step, the exit code), which segzoo-launch reads for its summary so
 //! that the first failure is reported rather than the aborts it caused elsewhere.
 //!
@@ -43,7 +43,10 @@ pub struct Heartbeat {
     pub size: usize,
     pub pid: u32,
     pub step: u64,
-    /// What the rank's main thread is doing ("data", "step", "evaluation", …).
+    /// The first step this process trained (0: none yet).
+    #[serde(default)]
+    pub first_step: u64,
+    /// What the rank's main thread is doing ("data", "step", "evaluation", …; "ended").
     pub phase: String,
     pub time_unix_ms: u64,
 }
@@ -120,6 +123,7 @@ pub fn peers_report(files: &RankFiles, rank: usize, size: usize, now_ms: u64, qu
         let beat = std::fs::read(&path).ok().and_then(|b| serde_json::from_slice::<Heartbeat>(&b).ok());
         lines.push(match beat {
             None => format!("rank {r}: no heartbeat in {} (never started, or another directory)", files.dir.display()),
+            Some(b) if b.phase == "ended" => format!("rank {r}: ended at step {}, pid {}", b.step, b.pid),
             Some(b) => {
                 let age = now_ms.saturating_sub(b.time_unix_ms) as f64 / 1000.0;
                 let silent = age * 1000.0 > quiet.as_millis() as f64;
@@ -166,13 +170,16 @@ mod tests {
             size: 4,
             pid: 10 + rank as u32,
             step: 7,
+            first_step: 1,
             phase: "step".into(),
             time_unix_ms: ms,
         };
         write_json(&files.heartbeat(1), &beat(1, 100_000)).expect("write");
         write_json(&files.heartbeat(2), &beat(2, 109_500)).expect("write");
-        let (alive, lines) = peers_report(&files, 0, 4, 110_000, Duration::from_secs(3));
-        assert_eq!((alive, lines.len()), (1, 3));
+        write_json(&files.heartbeat(4), &Heartbeat { phase: "ended".into(), ..beat(4, 100_000) }).expect("write");
+        let (alive, lines) = peers_report(&files, 0, 5, 110_000, Duration::from_secs(3));
+        assert_eq!((alive, lines.len()), (1, 4));
+        assert_eq!(lines[3], "rank 4: ended at step 7, pid 14", "ended, not silent");
         assert!(
             lines[0].starts_with("rank 1: silent") && lines[0].contains("10.0 s ago at step 7 (step), pid 11"),
             "{lines:?}"

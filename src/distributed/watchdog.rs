@@ -54,6 +54,8 @@ struct Dog {
     opts: Options,
     /// The step in progress (1-based); 0 before training.
     step: AtomicU64,
+    /// The first step this process trained (0 before it trains).
+    first_step: AtomicU64,
     phase: Mutex<&'static str>,
     works: Mutex<Vec<Work>>,
     next_id: AtomicU64,
@@ -99,9 +101,9 @@ fn dog() -> Option<&'static Arc<Dog>> {
 pub fn finish() {
     if let Some(d) = dog() {
         d.stopped.store(true, Ordering::SeqCst);
-        if let Some(f) = &d.opts.files {
-            let _ = std::fs::remove_file(f.heartbeat(d.opts.rank));
-        }
+        // The last word: "ended" at the last step (its launcher reads the steps from it).
+        *lock(&d.phase) = "ended";
+        d.beat();
     }
 }
 
@@ -124,6 +126,7 @@ pub fn clear_backend() {
 pub fn set_step(step: u64) {
     if let Some(d) = dog() {
         d.step.store(step, Ordering::Relaxed);
+        let _ = d.first_step.compare_exchange(0, step, Ordering::Relaxed, Ordering::Relaxed);
     }
 }
 
@@ -189,7 +192,12 @@ pub fn track(op: &str, poll: impl FnMut() -> Poll + Send + 'static) {
 /// and torchrun's when it asked for one.
 pub fn record_failure(kind: &str, error: &anyhow::Error, exit_code: i32) {
     let (rank, size, step, files) = match dog() {
-        Some(d) => (d.opts.rank, d.opts.size, step(), d.opts.files.clone()),
+        Some(d) => {
+            // Its last heartbeat: where it failed (its launcher reads the steps from it).
+            *lock(&d.phase) = "failed";
+            d.beat();
+            (d.opts.rank, d.opts.size, step(), d.opts.files.clone())
+        }
         None => {
             let w = super::world::from_process_env().unwrap_or_else(|_| super::world::World::single(None));
             (w.rank, w.size, None, RankFiles::locate(&|k| std::env::var(k).ok(), None, w.rank))
@@ -223,6 +231,7 @@ impl Dog {
         Dog {
             opts,
             step: AtomicU64::new(0),
+            first_step: AtomicU64::new(0),
             phase: Mutex::new("starting"),
             works: Mutex::new(Vec::new()),
             next_id: AtomicU64::new(0),
@@ -318,6 +327,7 @@ impl Dog {
             size: self.opts.size,
             pid: std::process::id(),
             step: self.step.load(Ordering::Relaxed),
+            first_step: self.first_step.load(Ordering::Relaxed),
             phase: lock(&self.phase).to_string(),
             time_unix_ms: now_ms(),
         };

@@ -1,8 +1,8 @@
 //! `segzoo bench train`: the training step of `step.rs` on synthetic tensors of the
 //! config's crop size, timed after two warm-up steps; under mpirun every rank steps and
 //! the gradient communication backward did not hide is measured.
+use super::build::{build_loss, build_optimizer, build_scaler, build_train_model};
 use super::data_parallel::DataParallel;
-use super::run::{build_loss, build_optimizer, build_train_model};
 use super::step::{train_step, StepContext};
 use crate::config::Config;
 use crate::distributed::device::synchronize;
@@ -37,7 +37,7 @@ pub fn bench(
     dp.broadcast_state(&model)?;
     let overlap = cfg.dist.overlap && dp.enable_overlap(&optim.params)?;
     let ctx = StepContext { model: &model, loss: &loss, precision: cfg.train.precision, dp: &dp, memory_format };
-    let mut scaler = super::run::build_scaler(cfg);
+    let mut scaler = build_scaler(cfg);
     let [h, w] = cfg.data.crop_size.map(|v| v as i64);
     let bs = cfg.train.batch_size as i64;
     // In the step's layout already, so that the timing leaves out a conversion the data

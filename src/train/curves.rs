@@ -30,7 +30,7 @@ pub fn read_history(metrics: &Path) -> anyhow::Result<History> {
                 }
                 h.score.push((e.step as f64, e.score.main().1));
             }
-            Record::Train(_) => {}
+            Record::Train(_) | Record::Start(_) => {}
         }
     }
     Ok(h)

@@ -1,7 +1,8 @@
 //! The training loop: epochs of sharded batches through `step.rs`, interval-averaged
 //! log lines and `metrics.jsonl` records, checkpoints every N steps or epochs, and
-//! evaluation. Exact resume: the position is the step count; everything random is a
-//! function of (seed, epoch, sample index) or (seed, step, rank).
+//! evaluation. Exact resume: the position is the step count and the samples of the epoch
+//! consumed (so it holds across a change of world size, `position.rs`); everything random
+//! is a function of (seed, epoch, sample index) or (seed, step, rank).
 //!
 //! Losses stay on the device until they are needed — at a log line, and before any
 //! checkpoint or evaluation — and are then brought to the host (averaged over the
@@ -9,6 +10,7 @@
 //! ends the run at that point, before anything is saved from the diverged weights.
 use super::breakdown::{hms, Interval, Means, StepTimes};
 use super::memory;
+use super::position;
 use super::preempt::{Interrupted, Signals};
 use super::records::{Record, TrainRecord};
 use super::run::{Run, TrainOptions, TrainSummary};
@@ -95,7 +97,7 @@ impl Run<'_> {
     fn checked_save(&mut self, window: &mut LossWindow, epoch: usize) -> anyhow::Result<()> {
         self.flush_losses(window, epoch)?;
         let _span = timeline::span("checkpoint");
-        self.save(epoch)
+        self.save()
     }
 
     /// Whether `[eval]` evaluates after epoch `done` (1-based).
@@ -113,7 +115,7 @@ impl Run<'_> {
         let end = max_steps.map_or(total, |m| m.min(total));
         let steps_left = end.saturating_sub(self.state.step);
         let epoch_at_end = end.div_ceil(self.steps_per_epoch) as usize;
-        let done = (self.state.step / self.steps_per_epoch) as usize;
+        let done = self.state.epoch;
         let evals_left = (done + 1..=epoch_at_end).filter(|&d| self.evaluates_after(d)).count();
         let eval_secs = self.last_eval_secs.unwrap_or_else(|| {
             let per_image_ms = times.step_ms / self.per_step_images() as f64;
@@ -127,13 +129,20 @@ impl Run<'_> {
         self.cfg.train.batch_size * self.cfg.train.accumulate_steps
     }
 
-    fn log_interval(&mut self, window: &mut LossWindow, epoch: usize, lr: f64, times: Means, max_steps: Option<u64>) {
+    fn log_interval(
+        &mut self,
+        window: &mut LossWindow,
+        at: (usize, u64),
+        lr: f64,
+        times: Means,
+        max_steps: Option<u64>,
+    ) {
+        let (epoch, in_epoch) = at;
         let bs = self.per_step_images();
         // The mean over the interval, as the recipes log it.
         let (avg, heads) = window.take_means();
         // Images/s counts the whole job's images; other ranks' lines are debug-level.
         let ips = bs as f64 / (times.step_ms / 1000.0).max(1e-9) * self.dp.size() as f64;
-        let in_epoch = self.state.step - epoch as u64 * self.steps_per_epoch;
         let eta = self.eta_seconds(&times, max_steps);
         let mem = memory::sample(self.dp.device);
         let heads: BTreeMap<String, f64> =
@@ -173,6 +182,7 @@ impl Run<'_> {
             rss_mb: mem.rss_mb,
             peak_mem_mb: mem.peak_mb(),
             cuda_max_allocated_mb: mem.cuda_max_allocated_mb,
+            world_size: self.dp.size(),
             head_loss: heads,
         };
         self.log.write(&Record::Train(record));
@@ -225,8 +235,6 @@ impl Run<'_> {
     pub(super) fn fit(mut self, opts: &TrainOptions) -> anyhow::Result<TrainSummary> {
         let cfg = self.cfg;
         let (t, bs) = (&cfg.train, cfg.train.batch_size);
-        // Samples of one optimiser step on this rank.
-        let per_step = bs * t.accumulate_steps;
         let loader_opts = LoaderOptions {
             batch_size: bs,
             workers: cfg.data.num_workers.max(1),
@@ -241,11 +249,19 @@ impl Run<'_> {
         // How much of the all-reduce the first step's backward hid, said once.
         let mut overlap_reported = false;
         let signals = Signals::install()?;
-        while (self.state.step / self.steps_per_epoch) < t.epochs as u64 {
-            let epoch = (self.state.step / self.steps_per_epoch) as usize;
-            let offset = (self.state.step % self.steps_per_epoch) as usize;
-            let indices = self.sampler.indices(epoch as u64);
-            let todo = &indices[offset * per_step..self.steps_per_epoch as usize * per_step];
+        let (len, global) = (self.train_ds.len(), self.global_batch as u64);
+        let sample_log = SampleLog::from_env(self.dp.rank());
+        while self.state.epoch < t.epochs {
+            let epoch = self.state.epoch;
+            let start = self.state.epoch_samples.unwrap_or(0);
+            let todo = self.sampler.step_indices(epoch as u64, start as usize, global as usize);
+            if todo.is_empty() {
+                // Nothing left of it for a whole step (its remainder is dropped).
+                (self.state.epoch, self.state.epoch_samples) = (epoch + 1, Some(0));
+                continue;
+            }
+            // Steps of this epoch already done when it (re)started here, for the log line.
+            let done_before = self.steps_per_epoch - position::steps_left(len, start, global as usize);
             let mut micro = Vec::with_capacity(t.accumulate_steps);
             if let Some(tr) = &mut trace {
                 tr.before_step(self.state.step + 1, &self.dp)?;
@@ -254,9 +270,12 @@ impl Run<'_> {
             // epoch's start) to the end of its optimiser update.
             let mut step_start = Instant::now();
             watchdog::set_phase("data");
-            for batch in loader::epoch(self.train_ds.clone(), todo, epoch as u64, &loader_opts) {
+            let mut stepped = 0u64;
+            let mut step_samples = Vec::new();
+            for batch in loader::epoch(self.train_ds.clone(), &todo, epoch as u64, &loader_opts) {
                 let batch = batch?;
                 watchdog::set_phase("step");
+                step_samples.extend_from_slice(&batch.indices);
                 micro.push((batch.images.to_device(device), batch.targets.to_device(device)));
                 if micro.len() < t.accumulate_steps {
                     continue;
@@ -287,6 +306,16 @@ impl Run<'_> {
                 }
                 overlap_reported = true;
                 self.state.step += 1;
+                stepped += 1;
+                sample_log.write(epoch, self.state.step, &std::mem::take(&mut step_samples));
+                // The position moves by the job's step; past the epoch's last whole step,
+                // to the next epoch's start (what a checkpoint from now on records).
+                let samples = start + stepped * global;
+                let epoch_done = position::steps_left(len, samples, global as usize) == 0;
+                self.state.epoch_samples = Some(if epoch_done { 0 } else { samples });
+                if epoch_done {
+                    self.state.epoch = epoch + 1;
+                }
                 window.push(&result.loss, &result.heads, self.state.step);
                 times.push(StepTimes {
                     data,
@@ -295,11 +324,11 @@ impl Run<'_> {
                     optimizer: result.optimizer,
                     total: step_start.elapsed(),
                 });
-                let in_epoch = self.state.step - epoch as u64 * self.steps_per_epoch;
-                let logged = self.state.step % cfg.log.interval as u64 == 0 || in_epoch == self.steps_per_epoch;
+                let in_epoch = done_before + stepped;
+                let logged = self.state.step % cfg.log.interval as u64 == 0 || epoch_done;
                 if logged {
                     self.flush_losses(&mut window, epoch)?;
-                    self.log_interval(&mut window, epoch, lr, times.take(), opts.max_steps);
+                    self.log_interval(&mut window, (epoch, in_epoch), lr, times.take(), opts.max_steps);
                 }
                 if t.checkpoint_steps > 0 && self.state.step % t.checkpoint_steps == 0 {
                     watchdog::set_phase("checkpoint");
@@ -311,14 +340,14 @@ impl Run<'_> {
                 let last = opts.max_steps.is_some_and(|m| self.state.step >= m);
                 if last {
                     self.checked_save(&mut window, epoch)?;
-                } else if in_epoch == self.steps_per_epoch {
+                } else if epoch_done {
                     // The epoch's evaluation and checkpoint, inside its last step's trace.
                     self.end_of_epoch(&mut window, epoch + 1)?;
                 }
-                let run_end = last || self.state.step >= self.steps_per_epoch * t.epochs as u64;
+                let run_end = last || (epoch_done && epoch + 1 >= t.epochs);
                 if let Some(tr) = &mut trace {
                     tr.after_step(self.state.step, run_end, &self.dp)?;
-                    if !run_end && in_epoch < self.steps_per_epoch {
+                    if !run_end && !epoch_done {
                         tr.before_step(self.state.step + 1, &self.dp)?;
                     }
                 }
@@ -347,9 +376,34 @@ impl Run<'_> {
             watchdog::set_phase("checkpoint");
             let _span = timeline::span("checkpoint");
             // Saved at the start of the next epoch's position.
-            self.save(done)?;
+            self.save()?;
         }
         watchdog::set_phase("data");
         Ok(())
+    }
+}
+
+/// Test hook: `SEGZOO_SAMPLE_LOG=FILE` makes every rank append, per optimiser step, the
+/// dataset indices it trained on (`epoch step rank i,j,…`), so a test can check which
+/// samples each step saw, across restarts and world sizes.
+struct SampleLog {
+    file: Option<std::fs::File>,
+    rank: usize,
+}
+
+impl SampleLog {
+    fn from_env(rank: usize) -> Self {
+        let file = std::env::var_os("SEGZOO_SAMPLE_LOG")
+            .and_then(|p| std::fs::OpenOptions::new().create(true).append(true).open(p).ok());
+        SampleLog { file, rank }
+    }
+
+    fn write(&self, epoch: usize, step: u64, indices: &[usize]) {
+        use std::io::Write;
+        if let Some(mut f) = self.file.as_ref() {
+            let list: Vec<String> = indices.iter().map(usize::to_string).collect();
+            // One write per line (O_APPEND): ranks' lines do not interleave.
+            let _ = f.write_all(format!("{epoch} {step} {} {}\n", self.rank, list.join(",")).as_bytes());
+        }
     }
 }

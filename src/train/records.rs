@@ -1,6 +1,8 @@
 //! `metrics.jsonl`: one typed [`Record`] per line, appended by rank 0 while training
-//! and read back by `curves.rs` and `segzoo runs summary` (a resumed run appends to the
-//! same file). The same records go to TensorBoard as scalars (`tb/`, [`Record::scalars`]).
+//! and read back by `curves.rs` and `segzoo runs summary`. A resumed run appends to the
+//! same file after dropping the records of the steps it redoes (those after its
+//! checkpoint), so every step is there once; each start leaves a [`StartRecord`]. The
+//! same records go to TensorBoard as scalars (`tb/`, [`Record::scalars`]).
 use crate::eval::score::Score;
 use crate::tensorboard::EventWriter;
 use anyhow::Context;
@@ -15,6 +17,17 @@ pub enum Record {
     /// The mean of the last `log.interval` steps.
     Train(TrainRecord),
     Eval(EvalRecord),
+    /// A (re)start of training: one per generation of an elastic or restarted job.
+    Start(StartRecord),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StartRecord {
+    /// The step it starts after (0: from scratch).
+    pub step: u64,
+    pub world_size: usize,
+    pub global_batch: usize,
+    pub accumulate_steps: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -49,6 +62,9 @@ pub struct TrainRecord {
     pub peak_mem_mb: f64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cuda_max_allocated_mb: Option<f64>,
+    /// Ranks training at this step (0 in records from before segzoo wrote it).
+    #[serde(default)]
+    pub world_size: usize,
     /// Each weighted head's own loss (models with several heads).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub head_loss: BTreeMap<String, f64>,
@@ -59,6 +75,7 @@ impl Record {
         match self {
             Record::Train(t) => t.step,
             Record::Eval(e) => e.step,
+            Record::Start(s) => s.step,
         }
     }
 
@@ -79,6 +96,7 @@ impl Record {
                     ("train/optimizer_ms", t.optimizer_ms),
                     ("train/eta_s", t.eta_s),
                     ("sys/rss_mb", t.rss_mb),
+                    ("sys/world_size", t.world_size as f64),
                 ] {
                     out.push((tag.into(), v));
                 }
@@ -105,6 +123,7 @@ impl Record {
                     out.push(("val/top5".into(), c.top5));
                 }
             },
+            Record::Start(_) => {}
         }
         out
     }
@@ -123,6 +142,7 @@ pub struct EvalRecord {
 /// no-ops elsewhere).
 pub struct MetricsLog {
     file: Option<std::fs::File>,
+    path: std::path::PathBuf,
     tb: Option<EventWriter>,
     class_names: Vec<String>,
 }
@@ -130,17 +150,26 @@ pub struct MetricsLog {
 impl MetricsLog {
     /// Open `path` for appending on rank 0; a no-op log elsewhere.
     pub fn open(path: &Path, writer: bool, class_names: Vec<String>) -> anyhow::Result<Self> {
-        let file = match writer {
-            false => None,
-            true => Some(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(path)
-                    .with_context(|| format!("opening {}", path.display()))?,
-            ),
-        };
-        Ok(MetricsLog { file, tb: None, class_names })
+        let file = if writer { Some(append(path)?) } else { None };
+        Ok(MetricsLog { file, path: path.to_path_buf(), tb: None, class_names })
+    }
+
+    /// Drop the records after `step` (a resumed run redoes those steps), keeping the file
+    /// otherwise as it was; rank 0 only, before it appends.
+    pub fn keep_through(&mut self, step: u64) -> anyhow::Result<()> {
+        let Some(file) = &self.file else { return Ok(()) };
+        let path = self.path.clone();
+        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        let later = |line: &str| serde_json::from_str::<Record>(line).is_ok_and(|r| r.step() > step);
+        if !text.lines().any(later) {
+            return Ok(());
+        }
+        let kept: String = text.lines().filter(|l| !later(l)).map(|l| format!("{l}\n")).collect();
+        file.sync_all().ok();
+        crate::atomic::write_bytes(&path, kept.as_bytes())?;
+        // The append handle still points at the replaced file: reopen.
+        self.file = Some(append(&path)?);
+        Ok(())
     }
 
     /// Also write TensorBoard events to `dir`, keeping those up to `resumed_at` from
@@ -185,6 +214,14 @@ impl MetricsLog {
 
 /// Every record of a `metrics.jsonl`; lines that are not records (a line cut short by a
 /// crash) are skipped.
+fn append(path: &Path) -> anyhow::Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("opening {}", path.display()))
+}
+
 pub fn read(path: &Path) -> anyhow::Result<Vec<Record>> {
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     Ok(text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect())
@@ -212,6 +249,7 @@ mod tests {
             rss_mb: 100.0,
             peak_mem_mb: 120.0,
             cuda_max_allocated_mb,
+            world_size: 2,
             head_loss: BTreeMap::from([("aux".to_string(), 1.25)]),
         }
     }
@@ -256,10 +294,40 @@ mod tests {
     }
 
     #[test]
+    fn a_resume_drops_the_records_of_the_steps_it_redoes_and_appends_after_them() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("metrics.jsonl");
+        let mut log = MetricsLog::open(&path, true, Vec::new()).expect("open");
+        for step in 1..=5 {
+            log.write(&Record::Train(TrainRecord { step, ..train_record(None) }));
+        }
+        std::fs::OpenOptions::new().append(true).open(&path).expect("open").write_all(b"not json\n").expect("write");
+        let mut log = MetricsLog::open(&path, true, Vec::new()).expect("reopen");
+        log.keep_through(3).expect("keep");
+        log.write(&Record::Start(StartRecord { step: 3, world_size: 1, global_batch: 4, accumulate_steps: 2 }));
+        log.write(&Record::Train(TrainRecord { step: 4, ..train_record(None) }));
+        let steps: Vec<(String, u64)> = read(&path)
+            .expect("read")
+            .iter()
+            .map(|r| (serde_json::to_value(r).expect("json")["kind"].as_str().unwrap_or("").to_string(), r.step()))
+            .collect();
+        let want = [("train", 1), ("train", 2), ("train", 3), ("start", 3), ("train", 4)];
+        assert_eq!(steps, want.map(|(k, s)| (k.to_string(), s)));
+        assert!(std::fs::read_to_string(&path).expect("text").contains("not json"), "what it cannot read is kept");
+    }
+
+    #[test]
     fn scalars_name_heads_and_classes_and_skip_absent_classes() {
         let train = Record::Train(train_record(Some(512.0)));
         let tags: Vec<String> = train.scalars(&[]).into_iter().map(|(t, _)| t).collect();
-        for want in ["train/loss", "train/loss/aux", "train/lr", "train/data_wait_ms", "sys/cuda_max_allocated_mb"] {
+        for want in [
+            "train/loss",
+            "train/loss/aux",
+            "train/lr",
+            "train/data_wait_ms",
+            "sys/cuda_max_allocated_mb",
+            "sys/world_size",
+        ] {
             assert!(tags.iter().any(|t| t == want), "{want} missing from {tags:?}");
         }
         let seg = SegMetrics {

@@ -3,29 +3,31 @@
 //! or pretrained weights; saving checkpoints and evaluating. The loop is `fit.rs`.
 use super::amp::GradScaler;
 use super::breakdown::Eta;
+use super::build::{build_loss, build_optimizer, build_scaler, build_schedule, build_train_model};
 use super::checkpoint::{self, Meta};
 use super::data_parallel::DataParallel;
-use super::loss::{Ohem, SegLoss};
-use super::optim::{Optimizer, Param};
-use super::records::{EvalRecord, MetricsLog, Record};
+use super::loss::SegLoss;
+use super::optim::Optimizer;
+use super::position;
+use super::records::{EvalRecord, MetricsLog, Record, StartRecord};
 use super::schedule::LrSchedule;
 use super::state::{Best, ScalerState, TrainState};
 use super::status::StatusFile;
-use crate::config::{Config, MemoryFormatChoice, Precision, Schedule};
+use crate::config::Config;
 use crate::data::dataset::{Dataset, Split};
 use crate::data::labels::class_names;
 use crate::data::rng::derive;
 use crate::data::sampler::ShardedSampler;
 use crate::distributed::Comm;
 use crate::eval::inference::InferenceOptions;
-use crate::models::memory_format::{set_model_format, MemoryFormat};
+use crate::models::memory_format::MemoryFormat;
 use crate::models::weights::{load_into, LoadMode};
 use crate::models::Model;
 use anyhow::{bail, Context};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
-use tch::{Device, Tensor};
+use tch::Device;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Resume {
@@ -66,6 +68,9 @@ pub(super) struct Run<'a> {
     pub train_ds: Arc<dyn Dataset>,
     pub sampler: ShardedSampler,
     pub dp: DataParallel,
+    /// Images per optimiser step over the job (`position.rs`).
+    pub global_batch: usize,
+    /// Whole steps of `global_batch` in an epoch.
     pub steps_per_epoch: u64,
     pub state: TrainState,
     pub scaler: Option<GradScaler>,
@@ -88,108 +93,13 @@ pub(super) struct Run<'a> {
 pub fn train(cfg: &Config, opts: &TrainOptions) -> anyhow::Result<TrainSummary> {
     let status = StatusFile::begin(&cfg.train.output_dir, opts.comm.rank() == 0);
     let result = (|| {
+        let cfg = &position::resolve(cfg, opts.comm.size())?;
         let mut run = Run::new(cfg, opts)?;
         run.restore(opts)?;
         run.fit(opts)
     })();
     status.end(&result);
     result
-}
-
-pub fn build_optimizer(cfg: &Config, model: &Model) -> Optimizer {
-    let t = &cfg.train;
-    let params = model
-        .trainable_params()
-        .into_iter()
-        .map(|(name, tensor)| {
-            let decay = !(t.no_decay_bias_norm && tensor.dim() <= 1);
-            Param { name, tensor, decay }
-        })
-        .collect();
-    Optimizer::new(t.optimizer, params, t.momentum, t.nesterov, t.weight_decay, (t.betas[0], t.betas[1]), t.eps)
-}
-
-pub fn build_loss(cfg: &Config, model: &Model) -> anyhow::Result<SegLoss> {
-    let l = &cfg.train.loss;
-    let outputs = model.output_names();
-    let head_weights = match &l.head_weights {
-        Some(w) if w.len() != outputs.len() => bail!(
-            "train.loss.head_weights has {} entries but {} returns {} outputs ({})",
-            w.len(),
-            model.preset,
-            outputs.len(),
-            outputs.join(", ")
-        ),
-        Some(w) => w.clone(),
-        None => outputs.iter().map(|n| if *n == "aux" { 0.4 } else { 1.0 }).collect(),
-    };
-    let class_weights = match &l.class_weights {
-        Some(w) if w.len() as i64 != model.num_classes => {
-            bail!("train.loss.class_weights has {} entries for {} classes", w.len(), model.num_classes)
-        }
-        Some(w) => Some(Tensor::from_slice(w)),
-        None => None,
-    };
-    Ok(SegLoss {
-        ignore: cfg.data.ignore_label,
-        class_weights,
-        ohem: l.ohem.then_some(Ohem { thresh: l.ohem_thresh, min_kept: l.ohem_min_kept }),
-        head_weights,
-        align_corners: model.align_corners(),
-    })
-}
-
-/// `train.memory_format` on `device`. `auto` is what measured faster on the CPU (README,
-/// "Memory format") and what PyTorch recommends for convolutions on CUDA.
-pub fn memory_format(cfg: &Config, device: Device) -> MemoryFormat {
-    match cfg.train.memory_format {
-        MemoryFormatChoice::Contiguous => MemoryFormat::Contiguous,
-        MemoryFormatChoice::ChannelsLast => MemoryFormat::ChannelsLast,
-        MemoryFormatChoice::Auto if device.is_cuda() => MemoryFormat::ChannelsLast,
-        MemoryFormatChoice::Auto => AUTO_CPU,
-    }
-}
-
-/// The CPU's choice for `auto`. Measured with `segzoo bench train` (HRNetV2-W18-small-v2,
-/// batch 2 of 256×512, 2 threads) in three rounds: contiguous 1328/1335/1270 ms/step,
-/// channels-last 1447/1316/1095 — no gain beyond this VM's ±25 % noise (README, "Deployment"),
-/// so the layout every other path uses.
-const AUTO_CPU: MemoryFormat = MemoryFormat::Contiguous;
-
-/// A model for training as `cfg` says, on `device`, in the training memory format (before
-/// the optimiser is built, so that its state takes the same layout).
-pub fn build_train_model(cfg: &Config, device: Device) -> anyhow::Result<(Model, MemoryFormat)> {
-    let model = crate::app::build_model(cfg, device)?;
-    let format = memory_format(cfg, device);
-    if format != MemoryFormat::Contiguous {
-        set_model_format(&model, format);
-    }
-    Ok((model, format))
-}
-
-/// The fp16 loss scaler (static with `train.loss_scale`, else dynamic); none otherwise.
-pub fn build_scaler(cfg: &Config) -> Option<GradScaler> {
-    (cfg.train.precision == Precision::Fp16)
-        .then(|| cfg.train.loss_scale.map_or_else(GradScaler::dynamic, GradScaler::fixed))
-}
-
-fn build_schedule(cfg: &Config, steps_per_epoch: u64) -> anyhow::Result<LrSchedule> {
-    let t = &cfg.train;
-    if t.schedule == Schedule::MultiStep && t.milestones.is_empty() {
-        bail!("train.schedule = \"multi_step\" needs train.milestones (epochs)");
-    }
-    Ok(LrSchedule {
-        base_lr: t.lr,
-        min_lr: t.min_lr,
-        kind: t.schedule,
-        total_iters: steps_per_epoch * t.epochs as u64,
-        power: t.power,
-        milestones: t.milestones.iter().map(|&e| e as u64 * steps_per_epoch).collect(),
-        gamma: t.gamma,
-        warmup_iters: t.warmup_iters as u64,
-        warmup: t.warmup,
-        warmup_ratio: t.warmup_ratio,
-    })
 }
 
 impl<'a> Run<'a> {
@@ -202,10 +112,10 @@ impl<'a> Run<'a> {
         }
         let train_ds: Arc<dyn Dataset> = crate::app::dataset(&cfg.data, Split::Train)?.into();
         // train.batch_size is per rank, as in the recipes: the global batch of an optimiser
-        // step is batch_size × accumulate_steps × ranks.
-        let bs = (cfg.train.batch_size * cfg.train.accumulate_steps) as u64;
+        // step is batch_size × accumulate_steps × ranks (train.global_batch fixes it).
+        let global_batch = position::global_batch(cfg, dp.size());
         let sampler = ShardedSampler::train(train_ds.len(), dp.size(), dp.rank(), cfg.train.seed);
-        let steps_per_epoch = sampler.per_rank() as u64 / bs;
+        let steps_per_epoch = position::steps_left(train_ds.len(), 0, global_batch);
         if steps_per_epoch == 0 {
             let accumulate = match cfg.train.accumulate_steps {
                 1 => String::new(),
@@ -220,11 +130,17 @@ impl<'a> Run<'a> {
         }
         if dp.size() > 1 {
             tracing::info!(
-                "data parallel over {} ranks ({} backend): global batch {}, {} steps per epoch",
+                "data parallel over {} ranks ({} backend): global batch {global_batch} (accumulation {}), {} \
+                 steps per epoch",
                 dp.size(),
                 dp.comm.kind(),
-                bs as usize * dp.size(),
+                cfg.train.accumulate_steps,
                 steps_per_epoch
+            );
+        } else if cfg.train.global_batch.is_some() {
+            tracing::info!(
+                "one rank: global batch {global_batch} (accumulation {}), {steps_per_epoch} steps per epoch",
+                cfg.train.accumulate_steps
             );
         }
         // Initial weights are a function of the seed too.
@@ -262,6 +178,7 @@ impl<'a> Run<'a> {
             train_ds,
             sampler,
             dp,
+            global_batch,
             steps_per_epoch,
             state: TrainState::default(),
             scaler: build_scaler(cfg),
@@ -289,6 +206,7 @@ impl<'a> Run<'a> {
             }
             Some(Resume::Path(p)) => Some((p.clone(), checkpoint::load(p)?)),
         };
+        let loaded_any = loaded.is_some();
         if let Some((path, l)) = loaded {
             if l.meta.model != self.model.preset || l.meta.num_classes != self.model.num_classes {
                 bail!(
@@ -306,29 +224,52 @@ impl<'a> Run<'a> {
                 (s.scale, s.good_steps, s.skipped) = (saved.scale, saved.good_steps, saved.skipped);
             }
             self.state = TrainState { amp: None, ..l.meta.state };
+            if self.state.epoch_samples.is_none() {
+                // Written before segzoo recorded it: placed by the step, as it was then.
+                self.state.epoch = (self.state.step / self.steps_per_epoch) as usize;
+                self.state.epoch_samples = Some(self.state.step % self.steps_per_epoch * self.global_batch as u64);
+            }
             tracing::info!(
-                "resumed from {} at step {} (epoch {})",
+                "resumed from {} at step {} (epoch {}, {} of its samples done)",
                 path.display(),
                 self.state.step,
-                self.state.epoch + 1
+                self.state.epoch + 1,
+                self.state.epoch_samples.unwrap_or(0)
             );
+            let saved = self.state.world_size.zip(self.state.global_batch);
+            let fixed = self.cfg.train.global_batch.is_some();
+            if let Some(note) = position::change_note(saved, self.dp.size(), self.global_batch, fixed) {
+                tracing::info!("{note}");
+            }
         } else {
             crate::app::load_pretrained(&self.model, &self.cfg.model)?;
         }
         if let Some(e) = opts.begin_epoch {
             self.state.step = e as u64 * self.steps_per_epoch;
+            (self.state.epoch, self.state.epoch_samples) = (e, Some(0));
             tracing::info!("beginning at epoch {} (step {})", e + 1, self.state.step);
         }
+        self.state.epoch_samples.get_or_insert(0);
+        (self.state.world_size, self.state.global_batch) = (Some(self.dp.size()), Some(self.global_batch));
         self.dp.agree(
             "starting step",
             self.state.step as i64,
             "every rank must resume from the same checkpoint (train.output_dir on a filesystem all ranks share)",
         )?;
         self.dp.broadcast_state(&self.model)?;
+        // Records after the resumed step are redone by this run: dropped, not duplicated.
+        if loaded_any {
+            self.log.keep_through(self.state.step)?;
+        }
         if self.cfg.log.tensorboard {
-            // Events after the resumed step are redone by this run: dropped, not duplicated.
             self.log.start_tensorboard(&self.cfg.train.output_dir.join("tb"), self.state.step)?;
         }
+        self.log.write(&Record::Start(StartRecord {
+            step: self.state.step,
+            world_size: self.dp.size(),
+            global_batch: self.global_batch,
+            accumulate_steps: self.cfg.train.accumulate_steps,
+        }));
         Ok(())
     }
 
@@ -338,23 +279,23 @@ impl<'a> Run<'a> {
         *self.val_len.get_or_insert_with(|| crate::app::dataset(data, Split::Val).map(|d| d.len()).unwrap_or(0))
     }
 
-    /// The checkpoint metadata at this point, as of `epoch`.
-    fn meta(&self, epoch: usize) -> Meta {
+    /// The checkpoint metadata at this point.
+    fn meta(&self) -> Meta {
         let amp =
             self.scaler.as_ref().map(|s| ScalerState { scale: s.scale, good_steps: s.good_steps, skipped: s.skipped });
-        let state = TrainState { epoch, amp, ..self.state.clone() };
+        let state = TrainState { amp, ..self.state.clone() };
         Meta::new(&self.model.preset, self.model.num_classes, state, self.last_eval.clone(), self.cfg.clone())
     }
 
     /// Every rank calls this; rank 0 writes while the others wait.
-    pub(super) fn save(&mut self, epoch: usize) -> anyhow::Result<()> {
+    pub(super) fn save(&mut self) -> anyhow::Result<()> {
         let path = checkpoint::path_for_step(&self.ckpt_dir, self.state.step);
         if self.last_checkpoint.as_ref() == Some(&path) {
             return Ok(());
         }
         self.dp.average_bn_stats(&self.model)?;
         if self.dp.is_root() {
-            checkpoint::save(&path, &self.model.state_dict(), &self.optim.state_tensors(), &self.meta(epoch))?;
+            checkpoint::save(&path, &self.model.state_dict(), &self.optim.state_tensors(), &self.meta())?;
             checkpoint::prune(&self.ckpt_dir, self.cfg.train.keep_checkpoints);
             tracing::info!("saved {}", path.display());
         }
@@ -395,7 +336,7 @@ impl<'a> Run<'a> {
             self.state.best = Some(Best { metric: metric.into(), value, step: Some(self.state.step) });
             if root {
                 let path = self.ckpt_dir.join("best.safetensors");
-                checkpoint::save(&path, &self.model.state_dict(), &self.optim.state_tensors(), &self.meta(epoch))?;
+                checkpoint::save(&path, &self.model.state_dict(), &self.optim.state_tensors(), &self.meta())?;
                 tracing::info!("new best {value:.4} → {}", path.display());
             }
         }

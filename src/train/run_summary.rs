@@ -1,7 +1,8 @@
 //! One row of `segzoo runs summary` per run folder: the model (from the run's resolved
 //! `config.toml`), steps done, the best score and its step, the last logged loss and
-//! throughput (`metrics.jsonl`), training time and status (`status.json`; a "running"
-//! run whose process is gone was killed).
+//! throughput (`metrics.jsonl`), how many generations trained it (starts: the first and
+//! each resume or elastic re-formation), training time and status (`status.json`; a
+//! "running" run whose process is gone was killed).
 use super::records::{self, Record};
 use super::status::{self, State};
 use anyhow::Context;
@@ -13,6 +14,8 @@ pub struct RunRow {
     pub dir: PathBuf,
     pub model: String,
     pub steps: u64,
+    /// Starts of training in this folder (0 for runs from before segzoo recorded them).
+    pub generations: usize,
     /// (metric, value, step).
     pub best: Option<(String, f64, u64)>,
     pub last_loss: Option<f64>,
@@ -49,6 +52,7 @@ pub fn summarize(dir: &Path) -> anyhow::Result<RunRow> {
         dir: dir.to_path_buf(),
         model: model_name(dir),
         steps: 0,
+        generations: 0,
         best: None,
         last_loss: None,
         img_per_s: None,
@@ -60,6 +64,7 @@ pub fn summarize(dir: &Path) -> anyhow::Result<RunRow> {
         row.steps = row.steps.max(r.step());
         match r {
             Record::Train(t) => (row.last_loss, row.img_per_s) = (Some(t.loss), Some(t.img_per_s)),
+            Record::Start(_) => row.generations += 1,
             Record::Eval(e) => {
                 let (metric, value) = e.score.main();
                 if value.is_finite() && row.best.as_ref().is_none_or(|b| value > b.1) {
@@ -98,7 +103,7 @@ fn hm(secs: f64) -> String {
 
 /// The rows as an aligned text table, then each failed or killed run's detail.
 pub fn table(rows: &[Result<RunRow, String>]) -> String {
-    let header = ["run", "model", "steps", "best", "at step", "last loss", "img/s", "time", "status"];
+    let header = ["run", "model", "steps", "generations", "best", "at step", "last loss", "img/s", "time", "status"];
     let mut lines: Vec<Vec<String>> = vec![header.iter().map(|s| s.to_string()).collect()];
     let mut notes = Vec::new();
     for row in rows {
@@ -110,6 +115,7 @@ pub fn table(rows: &[Result<RunRow, String>]) -> String {
                     r.dir.display().to_string(),
                     r.model.clone(),
                     r.steps.to_string(),
+                    if r.generations == 0 { "-".into() } else { r.generations.to_string() },
                     r.best.as_ref().map_or("-".into(), |(m, v, _)| format!("{m} {v:.4}")),
                     r.best.as_ref().map_or("-".into(), |b| b.2.to_string()),
                     opt(r.last_loss, &|v| format!("{v:.4}")),

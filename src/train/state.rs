@@ -1,5 +1,6 @@
-//! The training state a checkpoint carries besides tensors: the position (step,
-//! epoch), the best evaluation so far with its metric's name, and the fp16 loss scaler.
+//! The training state a checkpoint carries besides tensors: the position (step, epoch,
+//! samples of the epoch consumed), the world it was written on, the best evaluation so far
+//! with its metric's name, and the fp16 loss scaler.
 use serde::{Deserialize, Serialize};
 
 /// The best evaluation score so far.
@@ -27,6 +28,16 @@ pub struct TrainState {
     pub step: u64,
     /// The epoch in progress (0-based) when saved at `step`.
     pub epoch: usize,
+    /// Samples of that epoch's permutation the steps so far consumed (a multiple of the
+    /// global batch unless the global batch changed mid-epoch). Checkpoints from before
+    /// segzoo recorded it are placed by their step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epoch_samples: Option<u64>,
+    /// The ranks and global batch of the run that wrote it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub world_size: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub global_batch: Option<usize>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub best: Option<Best>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
