@@ -12,6 +12,7 @@ pub mod fonts;
 pub mod logging;
 pub mod mindspore;
 pub mod models;
+pub mod precision;
 pub mod progress;
 pub mod suggest;
 pub mod tensorboard;

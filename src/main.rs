@@ -29,7 +29,7 @@ enum Command {
     ModelInfo(info::ModelInfoArgs),
     /// List the model presets.
     Models,
-    /// Train a model as a config describes (one device; see the README for several).
+    /// Train a model as a config describes (one device; docs/distributed.md for several).
     Train(train::TrainArgs),
     /// Predict every input image and write one PNG each.
     Infer(infer::InferArgs),

@@ -51,7 +51,7 @@ impl Error {
         move |source| Error::Io { context, source }
     }
 
-    /// The launcher's exit code for this error (README, "exit codes").
+    /// The launcher's exit code for this error (docs/launcher.md, "Exit codes").
     pub fn exit_code(&self) -> u8 {
         match self {
             // The input is at fault, as with a usage error; nothing has started.

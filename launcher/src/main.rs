@@ -306,7 +306,7 @@ fn check(rank_table: &Path, server_id: Option<String>, master_port: u16) -> Resu
 
 /// `gen-table`: write a version-1.0 table for one server to `out` or standard output.
 fn gen_table(server_id: &str, devices: &str, ip_base: Option<Ipv4Addr>, out: Option<PathBuf>) -> Result<u8, Error> {
-    let devices = rank_table::parse_device_list(devices)?;
+    let devices = rank_table::parse_device_list(devices).map_err(Error::Argument)?;
     let json = rank_table::generate(server_id, &devices, ip_base);
     let text = serde_json::to_string_pretty(&json).map_err(|e| Error::Internal(e.to_string()))? + "\n";
     match out {

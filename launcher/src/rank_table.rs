@@ -1,7 +1,6 @@
 //! HCCL rank tables, both the version-1.0 form (`server_list`) and the older
 //! form (`group_list`), with numbers given as strings or integers; `gen-table`'s device
 //! lists and generated tables.
-use crate::error::Error;
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
@@ -231,8 +230,8 @@ impl Reader<'_> {
 }
 
 /// `0-7`, `0,2,4` or `0-3,6`: a device list for `gen-table --devices`.
-pub fn parse_device_list(spec: &str) -> Result<Vec<u32>, Error> {
-    let bad = |message: String| Error::Argument(format!("--devices: {message}"));
+pub fn parse_device_list(spec: &str) -> Result<Vec<u32>, String> {
+    let bad = |message: String| format!("--devices: {message}");
     let mut out = Vec::new();
     for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let num =

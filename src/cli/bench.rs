@@ -158,8 +158,7 @@ fn bench_infer(cfg: &Config, a: &InferBenchArgs) -> anyhow::Result<Output> {
     let precision: Precision = a.precision.into();
     let x = tch::Tensor::randn([a.batch, 3, h, w], (tch::Kind::Float, device));
     let run = |t: &tch::Tensor| {
-        crate::train::amp::autocast(device, precision, || model.forward_main(t, false))
-            .expect("autocast accepted above")
+        crate::precision::autocast(device, precision, || model.forward_main(t, false)).expect("autocast accepted above")
     };
     let threads = tch::get_num_threads();
     let mut out = Output::text(format!(
@@ -167,7 +166,7 @@ fn bench_infer(cfg: &Config, a: &InferBenchArgs) -> anyhow::Result<Output> {
         cfg.model.name, a.batch
     ));
     // Checked once here (libtorch may refuse the precision on this device); `run` repeats it.
-    let reference = tch::no_grad(|| crate::train::amp::autocast(device, precision, || model.forward_main(&x, false)))?;
+    let reference = tch::no_grad(|| crate::precision::autocast(device, precision, || model.forward_main(&x, false)))?;
     let plain = time_forward(&model, &x, a.iters, &run);
     out.line(format!(
         "plain form (BatchNorm separate, NCHW): {:.1} ms/batch, {:.2} img/s",

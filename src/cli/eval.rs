@@ -47,7 +47,7 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<Output> {
     }
     let (_, device, comm) = crate::distributed::join(args.device, &cfg.dist, None)?;
     let start = std::time::Instant::now();
-    let evaluated = crate::eval::sharded::evaluate_checkpoint(&cfg, &args.checkpoint, device, comm.as_ref());
+    let evaluated = crate::app::evaluation::evaluate_checkpoint(&cfg, &args.checkpoint, device, comm.as_ref());
     let (tally, images) = fail_together(&comm, evaluated)?;
     let secs = start.elapsed().as_secs_f64();
     if comm.rank() != 0 {

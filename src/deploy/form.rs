@@ -2,7 +2,7 @@
 //! the convolutions (`fold.rs`) and, where it is faster, the weights laid out channels-last
 //! so that every convolution runs NHWC. Measured with `segzoo bench infer` on HRNetV2-W18-
 //! small-v2, 1×3×512×1024, 2 CPU threads: folded NCHW 851 ms, folded channels-last 467 ms
-//! (README "Deployment"); on CUDA channels-last is what cuDNN prefers for convolutions
+//! (docs/deployment.md); on CUDA channels-last is what cuDNN prefers for convolutions
 //! under bf16/fp16 (not measured here: no GPU was lent).
 use super::fold::{fold_batch_norm, gcd};
 use crate::models::memory_format::{set_model_format, to_format, MemoryFormat};

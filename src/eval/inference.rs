@@ -37,7 +37,7 @@ impl InferenceOptions {
     ///
     /// Panics when libtorch refuses the precision, which [`check_precision`] rules out first.
     pub fn forward(&self, model: &crate::models::Model, x: &tch::Tensor) -> tch::Tensor {
-        crate::train::amp::autocast(model.device(), self.precision, || model.forward_main(x, false))
+        crate::precision::autocast(model.device(), self.precision, || model.forward_main(x, false))
             .expect("precision checked by check_precision")
             .to_kind(tch::Kind::Float)
     }
@@ -166,7 +166,7 @@ pub fn scores(net: &dyn Fn(&Tensor) -> Tensor, x: &Tensor, o: &InferenceOptions)
 
 /// An error when libtorch refuses autocast to `p` on `device`.
 pub fn check_precision(device: tch::Device, p: crate::config::Precision) -> anyhow::Result<()> {
-    crate::train::amp::autocast(device, p, || ())
+    crate::precision::autocast(device, p, || ())
 }
 
 #[cfg(test)]

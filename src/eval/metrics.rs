@@ -4,6 +4,15 @@
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
+/// Top-1 / top-5 accuracy over `images`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClsScore {
+    pub top1: f64,
+    pub top5: f64,
+    #[serde(default)]
+    pub images: i64,
+}
+
 /// A C×C confusion matrix (rows: label, columns: prediction), kept on the device.
 pub struct ConfusionMatrix {
     pub num_classes: i64,
@@ -47,14 +56,14 @@ impl ConfusionMatrix {
 /// the class names and the matrix) as an eval record of `metrics.jsonl`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SegMetrics {
-    #[serde(with = "super::score::nan_as_null")]
+    #[serde(with = "super::nan_json::nan_as_null")]
     pub miou: f64,
     /// Per-class IoU; NaN (null in JSON) where the class is in neither label nor prediction.
-    #[serde(with = "super::score::nans_as_nulls")]
+    #[serde(with = "super::nan_json::nans_as_nulls")]
     pub iou: Vec<f64>,
-    #[serde(with = "super::score::nan_as_null")]
+    #[serde(with = "super::nan_json::nan_as_null")]
     pub pixel_acc: f64,
-    #[serde(with = "super::score::nan_as_null")]
+    #[serde(with = "super::nan_json::nan_as_null")]
     pub mean_class_acc: f64,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub class_names: Vec<String>,
@@ -142,13 +151,9 @@ impl TopK {
         self.images += targets.size()[0];
     }
 
-    pub fn score(&self) -> super::score::ClsScore {
+    pub fn score(&self) -> ClsScore {
         let n = self.images.max(1) as f64;
-        super::score::ClsScore {
-            top1: self.top1_correct as f64 / n,
-            top5: self.top5_correct as f64 / n,
-            images: self.images,
-        }
+        ClsScore { top1: self.top1_correct as f64 / n, top5: self.top5_correct as f64 / n, images: self.images }
     }
 }
 

@@ -1,17 +1,10 @@
 //! [`Score`]: the result of one evaluation, segmentation ([`SegMetrics`]) or
 //! classification ([`ClsScore`]). One shape for `segzoo eval --json`, the eval records of
 //! `metrics.jsonl` and checkpoint metadata. NaN (an absent class) is `null` in JSON.
+pub use super::metrics::ClsScore;
 use super::metrics::SegMetrics;
+pub use super::nan_json::{nan_as_null, nans_as_nulls};
 use serde::{Deserialize, Serialize};
-
-/// Top-1 / top-5 accuracy over `images`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ClsScore {
-    pub top1: f64,
-    pub top5: f64,
-    #[serde(default)]
-    pub images: i64,
-}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
@@ -35,36 +28,6 @@ impl Score {
             Score::Seg(m) => Score::Seg(SegMetrics { class_names: Vec::new(), confusion: Vec::new(), ..m.clone() }),
             Score::Cls(c) => Score::Cls(c.clone()),
         }
-    }
-}
-
-/// serde for an `f64` that may be NaN: written as `null`, read back as NaN.
-pub mod nan_as_null {
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
-        if v.is_nan() {
-            s.serialize_none()
-        } else {
-            s.serialize_f64(*v)
-        }
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
-        Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
-    }
-}
-
-/// serde for a `Vec<f64>` whose entries may be NaN (`null` in JSON).
-pub mod nans_as_nulls {
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(v: &[f64], s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(v.iter().map(|x| if x.is_nan() { None } else { Some(*x) }))
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<f64>, D::Error> {
-        Ok(Vec::<Option<f64>>::deserialize(d)?.into_iter().map(|x| x.unwrap_or(f64::NAN)).collect())
     }
 }
 

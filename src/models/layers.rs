@@ -198,7 +198,15 @@ impl BatchNorm2d {
                 let _ = self.num_batches_tracked.shallow_clone().g_add_scalar_(1);
             });
             if let Some(sum) = self.sync.get() {
-                return super::sync_bn::train_forward(self, x, &*sum);
+                let state = super::sync_bn::BnState {
+                    weight: &self.weight,
+                    bias: &self.bias,
+                    running_mean: &self.running_mean,
+                    running_var: &self.running_var,
+                    momentum: self.momentum,
+                    eps: self.eps,
+                };
+                return super::sync_bn::train_forward(&state, x, &*sum);
             }
         }
         Tensor::batch_norm(

@@ -4,7 +4,6 @@
 //! unbiased variance. The sums over the ranks go through a differentiable group sum
 //! (installed by the trainer, `crate::distributed::group_sum`), so the backward is autograd's.
 //! Eval mode and the state dict are those of plain BatchNorm.
-use super::layers::BatchNorm2d;
 use std::cell::RefCell;
 use std::rc::Rc;
 use tch::{Kind, Tensor};
@@ -32,10 +31,21 @@ impl std::fmt::Debug for SyncSlot {
     }
 }
 
-/// Training-mode forward of `bn` with statistics over the group. Sums are taken in f64
+/// A BatchNorm layer's parameters and running statistics, as the synchronized forward
+/// reads and updates them (`layers::BatchNorm2d` lends its own).
+pub struct BnState<'a> {
+    pub weight: &'a Tensor,
+    pub bias: &'a Tensor,
+    pub running_mean: &'a Tensor,
+    pub running_var: &'a Tensor,
+    pub momentum: f64,
+    pub eps: f64,
+}
+
+/// Training-mode BatchNorm of `x` with statistics over the group. Sums are taken in f64
 /// (two passes: mean, then squared deviations), which keeps them as precise as one
 /// process's BatchNorm over the whole batch.
-pub fn train_forward(bn: &BatchNorm2d, x: &Tensor, group_sum: &dyn Fn(&Tensor) -> Tensor) -> Tensor {
+pub fn train_forward(bn: &BnState, x: &Tensor, group_sum: &dyn Fn(&Tensor) -> Tensor) -> Tensor {
     let c = x.size()[1];
     let shape = [1, c, 1, 1];
     let dims: &[i64] = &[0, 2, 3];
@@ -50,8 +60,8 @@ pub fn train_forward(bn: &BatchNorm2d, x: &Tensor, group_sum: &dyn Fn(&Tensor) -
     let invstd = (&var + bn.eps).rsqrt().to_kind(Kind::Float);
     // y = x·α + β with α = invstd·γ, β = b − μ·α: the form (and so the rounding) of
     // libtorch's BatchNorm kernel, which keeps a world-of-N run next to one process's.
-    let alpha = &invstd * &bn.weight;
-    let beta = &bn.bias - mean.to_kind(Kind::Float) * &alpha;
+    let alpha = &invstd * bn.weight;
+    let beta = bn.bias - mean.to_kind(Kind::Float) * &alpha;
     let y = x * alpha.to_kind(x.kind()).view(shape) + beta.to_kind(x.kind()).view(shape);
     tch::no_grad(|| {
         let m = bn.momentum;

@@ -54,8 +54,8 @@ pub fn build_loss(cfg: &Config, model: &Model) -> anyhow::Result<SegLoss> {
     })
 }
 
-/// `train.memory_format` on `device`. `auto` is what measured faster on the CPU (README,
-/// "Memory format") and what PyTorch recommends for convolutions on CUDA.
+/// `train.memory_format` on `device`. `auto` is what measured faster on the CPU (docs/deployment.md,
+/// channels-last) and what PyTorch recommends for convolutions on CUDA.
 pub fn memory_format(cfg: &Config, device: Device) -> MemoryFormat {
     match cfg.train.memory_format {
         MemoryFormatChoice::Contiguous => MemoryFormat::Contiguous,
@@ -67,7 +67,7 @@ pub fn memory_format(cfg: &Config, device: Device) -> MemoryFormat {
 
 /// The CPU's choice for `auto`. Measured with `segzoo bench train` (HRNetV2-W18-small-v2,
 /// batch 2 of 256×512, 2 threads) in three rounds: contiguous 1328/1335/1270 ms/step,
-/// channels-last 1447/1316/1095 — no gain beyond this VM's ±25 % noise (README, "Deployment"),
+/// channels-last 1447/1316/1095 — no gain beyond this VM's ±25 % noise (docs/deployment.md),
 /// so the layout every other path uses.
 const AUTO_CPU: MemoryFormat = MemoryFormat::Contiguous;
 

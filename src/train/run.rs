@@ -316,7 +316,7 @@ impl<'a> Run<'a> {
             ..InferenceOptions::whole(self.model.align_corners(), self.model.input_multiple())
         };
         let (tally, images) =
-            crate::eval::sharded::evaluate_sharded(cfg, &self.model, self.dp.comm.as_ref(), &modes, false)?;
+            crate::app::evaluation::evaluate_sharded(cfg, &self.model, self.dp.comm.as_ref(), &modes, false)?;
         let secs = start.elapsed().as_secs_f64();
         self.last_eval_secs = Some(secs);
         let score = tally.score(&class_names(cfg.data.dataset.into()));

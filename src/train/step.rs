@@ -2,7 +2,7 @@
 //! micro-batch, forward under autocast and the loss for either task, backward
 //! (accumulating gradients); then gradients averaged over the ranks once, and the
 //! optimiser step (skipped on fp16 overflow, as PyTorch's GradScaler).
-use super::amp::{self, GradScaler};
+use super::amp::GradScaler;
 use super::data_parallel::DataParallel;
 use super::loss::SegLoss;
 use super::optim::Optimizer;
@@ -90,7 +90,8 @@ pub fn train_step(
         }
         let forward = timeline::span("forward");
         let x = to_format(x, ctx.memory_format);
-        let (loss, head_losses) = amp::autocast(device, ctx.precision, || forward_losses(ctx.model, ctx.loss, &x, y))?;
+        let (loss, head_losses) =
+            crate::precision::autocast(device, ctx.precision, || forward_losses(ctx.model, ctx.loss, &x, y))?;
         if traced {
             sync(device);
         }

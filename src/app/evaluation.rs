@@ -1,13 +1,13 @@
 //! Evaluation as a job runs it: each rank takes its shard of the config's val list (no
 //! image twice, none left out), the tallies are summed over the ranks, so every rank
 //! holds the whole set's score. Serves evaluation while training and `segzoo eval`.
-use super::evaluate::{self, Tally};
-use super::inference::InferenceOptions;
 use crate::config::Config;
 use crate::data::dataset::{Dataset, Split};
 use crate::data::loader::LoaderOptions;
 use crate::data::sampler::ShardedSampler;
 use crate::distributed::Collective;
+use crate::eval::evaluate::{self, Tally};
+use crate::eval::inference::InferenceOptions;
 use crate::models::weights::{load_file, LoadMode};
 use crate::models::Model;
 use std::path::Path;
