@@ -5,7 +5,14 @@
 #   docker run --gpus all --rm --ipc=host -v $PWD/data:/opt/segzoo/data segzoo \
 #     segzoo-launch --rank-table rank_tables/hccl_8p.json --server-id 127.0.0.1 -- \
 #     segzoo train --config configs/hrnetv2_w48_cityscapes.toml --resume auto
-FROM nvidia/cuda:13.0.1-runtime-ubuntu22.04
+# CUDA 13 needs an NVIDIA driver of 580 or newer on the host. For a CUDA 12.x driver
+# (docs/installation.md#docker):
+#   docker build --build-arg CUDA_IMAGE=nvidia/cuda:12.8.1-runtime-ubuntu22.04 \
+#     --build-arg TORCH_INDEX=https://download.pytorch.org/whl/cu128 -t segzoo:cu128 .
+ARG CUDA_IMAGE=nvidia/cuda:13.0.1-runtime-ubuntu22.04
+FROM ${CUDA_IMAGE}
+# Empty: torch from PyPI (CUDA 13); else PyTorch's index of another CUDA (scripts/setup.sh).
+ARG TORCH_INDEX=
 
 ENV DEBIAN_FRONTEND=noninteractive
 # Build tools for the C shim and mpi-sys; python3-venv for setup.sh's .venv. setup.sh
@@ -24,7 +31,7 @@ RUN curl -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal --default-too
 WORKDIR /opt/segzoo
 COPY . .
 # No GPU is visible while building: ask for the CUDA flavour explicitly.
-RUN SEGZOO_TORCH=cuda scripts/setup.sh \
+RUN SEGZOO_TORCH=cuda SEGZOO_TORCH_INDEX="${TORCH_INDEX}" scripts/setup.sh \
  && cargo build --release --workspace \
  && rm -rf target/release/build target/release/deps target/release/incremental \
  && rm -rf /var/lib/apt/lists/*

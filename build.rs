@@ -11,7 +11,13 @@ fn main() {
     let flavour_file = root.join(".segzoo/torch_flavour");
     println!("cargo:rerun-if-changed={}", flavour_file.display());
     println!("cargo::rustc-check-cfg=cfg(segzoo_cuda)");
-    let flavour = std::fs::read_to_string(&flavour_file).unwrap_or_default();
+    // SEGZOO_TORCH_FLAVOUR overrides the file: scripts/gpu_bundle.sh builds the CUDA flavour
+    // against a venv of its own while the checkout stays CPU.
+    println!("cargo:rerun-if-env-changed=SEGZOO_TORCH_FLAVOUR");
+    let flavour = std::env::var("SEGZOO_TORCH_FLAVOUR")
+        .ok()
+        .filter(|f| !f.trim().is_empty())
+        .unwrap_or_else(|| std::fs::read_to_string(&flavour_file).unwrap_or_default());
     let cuda = flavour.trim() == "cuda";
 
     if let Ok(libtorch) = std::env::var("LIBTORCH") {
@@ -59,7 +65,8 @@ fn libtorch_version(libtorch: &Path) -> String {
 ///   all-reduce;
 /// - csrc/trace.cpp: the traced ATen graph of a forward (ONNX export, BatchNorm folding);
 /// - csrc/memory_format.cpp: channels-last layouts; csrc/device_memory.cpp: the CUDA
-///   allocator's peak, for the step line;
+///   allocator's peak, for the step line; csrc/cuda_current.cpp: a rank's current device;
+///   csrc/device_events.cpp: CUDA timing events for the step's time breakdown;
 /// - csrc/c10d_store.cpp, c10d_gloo.cpp, c10d_ops.cpp: c10d's TCPStore, ProcessGroupGloo
 ///   (gloo headers from Debian's libgloo-dev; the symbols are libtorch_cpu's) and the
 ///   collectives; in the CUDA flavour csrc/c10d_nccl.cpp (ProcessGroupNCCL) and
@@ -72,6 +79,8 @@ fn build_shim(libtorch: &Path, cuda: bool) {
         "trace",
         "memory_format",
         "device_memory",
+        "cuda_current",
+        "device_events",
         "c10d_store",
         "c10d_gloo",
         "c10d_ops",
@@ -95,10 +104,20 @@ fn build_shim(libtorch: &Path, cuda: bool) {
         build.file(format!("csrc/{f}.cpp"));
     }
     if cuda {
-        // site-packages/nvidia next to site-packages/torch: the pip wheels' headers.
+        // site-packages/nvidia next to site-packages/torch: the pip wheels' headers, laid out
+        // one way by CUDA 13's wheels (cu13/, with nvidia-cuda-crt and -cccl inside it) and
+        // another by CUDA 12's (cuda_runtime/, cuda_nvcc/ for crt/, cuda_cccl/).
         let nvidia = libtorch.join("../nvidia");
-        for dir in ["cu13/include", "cu13/include/cccl", "nccl/include"] {
-            build.include(nvidia.join(dir));
+        let dirs = [
+            "cu13/include",
+            "cu13/include/cccl",
+            "cuda_runtime/include",
+            "cuda_nvcc/include",
+            "cuda_cccl/include",
+            "nccl/include",
+        ];
+        for dir in dirs.iter().map(|d| nvidia.join(d)).filter(|d| d.is_dir()) {
+            build.include(dir);
         }
         // c10d_nccl.cpp sets the rank's device through c10_cuda (linked above).
         build.define("USE_C10D_NCCL", None).define("USE_CUDA", None).flag_if_supported("-Wno-interference-size");

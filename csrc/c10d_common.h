@@ -7,9 +7,11 @@
 #include <torch/csrc/distributed/c10d/Store.hpp>
 #include <torch/csrc/distributed/c10d/Work.hpp>
 
+#include <c10/core/DeviceGuard.h>
 #include <c10/util/Exception.h>
 
 #include <exception>
+#include <optional>
 #include <string>
 
 namespace segzoo_c10d {
@@ -18,12 +20,33 @@ struct StoreHandle {
   c10::intrusive_ptr<c10d::Store> store;
 };
 
+// `device`: the CUDA device of a NCCL group's collectives, -1 for gloo (CPU tensors).
 struct GroupHandle {
   c10::intrusive_ptr<c10d::Backend> pg;
+  int device = -1;
 };
 
+// A work remembers its group's device: waiting for it or polling it from a thread whose
+// current device is another (the watchdog's, autograd's) must not touch that other
+// device, which would create a stray context there or order the wrong stream.
 struct WorkHandle {
   c10::intrusive_ptr<c10d::Work> work;
+  int device = -1;
+};
+
+// Makes `device` (a CUDA index; -1: none) the calling thread's current device until it
+// goes out of scope, as PyTorch's own NCCL watchdog does with a CUDAGuard. c10's
+// device-generic guard, so that this header compiles against CPU-only headers.
+class OnDevice {
+ public:
+  explicit OnDevice(int device) {
+    if (device >= 0) {
+      guard_.emplace(c10::Device(c10::DeviceType::CUDA, static_cast<c10::DeviceIndex>(device)));
+    }
+  }
+
+ private:
+  std::optional<c10::DeviceGuard> guard_;
 };
 
 inline std::string& last_error() {

@@ -26,7 +26,7 @@ void* segzoo_pg_nccl(void* s, int rank, int size, int device, int64_t timeout_ms
         auto opts = c10d::ProcessGroupNCCL::Options::create();
         opts->timeout = std::chrono::milliseconds(timeout_ms);
         auto store = static_cast<StoreHandle*>(s)->store;
-        return new GroupHandle{c10::make_intrusive<c10d::ProcessGroupNCCL>(store, rank, size, opts)};
+        return new GroupHandle{c10::make_intrusive<c10d::ProcessGroupNCCL>(store, rank, size, opts), device};
       },
       static_cast<void*>(nullptr));
 }

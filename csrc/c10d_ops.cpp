@@ -9,6 +9,7 @@
 using segzoo_c10d::describe;
 using segzoo_c10d::GroupHandle;
 using segzoo_c10d::guarded;
+using segzoo_c10d::OnDevice;
 using segzoo_c10d::WorkHandle;
 
 namespace {
@@ -17,8 +18,12 @@ c10d::Backend& pg_of(void* g) {
   return *static_cast<GroupHandle*>(g)->pg;
 }
 
-void* wrap(c10::intrusive_ptr<c10d::Work> work) {
-  return new WorkHandle{std::move(work)};
+int device_of(void* g) {
+  return static_cast<GroupHandle*>(g)->device;
+}
+
+void* wrap(void* g, c10::intrusive_ptr<c10d::Work> work) {
+  return new WorkHandle{std::move(work), device_of(g)};
 }
 
 }  // namespace
@@ -30,7 +35,7 @@ void* segzoo_pg_allreduce(void* g, at::Tensor* t) {
   return guarded(
       [&] {
         std::vector<at::Tensor> ts{*t};
-        return wrap(pg_of(g).allreduce(ts));
+        return wrap(g, pg_of(g).allreduce(ts));
       },
       static_cast<void*>(nullptr));
 }
@@ -42,7 +47,7 @@ void* segzoo_pg_broadcast(void* g, at::Tensor* t, int root) {
         std::vector<at::Tensor> ts{*t};
         c10d::BroadcastOptions opts;
         opts.rootRank = root;
-        return wrap(pg_of(g).broadcast(ts, opts));
+        return wrap(g, pg_of(g).broadcast(ts, opts));
       },
       static_cast<void*>(nullptr));
 }
@@ -54,13 +59,13 @@ void* segzoo_pg_allgather(void* g, at::Tensor* out, at::Tensor* in) {
         const auto size = pg_of(g).getSize();
         std::vector<std::vector<at::Tensor>> outs{out->view({size, -1}).unbind(0)};
         std::vector<at::Tensor> ins{in->view({-1})};
-        return wrap(pg_of(g).allgather(outs, ins));
+        return wrap(g, pg_of(g).allgather(outs, ins));
       },
       static_cast<void*>(nullptr));
 }
 
 void* segzoo_pg_barrier(void* g) {
-  return guarded([&] { return wrap(pg_of(g).barrier()); }, static_cast<void*>(nullptr));
+  return guarded([&] { return wrap(g, pg_of(g).barrier()); }, static_cast<void*>(nullptr));
 }
 
 // Changes the limit of later collectives.
@@ -96,17 +101,26 @@ void segzoo_pg_free(void* g) {
   delete handle;
 }
 
-// Waits for the work (gloo: until it has run; NCCL: the current stream waits for it).
-// False when it failed, with the reason as the last error.
+// Waits for the work (gloo: until it has run; NCCL: the current stream of the work's
+// device waits for it). False when it failed, with the reason as the last error.
 bool segzoo_work_wait(void* w) {
-  return guarded([&] { return static_cast<WorkHandle*>(w)->work->wait(); }, false);
+  return guarded(
+      [&] {
+        auto* handle = static_cast<WorkHandle*>(w);
+        OnDevice on(handle->device);
+        return handle->work->wait();
+      },
+      false);
 }
 
-// 0: still running; 1: completed; -1: failed (the reason as the last error). Any thread.
+// 0: still running; 1: completed; -1: failed (the reason as the last error). Any thread:
+// a NCCL work's event is queried on its own device.
 int segzoo_work_poll(void* w) {
   return guarded(
       [&] {
-        auto& work = static_cast<WorkHandle*>(w)->work;
+        auto* handle = static_cast<WorkHandle*>(w);
+        OnDevice on(handle->device);
+        auto& work = handle->work;
         if (!work->isCompleted()) {
           return 0;
         }

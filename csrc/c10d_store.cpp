@@ -1,6 +1,6 @@
 // c10d's TCPStore, the rendezvous every rank of a job meets at (as torch.distributed's
 // env:// init): rank 0 hosts it, the others connect; keys record who has joined. Used by
-// src/distributed/store.rs.
+// src/distributed/c10d.rs.
 #include "c10d_common.h"
 
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
@@ -107,6 +107,23 @@ bool segzoo_store_add(void* s, const char* key, int64_t delta, int64_t* result) 
         return true;
       },
       false);
+}
+
+// The limit of later waits (get) on the store, as init_process_group sets it to the
+// collective timeout once the group is made: NCCL reads its unique id from the store at
+// the first collective, which may come long after the rendezvous.
+bool segzoo_store_set_timeout(void* s, int64_t timeout_ms) {
+  return guarded(
+      [&] {
+        store_of(s).setTimeout(std::chrono::milliseconds(timeout_ms));
+        return true;
+      },
+      false);
+}
+
+// The store's current limit on waits, in ms; -1 on failure.
+int64_t segzoo_store_timeout_ms(void* s) {
+  return guarded([&] { return static_cast<int64_t>(store_of(s).getTimeout().count()); }, static_cast<int64_t>(-1));
 }
 
 // 1: `key` exists, 0: not yet, -1: failure.

@@ -6,6 +6,9 @@
 #   offline deployment scripts (scripts/onnx_infer.py), and .segzoo/ with stable links
 #   that .cargo/config.toml and build.rs point at.
 # SEGZOO_TORCH=cpu|cuda overrides the automatic choice (cuda when nvidia-smi sees a GPU).
+# SEGZOO_TORCH_INDEX=URL installs the CUDA flavour's torch from that index instead of PyPI
+# (https://download.pytorch.org/whl/cu128 for hosts whose driver is CUDA 12.x; PyPI's is
+# CUDA 13, which needs driver 580 or newer).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -15,13 +18,21 @@ ORT_VERSION="1.32.0"
 TB_VERSION="2.21.0"
 CPU_EXTRAS=("nvidia-cuda-runtime==13.0.96" "nvidia-cuda-cupti==13.0.85")
 # The CUDA flavour's shim compiles ProcessGroupNCCL.hpp, which needs crt/host_config.h and
-# nv/target: headers the torch wheel's own CUDA dependencies do not ship.
-CUDA_HEADER_WHEELS=("nvidia-cuda-crt==13.0.*" "nvidia-cuda-cccl==13.0.*")
+# nv/target: headers the torch wheel's own CUDA dependencies do not ship. Chosen below by
+# the CUDA version of the torch installed (13.0 from PyPI; 12.x from PyTorch's own index).
+cuda_header_wheels() {
+  case "$1" in
+    13.*) echo "nvidia-cuda-crt==13.0.* nvidia-cuda-cccl==13.0.*" ;;
+    12.*) echo "nvidia-cuda-nvcc-cu12==$1.* nvidia-cuda-cccl-cu12==$1.*" ;;
+    *) echo "setup: torch was built for CUDA '$1', which setup has no header wheels for" >&2; return 1 ;;
+  esac
+}
 log() { echo "[setup] $*"; }
 
 # --- Debian packages -------------------------------------------------------
 # libgloo-dev: headers only (ProcessGroupGloo.hpp includes them); the symbols are libtorch_cpu's.
-APT_PKGS=(libopenmpi-dev openmpi-bin libclang1-14 libclang-common-14-dev pkg-config fonts-dejavu-core libgloo-dev)
+# patchelf: scripts/gpu_bundle.sh points the bundled binaries at their own lib/.
+APT_PKGS=(libopenmpi-dev openmpi-bin libclang1-14 libclang-common-14-dev pkg-config fonts-dejavu-core libgloo-dev patchelf)
 missing=()
 for p in "${APT_PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -49,18 +60,31 @@ fi
 VPY=.venv/bin/python
 have_version="$($VPY -c 'import importlib.metadata as m; print(m.version("torch"))' 2>/dev/null || true)"
 have_flavour="$(cat .segzoo/torch_flavour 2>/dev/null || true)"
-if [[ "$have_version" != "$TORCH_VERSION" || "$have_flavour" != "$FLAVOUR" ]]; then
-  log "installing torch==$TORCH_VERSION ($FLAVOUR) into .venv"
+INDEX="${SEGZOO_TORCH_INDEX:-}"
+have_index="$(cat .segzoo/torch_index 2>/dev/null || true)"
+# PyTorch's own index versions its wheels 2.11.0+cu128: the pin is the part before '+'.
+if [[ "${have_version%%+*}" != "$TORCH_VERSION" || "$have_flavour" != "$FLAVOUR" || "$have_index" != "$INDEX" ]]; then
+  log "installing torch==$TORCH_VERSION ($FLAVOUR${INDEX:+, from $INDEX}) into .venv"
   if [[ "$FLAVOUR" == cpu ]]; then
     # Slim set: libtorch_cpu links libcudart/libcupti but needs nothing else of CUDA.
     $VPY -m pip install -q --disable-pip-version-check --no-deps "torch==$TORCH_VERSION" "${CPU_EXTRAS[@]}"
+  elif [[ -n "$INDEX" ]]; then
+    $VPY -m pip install -q --disable-pip-version-check --index-url "$INDEX" "torch==$TORCH_VERSION"
   else
     $VPY -m pip install -q --disable-pip-version-check "torch==$TORCH_VERSION"
   fi
+  mkdir -p .segzoo && echo "$INDEX" > .segzoo/torch_index
 fi
-if [[ "$FLAVOUR" == cuda ]] && ! $VPY -c 'import importlib.metadata as m; m.version("nvidia-cuda-crt"); m.version("nvidia-cuda-cccl")' >/dev/null 2>&1; then
-  log "installing the CUDA headers the NCCL shim needs: ${CUDA_HEADER_WHEELS[*]}"
-  $VPY -m pip install -q --disable-pip-version-check --no-warn-conflicts "${CUDA_HEADER_WHEELS[@]}"
+if [[ "$FLAVOUR" == cuda ]]; then
+  # torch/version.py says `cuda: Optional[str] = '13.0'`; read without importing torch.
+  CUDA_VERSION="$($VPY -c 'import importlib.util as u, os, re; t = open(os.path.join(os.path.dirname(u.find_spec("torch").origin), "version.py")).read(); m = re.search(r"^cuda\b.*?([0-9]+\.[0-9]+)", t, re.M); print(m.group(1) if m else "")')"
+  headers="$(cuda_header_wheels "$CUDA_VERSION")" || exit 1
+  read -r -a CUDA_HEADER_WHEELS <<<"$headers"
+  names="$(printf '"%s",' "${CUDA_HEADER_WHEELS[@]%%==*}")"
+  if ! $VPY -c "import importlib.metadata as m; [m.version(n) for n in [$names]]" >/dev/null 2>&1; then
+    log "installing the CUDA $CUDA_VERSION headers the NCCL shim needs: ${CUDA_HEADER_WHEELS[*]}"
+    $VPY -m pip install -q --disable-pip-version-check --no-warn-conflicts "${CUDA_HEADER_WHEELS[@]}"
+  fi
 fi
 
 # --- ONNX Runtime for the deployment scripts (no torch import there) ---------

@@ -302,4 +302,8 @@ fn pretrained_backbone_from_config() {
     cfg.pretrained = Some(dir.path().join("nope.safetensors"));
     let e = format!("{:#}", segzoo::app::load_pretrained(&m, &cfg).expect_err("missing file"));
     assert!(e.contains("model.pretrained") && e.contains("nope.safetensors"), "{e}");
+    assert!(e.contains("trains from scratch"), "the way out is named: {e}");
+    // An empty path is no pretrained weights (a recipe's weights overridden away).
+    cfg.pretrained = Some(std::path::PathBuf::new());
+    assert!(segzoo::app::load_pretrained(&m, &cfg).expect("no weights").is_none());
 }

@@ -84,12 +84,14 @@ pub fn build_model(cfg: &Config, device: tch::Device) -> anyhow::Result<Model> {
 
 /// Load `model.pretrained`, if set, with the backbone-only rules: tensors that match
 /// by name and shape are loaded, the rest keep their initial values.
+/// An empty path (`--set model.pretrained=""`) trains from scratch.
 pub fn load_pretrained(model: &Model, cfg: &ModelConfig) -> anyhow::Result<Option<LoadReport>> {
-    let Some(path) = &cfg.pretrained else {
+    let Some(path) = cfg.pretrained.as_ref().filter(|p| !p.as_os_str().is_empty()) else {
         return Ok(None);
     };
-    let report = weights::load_file(model, path, LoadMode::Partial)
-        .with_context(|| format!("model.pretrained = {}", path.display()))?;
+    let report = weights::load_file(model, path, LoadMode::Partial).with_context(|| {
+        format!("model.pretrained = {} (--set model.pretrained='\"\"' trains from scratch)", path.display())
+    })?;
     tracing::info!(
         loaded = report.loaded,
         new = report.missing.len(),

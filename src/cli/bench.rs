@@ -1,9 +1,10 @@
 //! `segzoo bench train` (the training step on synthetic tensors) and `segzoo bench data`
 //! (the training input pipeline).
-use super::{config_with, fail_together, parse_device, Output};
+use super::{config_with, fail_together, parse_device, write_json, Output};
 use crate::config::Config;
 use crate::data::dataset::{Dataset, Split};
 use crate::data::{loader, sampler::ShardedSampler};
+use crate::envinfo::device_name;
 use anyhow::Context;
 use clap::Subcommand;
 use std::path::PathBuf;
@@ -21,6 +22,9 @@ pub enum BenchCommand {
         set: Vec<String>,
         #[arg(long, value_parser = parse_device)]
         device: Option<tch::Device>,
+        /// Also write the figures as JSON (rank 0).
+        #[arg(long)]
+        json: Option<PathBuf>,
     },
     /// Forward-pass throughput of the plain form and the deploy form (BatchNorm folded).
     Infer {
@@ -49,6 +53,9 @@ pub enum BenchCommand {
         set: Vec<String>,
         #[arg(long, value_parser = parse_device)]
         device: Option<tch::Device>,
+        /// Also write the figures as JSON.
+        #[arg(long)]
+        json: Option<PathBuf>,
     },
     /// Training-pipeline throughput: decode + augment + collate, on the config's train list.
     Data {
@@ -65,14 +72,29 @@ pub enum BenchCommand {
 
 pub fn run(cmd: BenchCommand) -> anyhow::Result<Output> {
     match cmd {
-        BenchCommand::Train { config, steps, set, device } => bench_train(&config_with(&config, &set)?, steps, device),
-        BenchCommand::Infer { config, size, batch, threads, precision, no_fold, iters, checkpoint, set, device } => {
+        BenchCommand::Train { config, steps, set, device, json } => {
+            bench_train(&config_with(&config, &set)?, steps, device, json.as_deref())
+        }
+        BenchCommand::Infer {
+            config,
+            size,
+            batch,
+            threads,
+            precision,
+            no_fold,
+            iters,
+            checkpoint,
+            set,
+            device,
+            json,
+        } => {
             let cfg = config_with(&config, &set)?;
             let size = match size {
                 Some(s) => parse_hw(&s)?,
                 None => (cfg.data.crop_size[0] as i64, cfg.data.crop_size[1] as i64),
             };
-            let opts = InferBenchArgs { size, batch, threads, precision, fold: !no_fold, iters, checkpoint, device };
+            let opts =
+                InferBenchArgs { size, batch, threads, precision, fold: !no_fold, iters, checkpoint, device, json };
             bench_infer(&cfg, &opts)
         }
         BenchCommand::Data { config, threads, batches, set } => {
@@ -82,7 +104,12 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<Output> {
 }
 
 /// Every rank of the job steps; rank 0 reports, with the exposed communication under mpirun.
-fn bench_train(cfg: &Config, steps: usize, device: Option<tch::Device>) -> anyhow::Result<Output> {
+fn bench_train(
+    cfg: &Config,
+    steps: usize,
+    device: Option<tch::Device>,
+    json: Option<&std::path::Path>,
+) -> anyhow::Result<Output> {
     let (_, device, comm) = crate::distributed::join(device, &cfg.dist, None)?;
     let (rank, size) = (comm.rank(), comm.size());
     let r = fail_together(&comm, crate::train::bench::bench(cfg, steps, device, comm.clone()))?;
@@ -91,9 +118,19 @@ fn bench_train(cfg: &Config, steps: usize, device: Option<tch::Device>) -> anyho
     }
     let [h, w] = cfg.data.crop_size;
     let mut out = Output::text(format!(
-        "bench train: {} on {device:?}, batch {} of {h}×{w}, {:?}: {:.1} ms/step, {:.2} img/s\n",
-        cfg.model.name, cfg.train.batch_size, r.memory_format, r.ms_per_step, r.img_per_s
+        "bench train: {} on {device:?}, batch {} of {h}×{w}, {:?}, {:?}: {:.1} ms/step, {:.2} img/s, peak memory {:.0} \
+         MB\n",
+        cfg.model.name,
+        cfg.train.batch_size,
+        cfg.train.precision,
+        r.memory_format,
+        r.ms_per_step,
+        r.img_per_s,
+        r.peak_mem_mb
     ));
+    if r.skipped_steps > 0 {
+        out.line(format!("fp16 loss scaler: {} step(s) skipped on overflow", r.skipped_steps));
+    }
     if size > 1 {
         let how = if r.overlap { "overlapped with backward" } else { "after backward" };
         out.line(format!(
@@ -102,7 +139,38 @@ fn bench_train(cfg: &Config, steps: usize, device: Option<tch::Device>) -> anyho
             r.exposed_comm_ms
         ));
     }
+    if let Some(path) = json {
+        write_json(
+            path,
+            &BenchTrainReport { model: &cfg.model.name, device: device_name(device), ranks: size, result: r },
+        )?;
+    }
     Ok(out)
+}
+
+#[derive(serde::Serialize)]
+struct BenchTrainReport<'a> {
+    model: &'a str,
+    device: String,
+    ranks: usize,
+    #[serde(flatten)]
+    result: crate::train::bench::BenchResult,
+}
+
+#[derive(serde::Serialize)]
+struct BenchInferReport<'a> {
+    model: &'a str,
+    device: String,
+    threads: i32,
+    batch: i64,
+    size: [i64; 2],
+    precision: crate::config::Precision,
+    plain: crate::deploy::bench::InferTiming,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    deploy: Option<crate::deploy::bench::InferTiming>,
+    /// Largest difference of the two forms' outputs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_diff: Option<f64>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -131,6 +199,7 @@ struct InferBenchArgs {
     iters: usize,
     checkpoint: Option<PathBuf>,
     device: Option<tch::Device>,
+    json: Option<PathBuf>,
 }
 
 fn parse_hw(s: &str) -> anyhow::Result<(i64, i64)> {
@@ -148,6 +217,7 @@ fn bench_infer(cfg: &Config, a: &InferBenchArgs) -> anyhow::Result<Output> {
         tch::set_num_threads(t);
     }
     let device = a.device.unwrap_or(tch::Device::Cpu);
+    crate::distributed::device::cudnn_autotune(device, cfg.eval.cudnn_benchmark);
     anyhow::ensure!(a.batch > 0, "--batch must be positive");
     let model = crate::app::build_model(cfg, device)?;
     if let Some(c) = &a.checkpoint {
@@ -172,6 +242,17 @@ fn bench_infer(cfg: &Config, a: &InferBenchArgs) -> anyhow::Result<Output> {
         "plain form (BatchNorm separate, NCHW): {:.1} ms/batch, {:.2} img/s",
         plain.ms_per_batch, plain.img_per_s
     ));
+    let mut report = BenchInferReport {
+        model: &cfg.model.name,
+        device: device_name(device),
+        threads,
+        batch: a.batch,
+        size: [h, w],
+        precision,
+        plain,
+        deploy: None,
+        max_diff: None,
+    };
     if a.fold {
         let folded = crate::deploy::form::into_deploy_form(&model)?;
         let diff = tch::no_grad(|| (run(&x) - &reference).abs().max().double_value(&[]));
@@ -183,6 +264,10 @@ fn bench_infer(cfg: &Config, a: &InferBenchArgs) -> anyhow::Result<Output> {
             deploy.img_per_s,
             plain.ms_per_batch / deploy.ms_per_batch
         ));
+        (report.deploy, report.max_diff) = (Some(deploy), Some(diff));
+    }
+    if let Some(path) = &a.json {
+        write_json(path, &report)?;
     }
     Ok(out)
 }

@@ -46,6 +46,7 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<Output> {
         cfg.eval.precision = p.into();
     }
     let (_, device, comm) = crate::distributed::join(args.device, &cfg.dist, None)?;
+    crate::distributed::device::cudnn_autotune(device, cfg.eval.cudnn_benchmark);
     let start = std::time::Instant::now();
     let evaluated = crate::app::evaluation::evaluate_checkpoint(&cfg, &args.checkpoint, device, comm.as_ref());
     let (tally, images) = fail_together(&comm, evaluated)?;

@@ -87,6 +87,7 @@ pub fn run(args: InferArgs) -> anyhow::Result<Output> {
         cfg.eval.precision = p.into();
     }
     let device = crate::distributed::device::for_this_process(args.device)?;
+    crate::distributed::device::cudnn_autotune(device, cfg.eval.cudnn_benchmark);
     let model = crate::app::build_model(&cfg, device)?;
     load_file(&model, &args.checkpoint, LoadMode::Strict)?;
     crate::deploy::form::into_deploy_form(&model)?;

@@ -60,6 +60,9 @@ pub struct EvalConfig {
     /// Forward precision of the deploy form in `segzoo eval`/`infer`: fp32, or autocast to
     /// bf16/fp16 (meant for CUDA).
     pub precision: Precision,
+    /// cuDNN autotuning in `segzoo eval`/`infer` on CUDA (each image size is tuned once;
+    /// training's evaluations follow `train.cudnn_benchmark`).
+    pub cudnn_benchmark: bool,
 }
 
 impl Default for EvalConfig {
@@ -76,6 +79,7 @@ impl Default for EvalConfig {
             stride: None,
             averaging: None,
             precision: Precision::Fp32,
+            cudnn_benchmark: true,
         }
     }
 }

@@ -110,6 +110,10 @@ pub struct TrainConfig {
     pub precision: Precision,
     /// `auto`, `channels_last` or `contiguous` (checkpoints are NCHW either way).
     pub memory_format: MemoryFormatChoice,
+    /// cuDNN autotuning on CUDA (torch.backends.cudnn.benchmark): each input shape is timed
+    /// once against every convolution algorithm and the fastest runs from then on; fixed
+    /// crops are its textbook case. No effect on the CPU.
+    pub cudnn_benchmark: bool,
     /// A static fp16 loss scale (the recipes' `loss_scale`); unset: dynamic scaling.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub loss_scale: Option<f64>,
@@ -153,6 +157,7 @@ impl Default for TrainConfig {
             warmup_ratio: 0.1,
             precision: Precision::Fp32,
             memory_format: MemoryFormatChoice::Auto,
+            cudnn_benchmark: true,
             loss_scale: None,
             seed: 304,
             output_dir: PathBuf::from("runs/default"),

@@ -6,7 +6,7 @@ use crate::models::Model;
 use std::time::Instant;
 use tch::Tensor;
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, serde::Serialize)]
 pub struct InferTiming {
     pub ms_per_batch: f64,
     pub img_per_s: f64,

@@ -4,7 +4,7 @@
 use super::c10d::Store;
 use super::collective::{single, Comm};
 use super::mpi::MpiCollective;
-use super::process_group::{ProcessGroup, Setup};
+use super::process_group::{c10d_limit, ProcessGroup, Setup};
 use super::rendezvous::{self, Master};
 use super::world::{Launch, World};
 use crate::config::Backend;
@@ -125,6 +125,10 @@ fn meet(world: &World, device: Device, env: Env, timeout: Duration, deadline: In
     };
     let store = store.prefixed(&format!("segzoo/gen{}/", generation(env)))?;
     rendezvous::await_members(&store, world, &master, deadline)?;
+    // From here on the store serves the group, with the collectives' limit rather than what
+    // was left of the start's: NCCL reads its unique id from it at the first collective,
+    // which may come long after the rendezvous (init_process_group does the same).
+    store.set_timeout(c10d_limit(timeout))?;
     let bind = rendezvous::gloo_bind(env, &master);
     let connect_timeout = left().max(CONNECT);
     Ok(Setup { store, rank: world.rank, size: world.size, device, timeout, connect_timeout, bind, mpi })
@@ -186,6 +190,19 @@ mod tests {
         two.launch = Launch::Mpi;
         assert_eq!(resolve(Backend::Auto, &two, Device::Cpu), MPIRUN_CPU);
         assert_eq!(resolve(Backend::Mpi, &alone, Device::Cpu), Backend::Mpi);
+    }
+
+    #[test]
+    fn after_the_rendezvous_the_store_waits_as_long_as_a_collective_may() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port();
+        let vars = [("MASTER_ADDR", "127.0.0.1".to_string()), ("MASTER_PORT", port.to_string())];
+        let env = |k: &str| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone());
+        let mut w = World::single(None);
+        w.launch = Launch::Torchrun;
+        // Two seconds left of the start; collectives may take 700 s.
+        let timeout = Duration::from_secs(700);
+        let setup = meet(&w, Device::Cpu, &env, timeout, Instant::now() + Duration::from_secs(2)).expect("meet");
+        assert_eq!(setup.store.timeout().expect("limit"), c10d_limit(timeout));
     }
 
     #[test]

@@ -18,6 +18,8 @@ extern "C" {
     fn segzoo_store_free_value(value: *mut u8);
     fn segzoo_store_add(store: *mut c_void, key: *const c_char, delta: i64, result: *mut i64) -> bool;
     fn segzoo_store_check(store: *mut c_void, key: *const c_char) -> i32;
+    fn segzoo_store_set_timeout(store: *mut c_void, timeout_ms: i64) -> bool;
+    fn segzoo_store_timeout_ms(store: *mut c_void) -> i64;
     fn segzoo_pg_gloo(
         store: *mut c_void,
         rank: i32,
@@ -151,6 +153,24 @@ impl Store {
         }
     }
 
+    /// The limit of later waits on the store (a view shares its store's limit).
+    pub fn set_timeout(&self, timeout: Duration) -> anyhow::Result<()> {
+        // SAFETY: a live store.
+        if !unsafe { segzoo_store_set_timeout(self.0, millis(timeout)) } {
+            bail!("setting the store's timeout: {}", last_error());
+        }
+        Ok(())
+    }
+
+    /// The limit of waits on the store.
+    pub fn timeout(&self) -> anyhow::Result<Duration> {
+        // SAFETY: a live store.
+        match unsafe { segzoo_store_timeout_ms(self.0) } {
+            ms if ms >= 0 => Ok(Duration::from_millis(ms as u64)),
+            _ => bail!("reading the store's timeout: {}", last_error()),
+        }
+    }
+
     fn raw(&self) -> *mut c_void {
         self.0
     }
@@ -281,7 +301,8 @@ impl Drop for Group {
     }
 }
 
-/// A collective in flight. Polling and waiting are thread-safe in c10d.
+/// A collective in flight. Polling and waiting are thread-safe in c10d; a NCCL work is
+/// polled and waited for on its group's device whatever the calling thread's device is.
 pub struct Work(*mut c_void);
 
 // SAFETY: see above.
@@ -297,7 +318,8 @@ pub enum Progress {
 }
 
 impl Work {
-    /// Block until it has run (gloo), or order the current CUDA stream after it (NCCL).
+    /// Block until it has run (gloo), or order the current CUDA stream of its device after it
+    /// (NCCL).
     pub fn wait(&self) -> anyhow::Result<()> {
         // SAFETY: a live work handle.
         if !unsafe { segzoo_work_wait(self.0) } {
@@ -320,5 +342,27 @@ impl Drop for Work {
     fn drop(&mut self) {
         // SAFETY: created by the shim, freed once.
         unsafe { segzoo_work_free(self.0) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    /// A store hosted with the short limit of the job's start waits as long as the limit
+    /// set afterwards, through a prefixed view too (the group's store is one).
+    #[test]
+    fn a_store_waits_for_a_missing_key_as_long_as_the_limit_set_after_its_start() {
+        let (store, _) = Store::host(0, Duration::from_millis(100)).expect("host a store");
+        let view = store.prefixed("segzoo/gen0/").expect("view");
+        view.set_timeout(Duration::from_millis(1500)).expect("set the limit");
+        assert_eq!(view.timeout().expect("view's limit"), Duration::from_millis(1500));
+        assert_eq!(store.timeout().expect("store's limit"), Duration::from_millis(1500));
+        let start = Instant::now();
+        let e = view.get("absent").expect_err("no such key");
+        // A lower bound only: a busy machine can make it later, never earlier.
+        assert!(start.elapsed() >= Duration::from_millis(1400), "gave up after {:?}: {e}", start.elapsed());
+        assert!(e.to_string().contains("absent"), "{e}");
     }
 }

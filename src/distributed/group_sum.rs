@@ -94,4 +94,53 @@ mod tests {
         assert!(diff(&plain.4, &sync.4) < 1e-6, "running mean");
         assert!(diff(&plain.5, &sync.5) < 1e-6, "running var");
     }
+
+    /// A group of one that counts its all-reduces.
+    #[derive(Default)]
+    struct Counting(std::cell::Cell<usize>);
+
+    impl crate::distributed::Collective for Counting {
+        fn kind(&self) -> crate::distributed::BackendKind {
+            crate::distributed::BackendKind::Gloo
+        }
+        fn rank(&self) -> usize {
+            0
+        }
+        fn size(&self) -> usize {
+            1
+        }
+        fn all_reduce_sum(&self, _t: &mut Tensor) -> anyhow::Result<()> {
+            self.0.set(self.0.get() + 1);
+            Ok(())
+        }
+        fn broadcast(&self, _t: &mut Tensor, _root: usize) -> anyhow::Result<()> {
+            Ok(())
+        }
+        fn all_gather(&self, t: &Tensor) -> anyhow::Result<Tensor> {
+            Ok(t.unsqueeze(0).copy())
+        }
+        fn barrier(&self) -> anyhow::Result<()> {
+            Ok(())
+        }
+        fn abort(&self, code: i32) -> ! {
+            std::process::exit(code)
+        }
+    }
+
+    /// As torch.nn.SyncBatchNorm: one collective per layer in forward (mean, squares and
+    /// count together) and one in backward.
+    #[test]
+    fn sync_bn_sums_over_the_ranks_once_per_layer_in_forward_and_once_in_backward() {
+        let counter = Rc::new(Counting::default());
+        let vs = nn::VarStore::new(Device::Cpu);
+        let scope = Scope::root(vs.root(), false);
+        let bn = BatchNorm2d::new(&scope, 4);
+        scope.sync.set(Some(group_sum(counter.clone())));
+        let x = Tensor::randn([2, 4, 3, 3], (Kind::Float, Device::Cpu)).set_requires_grad(true);
+        let y = bn.forward(&x, true);
+        assert_eq!(counter.0.get(), 1, "forward");
+        (&y * y.randn_like()).sum(Kind::Float).backward();
+        assert_eq!(counter.0.get(), 2, "forward and backward");
+        assert!(x.grad().abs().sum(Kind::Float).double_value(&[]) > 0.0, "a gradient reached the input");
+    }
 }

@@ -1,5 +1,6 @@
-//! The [`Collective`] backend over a c10d process group: gloo for CPU ranks, NCCL for GPU
-//! ranks (CUDA build), as PyTorch DDP runs. Each collective is issued asynchronously and its
+//! The [`Collective`] backend over a c10d process group: gloo for CPU ranks (and GPU ranks
+//! that ask for it, through host memory), NCCL for GPU ranks (CUDA build), as PyTorch DDP
+//! runs. Each collective is issued asynchronously and its
 //! work waited for: a blocking wait for gloo (under the watchdog's guard), an ordering of the
 //! current CUDA stream for NCCL (the watchdog polls the work until the GPU has passed it).
 //! Gradient buckets overlapped with backward ([`AsyncSum`]) are issued as backward produces
@@ -258,6 +259,13 @@ impl BackgroundSum for AsyncSum {
             self.kind,
             flat.numel()
         );
+        // gloo takes host tensors: a GPU bucket goes through host memory (the copy waits for
+        // backward's work that made it, on the thread backward runs on).
+        let flat = match self.kind {
+            BackendKind::Nccl => flat,
+            _ if flat.device() != Device::Cpu => flat.to_device(Device::Cpu),
+            _ => flat,
+        };
         let flat = if flat.is_contiguous() { flat } else { flat.contiguous() };
         let work =
             Arc::new(self.group.all_reduce(&flat).map_err(|e| anyhow::anyhow!("rank {}: {label}: {e}", self.rank))?);

@@ -9,6 +9,11 @@
 //! [`EXIT_TIMEOUT`]. A NCCL work that fails asynchronously ends the rank the same way
 //! ([`EXIT_NCCL`]). The same thread writes this rank's heartbeat every second.
 //!
+//! Issued work is polled on a second thread: a poll is a CUDA call (an event query on the
+//! work's device), which can stall behind a blocking copy. The thread that checks the
+//! deadlines makes no CUDA call and takes no lock a poll holds, so a stalled poll cannot
+//! keep a timeout from firing.
+//!
 //! Process-wide, like the communicator it watches: collectives run on the main thread, the
 //! MPI gradient thread and autograd's threads, and all of them report here.
 use super::rank_files::{now_ms, peers_report, write_json, ErrorReport, Heartbeat, RankFiles, EXIT_NCCL, EXIT_TIMEOUT};
@@ -39,6 +44,7 @@ pub enum Poll {
 
 /// Polls an issued operation.
 type PollFn = Box<dyn FnMut() -> Poll + Send>;
+type SharedPoll = Arc<Mutex<PollFn>>;
 
 struct Work {
     id: u64,
@@ -47,7 +53,7 @@ struct Work {
     started: Instant,
     limit: Duration,
     /// `None`: in flight until its guard drops (a blocking call).
-    poll: Option<PollFn>,
+    poll: Option<SharedPoll>,
 }
 
 struct Dog {
@@ -58,6 +64,11 @@ struct Dog {
     first_step: AtomicU64,
     phase: Mutex<&'static str>,
     works: Mutex<Vec<Work>>,
+    /// The first issued work that failed, as the poller found it.
+    failed: Mutex<Option<String>>,
+    /// Held by the poller through a round of polls, and by [`clear_backend`]: no work is
+    /// polled while its backend is being destroyed.
+    polling: Mutex<()>,
     next_id: AtomicU64,
     abort: Mutex<Option<Arc<AbortFn>>>,
     stopped: AtomicBool,
@@ -86,11 +97,14 @@ pub fn start(opts: Options) {
         return;
     }
     dog.beat();
-    std::thread::Builder::new()
+    let poller = dog.clone();
+    let started = std::thread::Builder::new()
         .name("segzoo-watchdog".into())
         .spawn(move || dog.watch())
-        .map(|_| ())
-        .unwrap_or_else(|e| eprintln!("warning: the collective watchdog could not start: {e}"));
+        .and_then(|_| std::thread::Builder::new().name("segzoo-work-poller".into()).spawn(move || poller.poll_loop()));
+    if let Err(e) = started {
+        eprintln!("warning: the collective watchdog could not start: {e}");
+    }
 }
 
 fn dog() -> Option<&'static Arc<Dog>> {
@@ -119,6 +133,7 @@ pub fn set_abort(f: impl Fn(i32) + Send + Sync + 'static) {
 pub fn clear_backend() {
     if let Some(d) = dog() {
         *lock(&d.abort) = None;
+        let _no_poll = lock(&d.polling);
         lock(&d.works).retain(|w| w.poll.is_none());
     }
 }
@@ -182,9 +197,10 @@ pub fn guard_start(label: &str, limit: Duration) -> Guard {
 }
 
 /// Register an issued collective `op`, in flight until `poll` says it is not running.
+/// `poll` runs on the poller thread (a NCCL work's poll guards its own device).
 pub fn track(op: &str, poll: impl FnMut() -> Poll + Send + 'static) {
     if let Some(d) = dog() {
-        d.add(label(op), d.current_step(), d.opts.timeout, Some(Box::new(poll)));
+        d.add(label(op), d.current_step(), d.opts.timeout, Some(Arc::new(Mutex::new(Box::new(poll)))));
     }
 }
 
@@ -234,6 +250,8 @@ impl Dog {
             first_step: AtomicU64::new(0),
             phase: Mutex::new("starting"),
             works: Mutex::new(Vec::new()),
+            failed: Mutex::new(None),
+            polling: Mutex::new(()),
             next_id: AtomicU64::new(0),
             abort: Mutex::new(None),
             stopped: AtomicBool::new(false),
@@ -245,12 +263,13 @@ impl Dog {
         Some(self.step.load(Ordering::Relaxed)).filter(|&s| s > 0)
     }
 
-    fn add(&self, label: String, step: Option<u64>, limit: Duration, poll: Option<PollFn>) -> u64 {
+    fn add(&self, label: String, step: Option<u64>, limit: Duration, poll: Option<SharedPoll>) -> u64 {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         lock(&self.works).push(Work { id, label, step, started: Instant::now(), limit, poll });
         id
     }
 
+    /// The deadline thread: no CUDA call here, and no lock a poll holds.
     fn watch(&self) {
         let mut last_beat = Instant::now();
         while !self.stopped.load(Ordering::SeqCst) {
@@ -265,22 +284,40 @@ impl Dog {
         }
     }
 
+    /// The poller thread.
+    fn poll_loop(&self) {
+        while !self.stopped.load(Ordering::SeqCst) {
+            std::thread::sleep(POLL);
+            self.poll_issued();
+        }
+    }
+
+    /// Poll every issued work once, without holding the list while a poll runs: completed
+    /// ones leave it, the first failure is kept for the deadline thread.
+    fn poll_issued(&self) {
+        let _round = lock(&self.polling);
+        let issued: Vec<(u64, SharedPoll)> =
+            lock(&self.works).iter().filter_map(|w| Some((w.id, w.poll.clone()?))).collect();
+        for (id, poll) in issued {
+            let outcome = (lock(&poll))();
+            if outcome == Poll::Running {
+                continue;
+            }
+            let mut works = lock(&self.works);
+            if let (Poll::Failed(error), Some(w)) = (outcome, works.iter().find(|w| w.id == id)) {
+                let at = w.step.map_or(String::new(), |s| format!(" at step {s}"));
+                lock(&self.failed).get_or_insert(format!("the communicator failed{at}: {}: {error}", w.label));
+            }
+            works.retain(|w| w.id != id);
+        }
+    }
+
     /// The first issued work that failed, or the first collective past its limit.
     fn overdue(&self) -> Option<(String, i32, &'static str)> {
-        let mut works = lock(&self.works);
-        let mut failed = None;
-        works.retain_mut(|w| match w.poll.as_mut().map(|poll| poll()) {
-            None | Some(Poll::Running) => true,
-            Some(Poll::Done) => false,
-            Some(Poll::Failed(error)) => {
-                let at = w.step.map_or(String::new(), |s| format!(" at step {s}"));
-                failed.get_or_insert(format!("the communicator failed{at}: {}: {error}", w.label));
-                false
-            }
-        });
-        if let Some(message) = failed {
+        if let Some(message) = lock(&self.failed).take() {
             return Some((message, EXIT_NCCL, "nccl"));
         }
+        let works = lock(&self.works);
         let w = works.iter().find(|w| w.started.elapsed() > w.limit)?;
         let at = w.step.map_or(String::new(), |s| format!(" at step {s}"));
         let message = format!("{}{at} did not complete in {} s", w.label, w.limit.as_secs_f64());
@@ -357,28 +394,30 @@ mod tests {
         assert_eq!((code, kind), (EXIT_TIMEOUT, "timeout"));
     }
 
+    fn issued(poll: impl FnMut() -> Poll + Send + 'static) -> Option<SharedPoll> {
+        Some(Arc::new(Mutex::new(Box::new(poll))))
+    }
+
     #[test]
     fn completed_work_is_dropped_and_the_start_has_its_own_limit() {
         let d = dog(10);
         let mut polls = 0;
-        d.add(
-            "NCCL all-reduce".into(),
-            Some(3),
-            d.opts.timeout,
-            Some(Box::new(move || {
-                polls += 1;
-                if polls > 1 {
-                    Poll::Done
-                } else {
-                    Poll::Running
-                }
-            })),
-        );
+        let poll = issued(move || {
+            polls += 1;
+            if polls > 1 {
+                Poll::Done
+            } else {
+                Poll::Running
+            }
+        });
+        d.add("NCCL all-reduce".into(), Some(3), d.opts.timeout, poll);
         d.add("the job's start".into(), None, Duration::from_secs(60), None);
         std::thread::sleep(Duration::from_millis(30));
         // First poll: the NCCL work has not completed and is overdue.
+        d.poll_issued();
         assert!(d.overdue().is_some_and(|(m, _, _)| m.starts_with("NCCL all-reduce at step 3")));
         // Second: it completed; the start is still within its minute.
+        d.poll_issued();
         assert_eq!(d.overdue(), None);
         assert_eq!(lock(&d.works).len(), 1);
     }
@@ -387,7 +426,9 @@ mod tests {
     fn an_asynchronous_backend_error_ends_the_rank_with_its_own_code() {
         let d = dog(1000);
         let failed = || Poll::Failed("NCCL error: remote process exited or there was a network error".into());
-        d.add("NCCL all-reduce of 8 values".into(), Some(4), d.opts.timeout, Some(Box::new(failed)));
+        d.add("NCCL all-reduce of 8 values".into(), Some(4), d.opts.timeout, issued(failed));
+        assert_eq!(d.overdue(), None, "not polled yet");
+        d.poll_issued();
         let (message, code, kind) = d.overdue().expect("error");
         assert_eq!(
             message,
@@ -396,6 +437,37 @@ mod tests {
         );
         assert_eq!((code, kind), (EXIT_NCCL, "nccl"));
         assert!(lock(&d.works).is_empty(), "reported once");
+        assert_eq!(d.overdue(), None, "reported once");
+    }
+
+    /// A poll stuck in the driver (behind a blocking copy) holds the poller, not the
+    /// deadline check: the overdue work is still named.
+    #[test]
+    fn a_poll_that_never_returns_does_not_keep_the_timeout_from_firing() {
+        let d = Arc::new(dog(20));
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let (entered, in_poll) = std::sync::mpsc::channel::<()>();
+        let held = Mutex::new(held);
+        let stuck = issued(move || {
+            let _ = entered.send(());
+            let _ = lock(&held).recv();
+            Poll::Running
+        });
+        d.add("NCCL all-reduce of 4 values".into(), Some(7), d.opts.timeout, stuck);
+        let poller = d.clone();
+        let polling = std::thread::spawn(move || poller.poll_issued());
+        in_poll.recv_timeout(Duration::from_secs(60)).expect("the poller is inside the poll");
+        std::thread::sleep(Duration::from_millis(40));
+        let checker = d.clone();
+        let (done, verdict) = std::sync::mpsc::channel();
+        std::thread::spawn(move || done.send(checker.overdue()));
+        let verdict =
+            verdict.recv_timeout(Duration::from_secs(60)).expect("the deadline check did not wait for the poll");
+        let _ = release.send(());
+        polling.join().expect("poller");
+        let (message, code, _) = verdict.expect("overdue");
+        assert!(message.starts_with("NCCL all-reduce of 4 values at step 7 did not complete"), "{message}");
+        assert_eq!(code, EXIT_TIMEOUT);
     }
 
     #[test]

@@ -184,13 +184,18 @@ impl World {
         World { rank: 0, size: 1, local_rank: 0, local_size: 1, launch: Launch::Single, device_id }
     }
 
-    /// `cuda:DEVICE_ID` (else `cuda:LOCAL_RANK`) when `cuda_devices` > 0, else the CPU.
+    /// This process's device among the `cuda_devices` it sees: `cuda:DEVICE_ID` when that
+    /// is set (an error when it does not exist); else `cuda:0` when it sees one GPU (a
+    /// launcher that binds a GPU per process through `CUDA_VISIBLE_DEVICES`: srun
+    /// `--gpus-per-task=1`, Kubernetes, …, where `LOCAL_RANK` still counts the node's
+    /// processes); else `cuda:LOCAL_RANK`; the CPU without CUDA.
     pub fn device(&self, cuda_devices: i64) -> Result<Device, WorldError> {
         if cuda_devices <= 0 {
             return Ok(Device::Cpu);
         }
         let (var, index) = match self.device_id {
             Some(d) => ("DEVICE_ID", d),
+            None if cuda_devices == 1 => return Ok(Device::Cuda(0)),
             None => ("LOCAL_RANK", self.local_rank),
         };
         if index as i64 >= cuda_devices {
@@ -319,13 +324,35 @@ mod tests {
 
     #[test]
     fn device_choice() {
-        let w = world(&[("RANK_ID", "1"), ("RANK_SIZE", "2"), ("LOCAL_RANK", "1")]).expect("launcher");
+        let w = world(&[("RANK", "1"), ("WORLD_SIZE", "2"), ("LOCAL_RANK", "1")]).expect("torchrun");
         assert_eq!(w.device(0), Ok(Device::Cpu));
         assert_eq!(w.device(2), Ok(Device::Cuda(1)));
-        let e = w.device(1).expect_err("beyond").to_string();
-        assert_eq!(e, "LOCAL_RANK=1 but only 1 CUDA device(s) are visible");
+        let w = world(&[("RANK", "3"), ("WORLD_SIZE", "8"), ("LOCAL_RANK", "3")]).expect("torchrun");
+        let e = w.device(2).expect_err("beyond").to_string();
+        assert_eq!(e, "LOCAL_RANK=3 but only 2 CUDA device(s) are visible");
         let w = world(&[("DEVICE_ID", "5")]).expect("single");
         assert_eq!(w.device(8), Ok(Device::Cuda(5)));
         assert!(w.device(4).expect_err("beyond").to_string().starts_with("DEVICE_ID=5"));
+    }
+
+    /// srun --gpus-per-task=1, a Kubernetes pod per GPU: each process sees one GPU, as
+    /// cuda:0, whatever its local rank; an explicit DEVICE_ID must still exist.
+    #[test]
+    fn a_process_that_sees_one_gpu_uses_it_whatever_its_local_rank() {
+        let srun = [
+            ("SLURM_STEP_ID", "0"),
+            ("SLURM_PROCID", "5"),
+            ("SLURM_NTASKS", "8"),
+            ("SLURM_LOCALID", "5"),
+            ("SLURM_NTASKS_PER_NODE", "8"),
+        ];
+        let w = world(&srun).expect("srun");
+        assert_eq!((w.local_rank, w.device(1)), (5, Ok(Device::Cuda(0))));
+        let w = world(&[("RANK", "3"), ("WORLD_SIZE", "4"), ("LOCAL_RANK", "3")]).expect("torchrun");
+        assert_eq!(w.device(1), Ok(Device::Cuda(0)));
+        let w =
+            world(&[("RANK_ID", "1"), ("RANK_SIZE", "2"), ("LOCAL_RANK", "1"), ("DEVICE_ID", "1")]).expect("launcher");
+        let e = w.device(1).expect_err("no such device").to_string();
+        assert_eq!(e, "DEVICE_ID=1 but only 1 CUDA device(s) are visible");
     }
 }

@@ -12,7 +12,8 @@ extern "C" {
     fn segzoo_is_channels_last(t: *mut c_void) -> bool;
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum MemoryFormat {
     /// NCHW-contiguous, libtorch's default.
     Contiguous,

@@ -11,9 +11,9 @@ use crate::models::Task;
 use std::time::Instant;
 use tch::{Device, Kind, Tensor};
 
-/// Milliseconds per step, images per second of the whole job, and the milliseconds per
-/// step spent waiting for gradient communication after backward ended.
-#[derive(Debug, Clone, Copy)]
+/// Milliseconds per step, images per second of the whole job, the milliseconds per step
+/// spent waiting for gradient communication after backward ended, and the peak memory.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
 pub struct BenchResult {
     pub ms_per_step: f64,
     pub img_per_s: f64,
@@ -21,6 +21,10 @@ pub struct BenchResult {
     /// Whether the all-reduce was overlapped with backward.
     pub overlap: bool,
     pub memory_format: MemoryFormat,
+    /// The CUDA allocator's peak on a GPU, the process's peak resident set on the CPU.
+    pub peak_mem_mb: f64,
+    /// fp16: steps the loss scaler skipped (overflow), warm-up included.
+    pub skipped_steps: u64,
 }
 
 pub fn bench(
@@ -29,6 +33,7 @@ pub fn bench(
     device: Device,
     comm: crate::distributed::Comm,
 ) -> anyhow::Result<BenchResult> {
+    crate::distributed::device::cudnn_autotune(device, cfg.train.cudnn_benchmark);
     tch::manual_seed(cfg.train.seed as i64);
     let (model, memory_format) = build_train_model(cfg, device)?;
     let mut optim = build_optimizer(cfg, &model);
@@ -57,12 +62,13 @@ pub fn bench(
     synchronize(device);
     dp.barrier()?;
     let start = Instant::now();
-    let mut exposed = 0.0;
+    let mut marks = Vec::with_capacity(steps);
     for _ in 0..steps {
-        exposed += one()?.exposed_comm.as_secs_f64();
+        marks.push(one()?.marks);
     }
     synchronize(device);
     let secs = start.elapsed().as_secs_f64();
+    let exposed: f64 = marks.iter().map(|m| m.parts().exposed_comm.as_secs_f64()).sum();
     let per_step = |s: f64| 1000.0 * s / steps.max(1) as f64;
     let images = (steps * cfg.train.accumulate_steps * dp.size()) as f64 * bs as f64;
     Ok(BenchResult {
@@ -71,5 +77,7 @@ pub fn bench(
         exposed_comm_ms: per_step(exposed),
         overlap,
         memory_format,
+        peak_mem_mb: super::memory::sample(device).peak_mb(),
+        skipped_steps: scaler.as_ref().map_or(0, |s| s.skipped),
     })
 }

@@ -1,18 +1,16 @@
 //! Where a step's time goes: waiting for data, forward+backward (compute), gradient
-//! communication backward did not hide (exposed), and the optimiser; averaged over a log
-//! interval. And the ETA: remaining steps × the smoothed step time, plus the evaluations
+//! communication backward did not hide (exposed), and the optimiser (the last three on the
+//! device's timeline, read when the interval ends); averaged over a log interval. And the ETA: remaining steps × the smoothed step time, plus the evaluations
 //! still to come at their measured (or, before the first, estimated) duration.
+use super::clock::StepMarks;
 use std::time::Duration;
 
-/// One step's wall time and its parts.
-#[derive(Debug, Default, Clone, Copy)]
+/// One step's wall time, its wait for data, and the marks of its parts.
 pub struct StepTimes {
     pub data: Duration,
-    pub compute: Duration,
-    pub comm: Duration,
-    pub optimizer: Duration,
     /// From the end of the previous step's bookkeeping to this step's end.
     pub total: Duration,
+    pub marks: StepMarks,
 }
 
 /// Means over a log interval, in milliseconds.
@@ -25,32 +23,35 @@ pub struct Means {
     pub optimizer_ms: f64,
 }
 
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Interval {
-    sum: StepTimes,
-    steps: u32,
+    steps: Vec<StepTimes>,
 }
 
 impl Interval {
     pub fn push(&mut self, t: StepTimes) {
-        let s = &mut self.sum;
-        (s.data, s.compute, s.comm) = (s.data + t.data, s.compute + t.compute, s.comm + t.comm);
-        (s.optimizer, s.total) = (s.optimizer + t.optimizer, s.total + t.total);
-        self.steps += 1;
+        self.steps.push(t);
     }
 
-    /// The interval's means; starts the next interval.
+    /// The interval's means (on a GPU, waits for its last step to pass); starts the next
+    /// interval.
     pub fn take(&mut self) -> Means {
-        let n = self.steps.max(1) as f64;
+        let steps = std::mem::take(&mut self.steps);
+        let n = steps.len().max(1) as f64;
         let ms = |d: Duration| d.as_secs_f64() * 1000.0 / n;
-        let s = std::mem::take(&mut self.sum);
-        self.steps = 0;
+        let (mut total, mut data, mut compute, mut comm, mut optimizer) = Default::default();
+        for t in &steps {
+            let parts = t.marks.parts();
+            (total, data) = (total + t.total, data + t.data);
+            (compute, comm, optimizer) =
+                (compute + parts.compute, comm + parts.exposed_comm, optimizer + parts.optimizer);
+        }
         Means {
-            step_ms: ms(s.total),
-            data_ms: ms(s.data),
-            compute_ms: ms(s.compute),
-            comm_ms: ms(s.comm),
-            optimizer_ms: ms(s.optimizer),
+            step_ms: ms(total),
+            data_ms: ms(data),
+            compute_ms: ms(compute),
+            comm_ms: ms(comm),
+            optimizer_ms: ms(optimizer),
         }
     }
 }
@@ -92,8 +93,10 @@ mod tests {
     fn interval_means_are_per_step_in_ms_and_reset() {
         let mut i = Interval::default();
         let ms = Duration::from_millis;
-        i.push(StepTimes { data: ms(10), compute: ms(80), comm: ms(4), optimizer: ms(6), total: ms(100) });
-        i.push(StepTimes { data: ms(30), compute: ms(60), comm: ms(0), optimizer: ms(10), total: ms(102) });
+        let t0 = std::time::Instant::now();
+        let marks = |c: u64, x: u64, o: u64| StepMarks::at(t0, t0 + ms(c), t0 + ms(c + x), t0 + ms(c + x + o));
+        i.push(StepTimes { data: ms(10), total: ms(100), marks: marks(80, 4, 6) });
+        i.push(StepTimes { data: ms(30), total: ms(102), marks: marks(60, 0, 10) });
         let m = i.take();
         assert_eq!((m.data_ms, m.compute_ms, m.comm_ms, m.optimizer_ms, m.step_ms), (20.0, 70.0, 2.0, 8.0, 101.0));
         assert_eq!(i.take(), Means::default());

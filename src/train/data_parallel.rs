@@ -4,7 +4,7 @@
 use super::optim::Param;
 use crate::distributed::overlap::Reducer;
 use crate::distributed::watchdog::within;
-use crate::distributed::{buckets, Comm};
+use crate::distributed::{buckets, BackendKind, Comm};
 use crate::models::Model;
 use anyhow::bail;
 use tch::{Kind, Tensor};
@@ -23,12 +23,19 @@ impl DataParallel {
         DataParallel { comm, bucket_bytes: (bucket_mb * 1024.0 * 1024.0) as usize, device, overlap: None }
     }
 
+    /// Whether this process trains alone (no group: every collective is the identity). A
+    /// group of one rank (an explicit `dist.backend` under a launcher) is not alone: its
+    /// collectives, overlap and SyncBN run as in a larger job.
+    pub fn alone(&self) -> bool {
+        self.comm.kind() == BackendKind::Single
+    }
+
     /// Overlap the gradient all-reduce of `params` with backward, where the backend has a
-    /// background summer (gloo and MPI on CPU, NCCL on GPUs); returns whether it does.
-    /// Every rank calls it at the same point (a gloo background group connects here).
+    /// background summer (gloo and MPI on CPU, NCCL on GPUs, gloo on GPUs through host
+    /// memory); returns whether it does. Every rank calls it at the same point (a gloo
+    /// background group connects here).
     pub fn enable_overlap(&mut self, params: &[Param]) -> anyhow::Result<bool> {
-        let on_gpu = self.device.is_cuda();
-        if self.size() == 1 || on_gpu != (self.comm.kind() == crate::distributed::BackendKind::Nccl) {
+        if self.alone() || (self.device.is_cuda() && self.comm.kind() == BackendKind::Mpi) {
             return Ok(false);
         }
         let Some(summer) = within("the gradient buckets' group", || self.comm.background())? else {
@@ -74,7 +81,7 @@ impl DataParallel {
 
     /// Rank 0's parameters and buffers, everywhere.
     pub fn broadcast_state(&self, model: &Model) -> anyhow::Result<()> {
-        if self.size() == 1 {
+        if self.alone() {
             return Ok(());
         }
         within("broadcast of rank 0's weights", || {
@@ -89,7 +96,7 @@ impl DataParallel {
     /// order, the order backward produces gradients in. A parameter without a gradient
     /// takes part as zeros (every rank must send the same buckets) and stays without.
     pub fn average_gradients(&self, params: &[Param]) -> anyhow::Result<()> {
-        if self.size() == 1 {
+        if self.alone() {
             return Ok(());
         }
         let mut grads: Vec<Tensor> = params.iter().rev().map(|p| buckets::grad_or_zeros(&p.tensor)).collect();
@@ -99,7 +106,7 @@ impl DataParallel {
     /// BN running means and variances ← their mean over the ranks (each rank saw
     /// different batches), so that evaluation and checkpoints see one model.
     pub fn average_bn_stats(&self, model: &Model) -> anyhow::Result<()> {
-        if self.size() == 1 {
+        if self.alone() {
             return Ok(());
         }
         let mut stats: Vec<Tensor> = model
@@ -121,7 +128,7 @@ impl DataParallel {
         }
         let flat: Vec<Tensor> = values.iter().map(|v| v.detach().to_kind(Kind::Float).reshape([-1])).collect();
         let mut t = Tensor::cat(&flat, 0);
-        if self.size() > 1 {
+        if !self.alone() {
             within("loss mean", || self.comm.all_reduce_sum(&mut t))?;
         }
         let host = Vec::<f32>::try_from(t.to_device(tch::Device::Cpu))?;
@@ -132,7 +139,7 @@ impl DataParallel {
 
     /// Fails on a rank whose `value` differs from rank 0's, naming both.
     pub fn agree(&self, what: &str, value: i64, hint: &str) -> anyhow::Result<()> {
-        if self.size() == 1 {
+        if self.alone() {
             return Ok(());
         }
         let mut t = Tensor::from_slice(&[value]).to_device(self.device);
@@ -151,7 +158,7 @@ impl DataParallel {
     /// For each flag, whether any rank raised it (stop and save requests): one small
     /// all-reduce, so that every rank acts on the same step.
     pub fn any(&self, flags: &[bool]) -> anyhow::Result<Vec<bool>> {
-        if self.size() == 1 {
+        if self.alone() {
             return Ok(flags.to_vec());
         }
         let mut t = Tensor::from_slice(&flags.iter().map(|&f| f as i64).collect::<Vec<_>>()).to_device(self.device);

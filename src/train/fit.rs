@@ -184,6 +184,8 @@ impl Run<'_> {
             cuda_max_allocated_mb: mem.cuda_max_allocated_mb,
             world_size: self.dp.size(),
             head_loss: heads,
+            loss_scale: self.scaler.as_ref().map(|s| s.scale),
+            skipped_steps: self.scaler.as_ref().map(|s| s.skipped),
         };
         self.log.write(&Record::Train(record));
     }
@@ -198,7 +200,7 @@ impl Run<'_> {
         epoch: usize,
         logged: bool,
     ) -> anyhow::Result<()> {
-        let agree_now = self.dp.size() == 1 || self.dp.device == tch::Device::Cpu || logged;
+        let agree_now = self.dp.alone() || self.dp.device == tch::Device::Cpu || logged;
         if !agree_now {
             return Ok(());
         }
@@ -276,7 +278,7 @@ impl Run<'_> {
                 let batch = batch?;
                 watchdog::set_phase("step");
                 step_samples.extend_from_slice(&batch.indices);
-                micro.push((batch.images.to_device(device), batch.targets.to_device(device)));
+                micro.push((to_device_async(&batch.images, device), to_device_async(&batch.targets, device)));
                 if micro.len() < t.accumulate_steps {
                     continue;
                 }
@@ -317,17 +319,15 @@ impl Run<'_> {
                     self.state.epoch = epoch + 1;
                 }
                 window.push(&result.loss, &result.heads, self.state.step);
-                times.push(StepTimes {
-                    data,
-                    compute: result.compute,
-                    comm: result.exposed_comm,
-                    optimizer: result.optimizer,
-                    total: step_start.elapsed(),
-                });
                 let in_epoch = done_before + stepped;
                 let logged = self.state.step % cfg.log.interval as u64 == 0 || epoch_done;
                 if logged {
+                    // Before the step's time is taken: on a GPU this is where the host waits
+                    // for the device, and the interval's steps must include that wait.
                     self.flush_losses(&mut window, epoch)?;
+                }
+                times.push(StepTimes { data, total: step_start.elapsed(), marks: result.marks });
+                if logged {
                     self.log_interval(&mut window, (epoch, in_epoch), lr, times.take(), opts.max_steps);
                 }
                 if t.checkpoint_steps > 0 && self.state.step % t.checkpoint_steps == 0 {
@@ -380,6 +380,16 @@ impl Run<'_> {
         }
         watchdog::set_phase("data");
         Ok(())
+    }
+}
+
+/// `t` on `device` without making the host wait: on a GPU through pinned memory and an
+/// asynchronous copy (a copy from pageable memory waits for everything queued before it,
+/// so the GPU would idle while the next step is queued).
+fn to_device_async(t: &Tensor, device: tch::Device) -> Tensor {
+    match device {
+        tch::Device::Cuda(_) => t.pin_memory(device).to_device_(device, t.kind(), true, false),
+        _ => t.to_device(device),
     }
 }
 

@@ -3,13 +3,14 @@
 //! the epoch done) and its one step (`step.rs`, shared with `bench.rs`); losses, optimisers, schedules, mixed precision (`amp.rs`);
 //! what data parallelism adds (`data_parallel.rs`); the training state, checkpoints and
 //! the `metrics.jsonl` records (also TensorBoard's) with the curves drawn from them; the
-//! step's time breakdown and ETA (`breakdown.rs`), memory figures, and the multi-rank
+//! step's time breakdown and ETA (`breakdown.rs`, on the device's timeline: `clock.rs`), memory figures, and the multi-rank
 //! trace of `train.trace_steps` (`trace.rs`).
 pub mod amp;
 pub mod bench;
 pub mod breakdown;
 pub mod build;
 pub mod checkpoint;
+pub mod clock;
 pub mod curves;
 pub mod data_parallel;
 mod fit;

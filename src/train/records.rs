@@ -68,6 +68,11 @@ pub struct TrainRecord {
     /// Each weighted head's own loss (models with several heads).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub head_loss: BTreeMap<String, f64>,
+    /// fp16: the loss scale after this step, and the steps skipped on overflow so far.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss_scale: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skipped_steps: Option<u64>,
 }
 
 impl Record {
@@ -102,6 +107,9 @@ impl Record {
                 }
                 if let Some(mb) = t.cuda_max_allocated_mb {
                     out.push(("sys/cuda_max_allocated_mb".into(), mb));
+                }
+                if let Some(scale) = t.loss_scale {
+                    out.push(("train/loss_scale".into(), scale));
                 }
             }
             Record::Eval(e) => match &e.score {
@@ -251,6 +259,8 @@ mod tests {
             cuda_max_allocated_mb,
             world_size: 2,
             head_loss: BTreeMap::from([("aux".to_string(), 1.25)]),
+            loss_scale: None,
+            skipped_steps: None,
         }
     }
 

@@ -128,7 +128,7 @@ impl<'a> Run<'a> {
                 dp.size()
             );
         }
-        if dp.size() > 1 {
+        if !dp.alone() {
             tracing::info!(
                 "data parallel over {} ranks ({} backend): global batch {global_batch} (accumulation {}), {} \
                  steps per epoch",
@@ -143,13 +143,16 @@ impl<'a> Run<'a> {
                 cfg.train.accumulate_steps
             );
         }
+        if crate::distributed::device::cudnn_autotune(opts.device, cfg.train.cudnn_benchmark) {
+            tracing::info!("cuDNN autotuning on (train.cudnn_benchmark)");
+        }
         // Initial weights are a function of the seed too.
         tch::manual_seed(derive(&[cfg.train.seed, u64::MAX - 1]) as i64 & i64::MAX);
         let (model, memory_format) = build_train_model(cfg, opts.device)?;
         if memory_format != MemoryFormat::Contiguous {
             tracing::info!("training in memory format {memory_format:?}");
         }
-        if cfg.model.sync_bn && dp.size() > 1 && !cfg.model.freeze_bn {
+        if cfg.model.sync_bn && !dp.alone() && !cfg.model.freeze_bn {
             model.set_batch_norm_group(Some(crate::distributed::group_sum::group_sum(dp.comm.clone())));
             tracing::info!("SyncBatchNorm: batch statistics over {} ranks", dp.size());
         }

@@ -3,6 +3,7 @@
 //! (accumulating gradients); then gradients averaged over the ranks once, and the
 //! optimiser step (skipped on fp16 overflow, as PyTorch's GradScaler).
 use super::amp::GradScaler;
+use super::clock::{Mark, StepMarks};
 use super::data_parallel::DataParallel;
 use super::loss::SegLoss;
 use super::optim::Optimizer;
@@ -10,7 +11,6 @@ use crate::config::Precision;
 use crate::models::memory_format::{to_format, MemoryFormat};
 use crate::models::{Model, Task};
 use crate::timeline;
-use std::time::{Duration, Instant};
 use tch::{Device, Tensor};
 
 /// What a step needs besides the batch and the mutable optimiser state.
@@ -24,7 +24,8 @@ pub struct StepContext<'a> {
 }
 
 /// A step's result. The loss stays on the device: the loop brings it to the host only
-/// when it logs or checks it, so a step costs no host synchronisation.
+/// when it logs or checks it, and the step is timed with marks on the device's own
+/// timeline, so a step costs no host synchronisation (but the fp16 overflow check).
 pub struct StepResult {
     /// The mean of the micro-batches' losses.
     pub loss: Tensor,
@@ -33,17 +34,15 @@ pub struct StepResult {
     pub heads: Vec<Tensor>,
     /// False when fp16 overflow skipped the optimiser step.
     pub applied: bool,
-    /// Time spent waiting for gradient communication after backward ended (all of the
-    /// all-reduce without overlap; what backward did not hide with it).
-    pub exposed_comm: Duration,
-    /// Forward and backward of every micro-batch.
-    pub compute: Duration,
-    /// Unscaling, the overflow check and the optimiser update.
-    pub optimizer: Duration,
+    /// Start, end of backward (forward and backward of every micro-batch before it), end
+    /// of the gradient communication left after backward (all of the all-reduce without
+    /// overlap; what backward did not hide with it), end of the optimiser update
+    /// (unscaling, the overflow check, the update): `marks.parts()`.
+    pub marks: StepMarks,
 }
 
-/// Wait for the device's queued work, so that host clocks time it (CUDA runs ahead of
-/// the host otherwise; recipes synchronise every step anyway when they read the loss).
+/// Wait for the device's queued work, so that host clocks time it (for traces: CUDA runs
+/// ahead of the host otherwise).
 pub fn sync(device: Device) {
     if let Device::Cuda(i) = device {
         tch::Cuda::synchronize(i as i64);
@@ -78,7 +77,7 @@ pub fn train_step(
     anyhow::ensure!(!batches.is_empty(), "a training step needs at least one micro-batch");
     let device = ctx.model.device();
     let k = batches.len();
-    let start = Instant::now();
+    let start = Mark::now(device);
     optim.zero_grad();
     let mut losses = Vec::with_capacity(k);
     let mut heads: Vec<Vec<Tensor>> = Vec::with_capacity(k);
@@ -105,17 +104,20 @@ pub fn train_step(
         }
         losses.push(loss.detach());
         heads.push(head_losses.iter().map(Tensor::detach).collect());
-        sync(device);
+        if traced {
+            sync(device);
+        }
     }
     // Averaged before the overflow check, so every rank skips or steps alike.
-    let backward_end = Instant::now();
-    let compute = backward_end - start;
+    let backward_end = Mark::now(device);
     {
         let _comm = timeline::span("gradient all-reduce (exposed)");
         ctx.dp.finish_gradients(&optim.params)?;
-        sync(device);
+        if traced {
+            sync(device);
+        }
     }
-    let exposed_comm = backward_end.elapsed();
+    let comm_end = Mark::now(device);
     let _optimizer = timeline::span("optimizer");
     let applied = match scaler.as_mut() {
         None => true,
@@ -128,8 +130,10 @@ pub fn train_step(
     if applied {
         optim.step(lr);
     }
-    sync(device);
-    let optimizer = backward_end.elapsed() - exposed_comm;
+    if traced {
+        sync(device);
+    }
+    let marks = StepMarks { start, backward_end, comm_end, end: Mark::now(device) };
     let loss = if k == 1 { losses.swap_remove(0) } else { Tensor::stack(&losses, 0).mean(None) };
     let heads = match heads.len() {
         1 => heads.swap_remove(0),
@@ -137,5 +141,5 @@ pub fn train_step(
             .map(|h| Tensor::stack(&heads.iter().map(|m| m[h].shallow_clone()).collect::<Vec<_>>(), 0).mean(None))
             .collect(),
     };
-    Ok(StepResult { loss, heads, applied, exposed_comm, compute, optimizer })
+    Ok(StepResult { loss, heads, applied, marks })
 }
