@@ -18,7 +18,7 @@ fi
   --json runs/quickstart/eval.json
 # One PNG per val image: image | ground truth | prediction, with a legend.
 "$SEGZOO" infer --config configs/quickstart.toml --checkpoint runs/quickstart/checkpoints/best.safetensors \
-  --input "$DATA/val.lst" --output runs/quickstart/predictions --format compare
+  --input "$DATA/val.lst" --output runs/quickstart/predictions --format compare --force
 "$SEGZOO" runs summary runs/quickstart
 echo "quickstart done: runs/quickstart/{curves.png,metrics.jsonl,eval.json,predictions/,tb/}"
 echo "TensorBoard: .venv/bin/tensorboard --logdir runs/quickstart/tb"

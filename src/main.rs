@@ -1,7 +1,7 @@
 //! The `segzoo` command line: the top-level parser and the dispatch. Each command's
 //! arguments and logic live in `segzoo::cli`.
 use clap::{Parser, Subcommand};
-use segzoo::cli::{bench, data, dist_check, eval, infer, info, runs, train, weights, Output};
+use segzoo::cli::{bench, data, dist_check, eval, infer, info, runs, train, weights, ExitWith, Output};
 use segzoo::logging::{self, LogFormat};
 use segzoo::train::preempt::Interrupted;
 
@@ -43,8 +43,12 @@ enum Command {
     /// Generate a synthetic dataset in a real layout.
     #[command(subcommand)]
     Synth(data::SynthCommand),
-    /// Write the list files of a dataset in its standard layout (and check them).
+    /// Write the list files of a dataset in its standard layout, or of a custom one
+    /// (images/ and masks/ paired by name, a val share drawn at random).
     MakeLists(data::MakeListsArgs),
+    /// Dataset checks: `data check --config C` before any training.
+    #[command(subcommand)]
+    Data(data::DataCommand),
     /// Benchmarks.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -75,6 +79,7 @@ fn run(command: Command) -> anyhow::Result<Output> {
         Command::Export(args) => weights::export(args),
         Command::Synth(cmd) => data::synth(cmd),
         Command::MakeLists(args) => data::make_lists(args),
+        Command::Data(cmd) => data::data(cmd),
         Command::Bench(cmd) => bench::run(cmd),
         Command::DistCheck(args) => dist_check::run(args),
         Command::Convert(args) => weights::convert(args),
@@ -97,10 +102,15 @@ fn main() -> std::process::ExitCode {
             who = format!("rank {}/{}: ", w.rank, w.size);
         }
     }
-    let result = run(cli.command).and_then(|out| out.print());
+    let result = run(cli.command).and_then(|out| out.print().map(|()| out.exit_code()));
     segzoo::distributed::watchdog::finish();
     match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(code) => std::process::ExitCode::from(code),
+        Err(e) if e.downcast_ref::<ExitWith>().is_some() => {
+            let code = e.downcast_ref::<ExitWith>().map_or(1, |x| x.code);
+            eprintln!("error: {who}{e:#}");
+            std::process::ExitCode::from(code)
+        }
         Err(e) => match e.downcast_ref::<Interrupted>() {
             // Preempted: the checkpoint is written; the exit code says which signal ended it.
             Some(stop) => {

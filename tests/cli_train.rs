@@ -68,11 +68,17 @@ fn train_eval_and_bench_from_the_command_line() {
         &["infer", "--config", "c.toml", "--checkpoint", ckpt, "--input", "data/val.lst", "--output", "pred"],
     ));
     assert!(text.contains("wrote 2 predictions"), "{text}");
-    let palette: Vec<[u8; 3]> =
-        (0..19).map(|i| segzoo::data::labels::palette(segzoo::data::kind::DatasetKind::Cityscapes, i)).collect();
-    let mut pngs: Vec<_> = std::fs::read_dir(d.join("pred")).expect("dir").map(|e| e.expect("entry").path()).collect();
+    let palette = segzoo::data::classes::ClassSet::builtin(segzoo::data::kind::DatasetKind::Cityscapes)
+        .expect("Cityscapes")
+        .palette;
+    // A list's image paths are mirrored under --output.
+    let val = d.join("pred/leftImg8bit/val");
+    let mut pngs: Vec<_> = ["frankfurt", "lindau"]
+        .iter()
+        .flat_map(|city| std::fs::read_dir(val.join(city)).expect("dir").map(|e| e.expect("entry").path()))
+        .collect();
     pngs.sort();
-    assert_eq!(pngs.len(), 2);
+    assert_eq!(pngs.len(), 2, "{pngs:?}");
     assert!(pngs[0].to_string_lossy().ends_with("_leftImg8bit_infer.png"), "{pngs:?}");
     let img = image::open(&pngs[0]).expect("png").to_rgb8();
     assert_eq!((img.width(), img.height()), (96, 48));
@@ -93,7 +99,7 @@ fn train_eval_and_bench_from_the_command_line() {
             "labelid",
         ],
     ));
-    let ids = image::open(d.join("ids/frankfurt_000004_000019_leftImg8bit.png")).expect("png").to_luma8();
+    let ids = image::open(d.join("ids/frankfurt/frankfurt_000004_000019_leftImg8bit.png")).expect("png").to_luma8();
     let valid = [7u8, 8, 11, 12, 13, 17, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 31, 32, 33];
     assert!(ids.pixels().all(|p| valid.contains(&p.0[0])), "Cityscapes label ids only");
     let one = "data/leftImg8bit/val/lindau/lindau_000005_000019_leftImg8bit.png";

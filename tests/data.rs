@@ -1,6 +1,7 @@
 //! Data pipeline: readers and list makers on generated fixtures, SBD conversion,
 //! loader determinism, and every bad-input case named in the docs.
 use segzoo::config::{DataConfig, DatasetKind};
+use segzoo::data::check_report::{FindingKind, Report};
 use segzoo::data::dataset::{ClsDataset, Dataset, SegDataset, Split};
 use segzoo::data::kind::DatasetKind as Kind;
 use segzoo::data::labels::{IGNORE, LIP_FLIP_PAIRS};
@@ -10,6 +11,19 @@ use segzoo::data::transforms::{ClsTransform, SegTransform};
 use segzoo::data::{decode, make_lists, synth};
 use std::path::Path;
 use std::sync::Arc;
+
+/// `segzoo data check` of one list of a benchmark layout.
+fn check(kind: DatasetKind, root: &Path, list: &str) -> Report {
+    let mut cfg = segzoo::config::Config::default();
+    (cfg.data.dataset, cfg.data.root) = (kind, root.to_path_buf());
+    let mut spec = segzoo::app::check_spec(&cfg, 2).expect("spec");
+    (spec.lists, spec.crop) = (vec![("train".into(), list.into())], None);
+    segzoo::data::check::run(&spec).expect("check runs")
+}
+
+fn assert_clean(r: &Report) {
+    assert!(r.problems.is_empty(), "{}", r.render());
+}
 
 fn plain() -> SegTransform {
     SegTransform {
@@ -53,8 +67,10 @@ fn synthetic_cityscapes_reads_back_and_checks_clean() {
     assert!(raw.data.contains(&7) && raw.data.contains(&23));
     assert!(label.contains(&0) && label.contains(&10));
     for list in ["train.lst", "val.lst"] {
-        let r = make_lists::check(Kind::Cityscapes, dir.path(), Path::new(list), 2).expect("clean");
-        assert!(r.counts[0] > 0 && r.counts[10] > 0, "road and sky present");
+        let r = check(DatasetKind::Cityscapes, dir.path(), list);
+        assert_clean(&r);
+        let px = |c: usize| r.classes[c].splits["train"].pixels;
+        assert!(px(0) > 0 && px(10) > 0, "road and sky present");
     }
     // Deterministic per seed.
     let again = tempfile::tempdir().expect("tempdir");
@@ -83,7 +99,7 @@ fn lip_reader_and_flip_pairs() {
     assert!(label.iter().all(|&v| v < 20));
     let train = segzoo::app::dataset(&cfg, Split::Train).expect("dataset");
     assert_eq!(train.len(), 3);
-    make_lists::check(Kind::Lip, dir.path(), Path::new("val.lst"), 1).expect("clean");
+    assert_clean(&check(DatasetKind::Lip, dir.path(), "val.lst"));
     let mut t = plain();
     t.flip = true;
     t.flip_pairs = LIP_FLIP_PAIRS.to_vec();
@@ -114,7 +130,7 @@ fn voc_lists_palette_labels_and_sbd_exclusion() {
     assert!(!sbd.contains("2007_001000"), "{sbd}");
     assert!(sbd.contains("benchmark_RELEASE/dataset/cls_png/2008_000000.png"));
     for list in ["voc_train_lst.txt", "voc_val_lst.txt", "sbd_train_lst.txt"] {
-        make_lists::check(Kind::Voc, dir.path(), Path::new(list), 2).expect("clean");
+        assert_clean(&check(DatasetKind::Voc, dir.path(), list));
     }
     // Palette PNGs give class indices (not colours); the boundary value 255 stays ignore.
     let ds = SegDataset::open(Kind::Voc, dir.path(), Path::new("voc_train_lst.txt"), plain()).expect("open");
@@ -157,7 +173,9 @@ fn imagenet_folders_lists_and_transforms() {
     assert_eq!(item.prepared.image.len(), 3 * 32 * 32);
     let train = ClsDataset::open(dir.path(), Path::new("train.lst"), t(true)).expect("list");
     assert_eq!(train.get(0, &mut rng).expect("item").prepared.image.len(), 3 * 32 * 32);
-    make_lists::check(Kind::Imagenet, dir.path(), Path::new("train.lst"), 2).expect("clean");
+    let r = check(DatasetKind::Imagenet, dir.path(), "train.lst");
+    assert_clean(&r);
+    assert_eq!((0..3).map(|c| r.classes[c].splits["train"].images).collect::<Vec<_>>(), [2, 2, 2]);
 }
 
 fn batches(ds: Arc<dyn Dataset>, workers: usize, epoch: u64) -> Vec<(Vec<usize>, tch::Tensor, tch::Tensor)> {
@@ -252,10 +270,13 @@ fn bad_files_are_reported_with_list_line_and_path() {
         &e,
         &["bad.lst:1", &format!("image {}", d.join(IMG).display()), "is 64×32 but label", "small.png is 10×10"],
     );
-    // The same through `make-lists --check`.
+    // The same in the data check.
     std::fs::write(d.join("mismatch.lst"), format!("{IMG} small.png\n")).expect("list");
-    let e = format!("{:#}", make_lists::check(Kind::Cityscapes, d, Path::new("mismatch.lst"), 1).expect_err("size"));
-    assert_names(&e, &["mismatch.lst:1", IMG, "is 64×32 but label", "small.png is 10×10"]);
+    let r = check(DatasetKind::Cityscapes, d, "mismatch.lst");
+    assert_eq!(r.problems.len(), 1, "{}", r.render());
+    assert_eq!(r.problems[0].kind, FindingKind::SizeMismatch);
+    let e = format!("{}: {}", r.problems[0].file, r.problems[0].detail);
+    assert_names(&e, &["mismatch.lst:1", IMG, "is 64×32 but mask", "small.png is 10×10"]);
     // Corrupt and truncated PNGs.
     std::fs::write(d.join("corrupt.png"), b"\x89PNG\r\n\x1a\nnot really a png").expect("write");
     let e = load_err(d, &format!("corrupt.png {LAB}\n"));
@@ -267,7 +288,7 @@ fn bad_files_are_reported_with_list_line_and_path() {
     let lab = std::fs::read(d.join(LAB)).expect("read");
     std::fs::write(d.join("cut_label.png"), &lab[..lab.len() / 2]).expect("write");
     let e = load_err(d, &format!("{IMG} cut_label.png\n"));
-    assert_names(&e, &["bad.lst:1", "cut_label.png: corrupt or truncated label PNG"]);
+    assert_names(&e, &["bad.lst:1", "cut_label.png: corrupt or truncated mask PNG"]);
     // A truncated JPEG.
     let img = decode::read_rgb(&d.join(IMG)).expect("img");
     img.save_with_format(d.join("x.jpg"), image::ImageFormat::Jpeg).expect("jpeg");
@@ -278,7 +299,7 @@ fn bad_files_are_reported_with_list_line_and_path() {
     // An RGB label.
     decode::write_rgb_png(&d.join("rgb_label.png"), &img).expect("png");
     let e = load_err(d, &format!("{IMG} rgb_label.png\n"));
-    assert_names(&e, &["bad.lst:1", "rgb_label.png", "a label must be an 8-bit grey or palette PNG"]);
+    assert_names(&e, &["bad.lst:1", "rgb_label.png", "an RGB mask", "mask_format = \"rgb\""]);
     // A missing image.
     let e = load_err(d, &format!("leftImg8bit/none.png {LAB}\n"));
     assert_names(&e, &["bad.lst:1", "leftImg8bit/none.png"]);
@@ -300,9 +321,12 @@ fn label_values_outside_the_classes() {
     // VOC and LIP: a value that is neither a class nor 255 is an error naming it.
     let ds = SegDataset::open(Kind::Voc, d, Path::new("odd.lst"), plain()).expect("open");
     let e = format!("{:#}", ds.load_raw(0).expect_err("rejected"));
-    assert!(e.contains("odd.lst:1") && e.contains("odd.png has value 200, not a class id (0–20)"), "{e}");
-    let e = format!("{:#}", make_lists::check(Kind::Lip, d, Path::new("odd.lst"), 1).expect_err("rejected"));
-    assert_names(&e, &["odd.lst:1", "odd.png has invalid value 200"]);
+    assert_names(&e, &["odd.lst:1", "odd.png has value 200 in 1 pixel(s)", "21 classes", "segzoo data check"]);
+    let r = check(DatasetKind::Lip, d, "odd.lst");
+    assert_eq!(r.problems.len(), 1, "{}", r.render());
+    let p = &r.problems[0];
+    assert_eq!((p.kind, p.file.ends_with("odd.lst:1")), (FindingKind::OutsideClasses, true));
+    assert_names(&p.detail, &["odd.png", "value 200 (1 px)"]);
 }
 
 #[test]

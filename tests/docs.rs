@@ -244,8 +244,9 @@ fn every_key_of_the_configuration_reference_is_accepted_and_every_key_is_in_it()
     for (key, value) in &keys {
         cmd.arg("--set").arg(format!("{key}={value}"));
     }
-    // Keys that apply to one setting only, given together: `train.loss_scale` is fp16's.
-    cmd.args(["--set", "train.precision=\"fp16\""]);
+    // Keys that apply to one setting only, given together: `train.loss_scale` is fp16's, the
+    // custom-dataset keys a custom dataset's (whose class count is then its two classes).
+    cmd.args(["--set", "train.precision=\"fp16\"", "--set", "data.dataset=\"custom\"", "--set", "model.num_classes=2"]);
     let out = cmd.output().expect("segzoo runs");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     // Completeness: every key segzoo prints, with the examples set, is in the reference.

@@ -307,19 +307,29 @@ fn checkpoints_load_as_pretrained_weights() {
 
 /// Each recipe's model has exactly the counts of its official reference manifest
 /// (tests/reference, copied from ../shared/reference), or for the quickstart's
-/// W18-Small-v1, which has no manifest, of the official code's preset counts.
+/// W18-Small-v1, which has no manifest, of the official code's preset counts. Recipes of
+/// another class count than the manifest's 19 add (n − 19) × (inputs + 1) parameters per
+/// classifier: the official heads end in 1×1 convolutions with a bias (HRNetV2's last_layer
+/// takes the four branches' channels, 720 for W48 and 240 for W18-Small-v1; OCRNet's
+/// cls_head 512 and its aux head 720); buffers do not change.
 #[test]
 fn every_recipe_builds_its_published_parameter_and_buffer_counts() {
     let _turn = serial();
-    let manifests = [
-        ("bisenetv2_cityscapes", "bisenetv2_cityscapes"),
-        ("hrnet_w18_c_imagenet", "hrnet_w18_imagenet"),
-        ("hrnetv2_w48_cityscapes", "hrnetv2_w48_cityscapes"),
-        ("hrnetv2_w48_lip", "hrnetv2_w48_lip"),
-        ("ocrnet_hrnetv2_w48_cityscapes", "ocrnet_hrnetv2_w48_cityscapes"),
-        ("quickstart", "preset_counts:hrnetv2_w18_small_v1"),
-        ("refinenet_r101_sbd", "refinenet_resnet101_voc"),
-        ("refinenet_r101_voc", "refinenet_resnet101_voc"),
+    // (recipe, manifest, classes, the classifiers' input channels)
+    let manifests: [(&str, &str, i64, &[i64]); 13] = [
+        ("bisenetv2_cityscapes", "bisenetv2_cityscapes", 19, &[]),
+        ("custom_example", "preset_counts:hrnetv2_w18_small_v1", 5, &[240]),
+        ("hrnet_w18_c_imagenet", "hrnet_w18_imagenet", 19, &[]),
+        ("hrnetv2_w48_ade20k", "hrnetv2_w48_cityscapes", 150, &[720]),
+        ("hrnetv2_w48_cityscapes", "hrnetv2_w48_cityscapes", 19, &[]),
+        ("hrnetv2_w48_lip", "hrnetv2_w48_lip", 19, &[]),
+        ("hrnetv2_w48_pascal_context", "hrnetv2_w48_cityscapes", 59, &[720]),
+        ("ocrnet_hrnetv2_w48_ade20k", "ocrnet_hrnetv2_w48_cityscapes", 150, &[512, 720]),
+        ("ocrnet_hrnetv2_w48_cityscapes", "ocrnet_hrnetv2_w48_cityscapes", 19, &[]),
+        ("ocrnet_hrnetv2_w48_cocostuff", "ocrnet_hrnetv2_w48_cityscapes", 171, &[512, 720]),
+        ("quickstart", "preset_counts:hrnetv2_w18_small_v1", 19, &[]),
+        ("refinenet_r101_sbd", "refinenet_resnet101_voc", 19, &[]),
+        ("refinenet_r101_voc", "refinenet_resnet101_voc", 19, &[]),
     ];
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs");
     let mut recipes: Vec<String> = std::fs::read_dir(&dir)
@@ -327,8 +337,8 @@ fn every_recipe_builds_its_published_parameter_and_buffer_counts() {
         .map(|e| e.expect("entry").path().file_stem().expect("stem").to_string_lossy().into_owned())
         .collect();
     recipes.sort();
-    assert_eq!(recipes, manifests.map(|(r, _)| r.to_string()), "every recipe needs its manifest here");
-    for (recipe, manifest) in manifests {
+    assert_eq!(recipes, manifests.map(|(r, ..)| r.to_string()), "every recipe needs its manifest here");
+    for (recipe, manifest, classes, heads) in manifests {
         let path = dir.join(format!("{recipe}.toml"));
         let cfg = segzoo::config::load_config(&path, &[]).unwrap_or_else(|e| panic!("{e}"));
         let m = segzoo::app::build_model(&cfg, Device::Cpu).unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
@@ -336,7 +346,12 @@ fn every_recipe_builds_its_published_parameter_and_buffer_counts() {
             Some(preset) => common::reference("preset_counts")["presets"][preset].clone(),
             None => common::reference(manifest),
         };
-        assert_eq!(m.num_params(), reference["num_params"].as_i64().expect("num_params"), "{recipe}: parameters");
+        if !heads.is_empty() {
+            assert_eq!(m.num_classes, classes, "{recipe}: classes");
+        }
+        let extra: i64 = heads.iter().map(|inputs| (classes - 19) * (inputs + 1)).sum();
+        let params = reference["num_params"].as_i64().expect("num_params") + extra;
+        assert_eq!(m.num_params(), params, "{recipe}: parameters");
         assert_eq!(
             m.num_buffers() as i64,
             reference["num_buffers"].as_i64().expect("num_buffers"),

@@ -3,26 +3,30 @@
 //! the output without segzoo.
 use crate::config::{Config, DatasetKind as ConfigDataset};
 use crate::data::kind::DatasetKind;
-use crate::data::labels::{class_names, palette};
 use crate::models::{Averaging, Model, Task};
 
-/// The dataset a preset's class count names (19 Cityscapes, 20 LIP, 21 VOC, 1000 ImageNet).
+/// The dataset a preset's class count names (19 Cityscapes, 20 LIP, 21 VOC, 1000 ImageNet,
+/// 150 ADE20K, 59 PASCAL-Context, 171 COCO-Stuff).
 pub fn dataset_for_classes(n: i64) -> Option<ConfigDataset> {
-    [ConfigDataset::Cityscapes, ConfigDataset::Lip, ConfigDataset::Voc, ConfigDataset::Imagenet]
-        .into_iter()
-        .find(|&d| DatasetKind::from(d).num_classes() == n)
+    [
+        ConfigDataset::Cityscapes,
+        ConfigDataset::Lip,
+        ConfigDataset::Voc,
+        ConfigDataset::Imagenet,
+        ConfigDataset::Ade20k,
+        ConfigDataset::PascalContext,
+        ConfigDataset::Cocostuff,
+    ]
+    .into_iter()
+    .find(|&d| DatasetKind::from(d).num_classes() == Some(n))
 }
 
 /// `metadata_props` for `model` trained with `cfg`.
 pub fn onnx_metadata(cfg: &Config, model: &Model, aux: bool, input_size: Option<(i64, i64)>) -> Vec<(String, String)> {
-    let kind = DatasetKind::from(cfg.data.dataset);
+    let classes = super::classes(&cfg.data);
     let n = model.num_classes;
-    let mut names = class_names(kind);
-    names.resize_with(n as usize, String::new);
-    for (i, name) in names.iter_mut().enumerate().filter(|(_, s)| s.is_empty()) {
-        *name = format!("class {i}");
-    }
-    let colours: Vec<[u8; 3]> = (0..n).map(|i| palette(kind, i.min(255) as u8)).collect();
+    let names = classes.names_for(n as usize);
+    let colours: Vec<[u8; 3]> = (0..n).map(|i| classes.color(i.min(254) as u8)).collect();
     let task = match model.task() {
         Task::Segmentation => "segmentation",
         Task::Classification => "classification",
@@ -38,7 +42,13 @@ pub fn onnx_metadata(cfg: &Config, model: &Model, aux: bool, input_size: Option<
     let mut meta = vec![
         ("preset", model.preset.clone()),
         ("task", task.to_string()),
-        ("dataset", format!("{:?}", cfg.data.dataset).to_lowercase()),
+        (
+            "dataset",
+            serde_json::to_value(cfg.data.dataset)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default(),
+        ),
         ("num_classes", n.to_string()),
         ("class_names", json(&names)),
         ("palette", json(&colours)),

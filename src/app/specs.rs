@@ -21,6 +21,10 @@ impl From<config::DatasetKind> for DatasetKind {
             config::DatasetKind::Lip => DatasetKind::Lip,
             config::DatasetKind::Voc => DatasetKind::Voc,
             config::DatasetKind::Imagenet => DatasetKind::Imagenet,
+            config::DatasetKind::Ade20k => DatasetKind::Ade20k,
+            config::DatasetKind::PascalContext => DatasetKind::PascalContext,
+            config::DatasetKind::Cocostuff => DatasetKind::CocoStuff,
+            config::DatasetKind::Custom => DatasetKind::Custom,
         }
     }
 }
@@ -74,7 +78,7 @@ pub fn model_spec(cfg: &ModelConfig, default_classes: Option<i64>) -> ModelSpec 
 
 /// The class count of the config's dataset.
 pub fn dataset_classes(cfg: &Config) -> i64 {
-    DatasetKind::from(cfg.data.dataset).num_classes()
+    super::classes(&cfg.data).len() as i64
 }
 
 /// The model a config trains and evaluates: `[model]` with the dataset's class count.
@@ -140,7 +144,7 @@ fn seg_dataset(cfg: &DataConfig, list: &std::path::Path, train: bool) -> anyhow:
         std: cfg.std,
         pad_value: 0,
     };
-    SegDataset::open(kind, &cfg.root, list, transform)
+    SegDataset::with_rule(super::mask_rule(cfg)?, &cfg.root, list, transform)
 }
 
 /// Inference settings of the `[eval]` section for `model`: the architecture's own

@@ -3,7 +3,6 @@
 use super::output::write_json;
 use super::{config_with, fail_together, parse_device, Output};
 use crate::config::DatasetKind;
-use crate::data::labels::class_names;
 use clap::Args;
 use std::path::PathBuf;
 
@@ -54,7 +53,7 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<Output> {
     if comm.rank() != 0 {
         return Ok(Output::none());
     }
-    let score = tally.score(&class_names(cfg.data.dataset.into()));
+    let score = tally.score(&crate::app::classes(&cfg.data).names);
     let mut out = Output::text(format!("{score}\n"));
     out.line(format!("evaluated {images} images in {secs:.1} s ({:.2} img/s)", images as f64 / secs.max(1e-9)));
     if let Some(path) = &args.json {

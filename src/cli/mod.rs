@@ -12,7 +12,7 @@ pub mod runs;
 pub mod train;
 pub mod weights;
 
-pub use output::{write_json, Output};
+pub use output::{write_json, ExitWith, Output};
 
 use crate::config::{load_config, Config, Override};
 use std::path::Path;

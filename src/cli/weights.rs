@@ -78,7 +78,7 @@ fn write_modelzoo_ckpt(
     )))
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ExportFormat {
     /// The weights alone, official names (no config needed).
     Safetensors,
@@ -96,10 +96,12 @@ pub struct ExportArgs {
     /// A training checkpoint or weights file (.safetensors, .pth or .ckpt).
     #[arg(long)]
     checkpoint: PathBuf,
+    /// The file to write; its extension gives the format when --format is absent
+    /// (.safetensors, .onnx, .pt/.torchscript, .ckpt).
     #[arg(long)]
     out: PathBuf,
-    #[arg(long, value_enum, default_value = "safetensors")]
-    format: ExportFormat,
+    #[arg(long, value_enum)]
+    format: Option<ExportFormat>,
     /// The run's TOML config, or a preset name (onnx, torchscript).
     #[arg(long)]
     config: Option<String>,
@@ -136,10 +138,45 @@ fn export_config(arg: &str, set: &[String]) -> anyhow::Result<crate::config::Con
     Ok(cfg)
 }
 
+/// The format an output file's extension names, if any.
+fn format_of(out: &std::path::Path) -> Option<ExportFormat> {
+    match out.extension()?.to_str()?.to_ascii_lowercase().as_str() {
+        "safetensors" => Some(ExportFormat::Safetensors),
+        "onnx" => Some(ExportFormat::Onnx),
+        "pt" | "torchscript" => Some(ExportFormat::Torchscript),
+        "ckpt" => Some(ExportFormat::Ckpt),
+        _ => None,
+    }
+}
+
+/// `--format`, or the one `--out`'s extension names; an extension that names another
+/// format than `--format` is refused (its readers would be misled).
+fn export_format(given: Option<ExportFormat>, out: &std::path::Path) -> anyhow::Result<ExportFormat> {
+    let name = |f: ExportFormat| format!("{f:?}").to_lowercase();
+    match (given, format_of(out)) {
+        (Some(f), Some(e)) if f != e => anyhow::bail!(
+            "--format {} but {} names {} by its extension: change one of them",
+            name(f),
+            out.display(),
+            name(e)
+        ),
+        (Some(f), _) | (None, Some(f)) => Ok(f),
+        (None, None) => anyhow::bail!(
+            "{}: no format in its extension (.safetensors, .onnx, .pt, .ckpt); give --format",
+            out.display()
+        ),
+    }
+}
+
 pub fn export(args: ExportArgs) -> anyhow::Result<Output> {
+    let format = export_format(args.format, &args.out)?;
+    export_as(format, &args)
+}
+
+fn export_as(format: ExportFormat, args: &ExportArgs) -> anyhow::Result<Output> {
     // The weights alone need no model: safetensors always, a .ckpt without --config (its
     // names tell the architecture).
-    let weights_only = match args.format {
+    let weights_only = match format {
         ExportFormat::Safetensors => true,
         ExportFormat::Ckpt => args.config.is_none(),
         ExportFormat::Onnx | ExportFormat::Torchscript => false,
@@ -147,7 +184,7 @@ pub fn export(args: ExportArgs) -> anyhow::Result<Output> {
     if weights_only {
         let tensors = normalise_names(read_tensors(&args.checkpoint)?);
         anyhow::ensure!(!tensors.is_empty(), "{}: no weights", args.checkpoint.display());
-        if args.format == ExportFormat::Ckpt {
+        if format == ExportFormat::Ckpt {
             return write_modelzoo_ckpt(&tensors, None, &args.checkpoint, &args.out);
         }
         write_safetensors_atomic(&tensors, &args.out)?;
@@ -155,7 +192,7 @@ pub fn export(args: ExportArgs) -> anyhow::Result<Output> {
     }
     let config = args.config.as_deref().context("--config (the run's config or a preset) is needed for this format")?;
     let cfg = export_config(config, &args.set)?;
-    if args.format == ExportFormat::Onnx && cfg.model.numerics == crate::config::NumericsChoice::Mindspore {
+    if format == ExportFormat::Onnx && cfg.model.numerics == crate::config::NumericsChoice::Mindspore {
         anyhow::bail!(
             "ONNX export follows the official PyTorch operators: set model.numerics = \"pytorch\" \
              (the weights are the same), or export TorchScript, which keeps the MindSpore operators"
@@ -163,7 +200,7 @@ pub fn export(args: ExportArgs) -> anyhow::Result<Output> {
     }
     let model = crate::app::build_model(&cfg, tch::Device::Cpu)?;
     load_file(&model, &args.checkpoint, LoadMode::Strict)?;
-    if args.format == ExportFormat::Ckpt {
+    if format == ExportFormat::Ckpt {
         return write_modelzoo_ckpt(&model.state_dict(), Some(model.arch()), &args.checkpoint, &args.out);
     }
     let opts = crate::deploy::export::ExportOptions {
@@ -171,7 +208,7 @@ pub fn export(args: ExportArgs) -> anyhow::Result<Output> {
         input_size: args.input_size,
         metadata: crate::app::deploy::onnx_metadata(&cfg, &model, args.aux, args.input_size),
     };
-    let (report, what) = match args.format {
+    let (report, what) = match format {
         ExportFormat::Onnx => (crate::deploy::export::write_onnx(&model, &opts, &args.out)?, "ONNX"),
         _ => (crate::deploy::export::write_torchscript(&model, &opts, &args.out)?, "TorchScript"),
     };

@@ -11,6 +11,27 @@ pub enum DatasetKind {
     Lip,
     Voc,
     Imagenet,
+    /// ADE20K (SceneParsing, 150 classes).
+    Ade20k,
+    /// PASCAL-Context, 59 classes.
+    #[serde(rename = "pascal_context")]
+    #[value(name = "pascal_context")]
+    PascalContext,
+    /// COCO-Stuff-164k, 171 classes.
+    Cocostuff,
+    /// A user's own images and masks (`data.classes`, `data.mask_format`, …).
+    Custom,
+}
+
+/// How a custom dataset's masks store classes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MaskFormat {
+    /// A pixel is the class index (8-bit grey or palette PNG).
+    #[default]
+    Index,
+    /// A pixel is its class's colour in `data.palette` (RGB PNG).
+    Rgb,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -18,6 +39,18 @@ pub enum DatasetKind {
 pub struct DataConfig {
     pub dataset: DatasetKind,
     pub root: PathBuf,
+    /// Custom datasets: the class names, in index order (their count is the model's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub classes: Option<Vec<String>>,
+    /// Custom datasets: one [r, g, b] per class (masks in `rgb`, prediction images).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub palette: Option<Vec<[u8; 3]>>,
+    /// Custom datasets: `index` or `rgb` masks.
+    pub mask_format: MaskFormat,
+    /// Custom datasets: the mask value of pixels to ignore (index masks).
+    pub ignore_index: u8,
+    /// Custom datasets: mask value 0 is ignored and k becomes class k−1 (ADE20K-style masks).
+    pub reduce_zero_label: bool,
     pub train_list: PathBuf,
     pub val_list: PathBuf,
     pub ignore_label: i64,
@@ -44,6 +77,11 @@ impl Default for DataConfig {
         Self {
             dataset: DatasetKind::Cityscapes,
             root: PathBuf::from("data/cityscapes"),
+            classes: None,
+            palette: None,
+            mask_format: MaskFormat::Index,
+            ignore_index: 255,
+            reduce_zero_label: false,
             train_list: PathBuf::from("train.lst"),
             val_list: PathBuf::from("val.lst"),
             ignore_label: 255,
@@ -70,4 +108,83 @@ pub struct ColorJitter {
     pub contrast: Option<[f32; 2]>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub saturation: Option<[f32; 2]>,
+}
+
+impl DataConfig {
+    /// Problems of the custom-dataset keys: (key, message).
+    pub fn check_classes(&self) -> Vec<(String, String)> {
+        let mut bad = Vec::new();
+        let mut need = |ok: bool, key: &str, msg: String| {
+            if !ok {
+                bad.push((format!("data.{key}"), msg));
+            }
+        };
+        if self.dataset != DatasetKind::Custom {
+            need(self.classes.is_none(), "classes", "applies to data.dataset = \"custom\" only".into());
+            need(self.palette.is_none(), "palette", "applies to data.dataset = \"custom\" only".into());
+            need(
+                self.mask_format == MaskFormat::Index,
+                "mask_format",
+                "applies to data.dataset = \"custom\" only".into(),
+            );
+            return bad;
+        }
+        let Some(classes) = &self.classes else {
+            need(
+                false,
+                "classes",
+                "a custom dataset names its classes, e.g. [\"background\", \"road\", \"car\"]".into(),
+            );
+            return bad;
+        };
+        need(!classes.is_empty(), "classes", "is empty".into());
+        need(classes.len() <= 255, "classes", format!("has {} classes; at most 255 fit in 8-bit masks", classes.len()));
+        if let Some(i) = classes.iter().position(|c| c.trim().is_empty()) {
+            need(false, "classes", format!("class {i} has an empty name"));
+        }
+        if let Some((i, j)) = first_repeat(classes) {
+            need(false, "classes", format!("{:?} is listed twice (classes {i} and {j})", classes[i]));
+        }
+        match &self.palette {
+            Some(p) => {
+                need(
+                    p.len() == classes.len(),
+                    "palette",
+                    format!("has {} colours for {} classes (one per class, in the same order)", p.len(), classes.len()),
+                );
+                if let Some((i, j)) = first_repeat(p) {
+                    need(false, "palette", format!("colour {:?} is used twice (classes {i} and {j})", p[i]));
+                }
+            }
+            None => need(
+                self.mask_format == MaskFormat::Index,
+                "palette",
+                "is needed with mask_format = \"rgb\": the masks' colour of each class".into(),
+            ),
+        }
+        let n = classes.len();
+        need(
+            !(self.reduce_zero_label && self.mask_format == MaskFormat::Rgb),
+            "reduce_zero_label",
+            "applies to index masks (an RGB mask's colours name their classes)".into(),
+        );
+        if self.mask_format == MaskFormat::Index {
+            // The ignore value must not also be a class value.
+            let class_values = if self.reduce_zero_label { 1..=n } else { 0..=n.saturating_sub(1) };
+            need(
+                !class_values.contains(&(self.ignore_index as usize)),
+                "ignore_index",
+                format!(
+                    "{} is also the mask value of a class (values {class_values:?} are classes)",
+                    self.ignore_index
+                ),
+            );
+        }
+        bad
+    }
+}
+
+/// The indices of the first value listed twice.
+fn first_repeat<T: PartialEq>(items: &[T]) -> Option<(usize, usize)> {
+    (0..items.len()).find_map(|j| (0..j).find(|&i| items[i] == items[j]).map(|i| (i, j)))
 }

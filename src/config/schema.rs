@@ -159,12 +159,25 @@ impl Config {
         );
         need(d.std.iter().all(|&s| s > 0.0), "data.std", "every channel must be positive");
         need((0..=255).contains(&d.ignore_label), "data.ignore_label", "must be in 0..=255");
+        if let (Some(classes), Some(n)) = (&d.classes, self.model.num_classes) {
+            need(
+                n == classes.len() as i64,
+                "model.num_classes",
+                "must equal the number of data.classes (or be left unset)",
+            );
+        }
         let t = &self.train;
         need(t.epochs > 0, "train.epochs", "must be positive");
         need(t.batch_size > 0, "train.batch_size", "must be positive");
         need(t.accumulate_steps > 0, "train.accumulate_steps", "must be at least 1");
         need(t.global_batch != Some(0), "train.global_batch", "must be at least 1");
         need(t.lr > 0.0 && t.lr.is_finite(), "train.lr", "must be a positive number");
+        need(t.head_lr_mult > 0.0 && t.head_lr_mult.is_finite(), "train.head_lr_mult", "must be a positive number");
+        need(
+            t.head_keywords.iter().all(|k| !k.is_empty()),
+            "train.head_keywords",
+            "an empty keyword names every parameter",
+        );
         need((0.0..1.0).contains(&t.momentum), "train.momentum", "must be in [0, 1)");
         need(t.weight_decay >= 0.0, "train.weight_decay", "must not be negative");
         need(t.power > 0.0, "train.power", "must be positive");
@@ -208,6 +221,7 @@ impl Config {
             "dist.init_timeout_s",
             "must be a positive number of seconds",
         );
+        bad.extend(d.check_classes());
         bad
     }
 }

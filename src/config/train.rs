@@ -86,6 +86,11 @@ pub struct TrainConfig {
     pub global_batch: Option<usize>,
     pub optimizer: Optimizer,
     pub lr: f64,
+    /// Parameters whose names contain one of these (e.g. `["last_layer"]`, or OCRNet's
+    /// `["cls", "aux", "ocr"]`) train at `lr × head_lr_mult`, as the official HRNet-OCR
+    /// trainer's NONBACKBONE_KEYWORDS and NONBACKBONE_MULT.
+    pub head_keywords: Vec<String>,
+    pub head_lr_mult: f64,
     pub momentum: f64,
     pub nesterov: bool,
     pub weight_decay: f64,
@@ -141,6 +146,8 @@ impl Default for TrainConfig {
             global_batch: None,
             optimizer: Optimizer::Sgd,
             lr: 0.01,
+            head_keywords: Vec::new(),
+            head_lr_mult: 1.0,
             momentum: 0.9,
             nesterov: false,
             weight_decay: 5e-4,

@@ -1,9 +1,10 @@
-//! Datasets read from list files: Cityscapes, LIP and VOC/SBD segmentation, and
-//! ImageNet-style classification. Every error names the list line and the file.
-use super::decode::{read_label, read_rgb};
+//! Datasets read from list files: segmentation (the benchmarks' layouts and custom ones,
+//! their masks read by a [`MaskRule`]) and ImageNet-style classification. Every error
+//! names the list line and the file.
+use super::decode::read_rgb;
 use super::kind::DatasetKind;
-use super::labels::LabelMap;
 use super::lists::{read_list, Columns, ListEntry};
+use super::masks::MaskRule;
 use super::transforms::{ClsTransform, Prepared, SegTransform};
 use anyhow::{bail, Context};
 use image::RgbImage;
@@ -27,29 +28,29 @@ pub trait Dataset: Send + Sync {
 }
 
 pub struct SegDataset {
-    pub kind: DatasetKind,
     pub root: PathBuf,
     pub list: PathBuf,
     pub entries: Vec<ListEntry>,
-    pub map: LabelMap,
+    pub masks: MaskRule,
     pub transform: SegTransform,
 }
 
 impl SegDataset {
+    /// A benchmark's list (a custom dataset's masks need its config: [`SegDataset::with_rule`]).
     pub fn open(kind: DatasetKind, root: &Path, list: &Path, transform: SegTransform) -> anyhow::Result<Self> {
-        if kind == DatasetKind::Imagenet {
-            bail!("imagenet is a classification dataset");
-        }
+        let masks = match MaskRule::for_dataset(kind) {
+            Some(m) => m,
+            None if kind.is_classification() => bail!("imagenet is a classification dataset"),
+            None => bail!("a custom dataset's masks are read by the rule its config gives (SegDataset::with_rule)"),
+        };
+        Self::with_rule(masks, root, list, transform)
+    }
+
+    /// A list whose masks `masks` reads.
+    pub fn with_rule(masks: MaskRule, root: &Path, list: &Path, transform: SegTransform) -> anyhow::Result<Self> {
         let list_path = if list.is_absolute() { list.to_path_buf() } else { root.join(list) };
         let entries = read_list(&list_path, Columns::Pair)?;
-        Ok(SegDataset {
-            kind,
-            root: root.to_path_buf(),
-            list: list_path,
-            entries,
-            map: LabelMap::for_dataset(kind),
-            transform,
-        })
+        Ok(SegDataset { root: root.to_path_buf(), list: list_path, entries, masks, transform })
     }
 
     fn at(&self, e: &ListEntry) -> String {
@@ -62,7 +63,7 @@ impl SegDataset {
         let label_rel = e.target.as_deref().with_context(|| format!("{}: no label path", self.at(e)))?;
         let (img_path, label_path) = (self.root.join(&e.image), self.root.join(label_rel));
         let img = read_rgb(&img_path).with_context(|| self.at(e))?;
-        let label = read_label(&label_path).with_context(|| self.at(e))?;
+        let label = self.masks.read(&label_path).with_context(|| self.at(e))?;
         if (img.width(), img.height()) != (label.width, label.height) {
             bail!(
                 "{}: image {} is {}×{} but label {} is {}×{}",
@@ -75,16 +76,15 @@ impl SegDataset {
                 label.height
             );
         }
-        let mut data = label.data;
-        self.map.apply(&mut data).map_err(|v| {
-            anyhow::anyhow!(
-                "{}: label {} has value {v}, not a class id (0–{}) nor the ignore value 255",
+        if let Some((v, n)) = label.unknown.first() {
+            bail!(
+                "{}: label {} has {v} in {n} pixel(s), not one of {} (`segzoo data check` lists every such value)",
                 self.at(e),
                 label_path.display(),
-                self.map.num_classes - 1
-            )
-        })?;
-        Ok((img, data))
+                self.masks.describe()
+            );
+        }
+        Ok((img, label.ids))
     }
 }
 

@@ -138,65 +138,85 @@ pub fn voc_color(index: u8) -> [u8; 3] {
     [r, g, b]
 }
 
-/// How a dataset's stored label values become training labels.
+/// How a mask's stored values become train ids.
 #[derive(Debug, Clone)]
 pub struct LabelMap {
     /// Stored value → train id (IGNORE for ignored values).
     pub lut: [u8; 256],
-    /// Stored values that are neither a class nor ignore make the sample an error
-    /// (VOC, LIP) instead of being mapped to ignore (Cityscapes).
-    pub reject_unknown: bool,
+    /// Values a mask may hold: a class or an ignored value. Any other makes the sample an
+    /// error (a mask that does not belong to this dataset's classes).
+    pub known: [bool; 256],
     pub num_classes: usize,
 }
 
 impl LabelMap {
-    pub fn for_dataset(kind: DatasetKind) -> Self {
-        let mut lut = [IGNORE; 256];
-        match kind {
+    /// Mask value k is class k (k < n) and `ignore` is ignored; with `reduce_zero`, 0 is
+    /// ignored and k is class k − 1 (k ≤ n), as ADE20K's and PASCAL-Context's masks.
+    pub fn index(n: usize, ignore: u8, reduce_zero: bool) -> Self {
+        let (mut lut, mut known) = ([IGNORE; 256], [false; 256]);
+        let first = usize::from(reduce_zero);
+        for v in first..(n + first).min(256) {
+            (lut[v], known[v]) = ((v - first) as u8, true);
+        }
+        if reduce_zero {
+            known[0] = true;
+        }
+        (lut[ignore as usize], known[ignore as usize]) = (IGNORE, true);
+        LabelMap { lut, known, num_classes: n }
+    }
+
+    /// Raw value `raw_ids[t]` is class t; the other raw values up to `max_raw` (ids the
+    /// benchmark does not train on) and 255 are ignored (COCO-Stuff's stuffthingmaps).
+    pub fn raw_ids(raw_ids: &[u8], max_raw: u8) -> Self {
+        let (mut lut, mut known) = ([IGNORE; 256], [false; 256]);
+        known[..=max_raw as usize].fill(true);
+        known[IGNORE as usize] = true;
+        for (t, &raw) in raw_ids.iter().enumerate() {
+            lut[raw as usize] = t as u8;
+        }
+        LabelMap { lut, known, num_classes: raw_ids.len() }
+    }
+
+    /// A benchmark's map; `None` for custom datasets (their config says) and ImageNet.
+    pub fn for_dataset(kind: DatasetKind) -> Option<Self> {
+        Some(match kind {
             DatasetKind::Cityscapes => {
+                // Every label id is known: those not trained on are ignored, as officially.
+                let mut lut = [IGNORE; 256];
                 for (id, train) in CITYSCAPES_ID_TO_TRAIN {
                     lut[id as usize] = train;
                 }
-                LabelMap { lut, reject_unknown: false, num_classes: 19 }
+                LabelMap { lut, known: [true; 256], num_classes: 19 }
             }
-            DatasetKind::Lip | DatasetKind::Voc => {
-                let n = if kind == DatasetKind::Lip { 20 } else { 21 };
-                for (v, slot) in lut.iter_mut().enumerate().take(n) {
-                    *slot = v as u8;
-                }
-                LabelMap { lut, reject_unknown: true, num_classes: n }
-            }
-            DatasetKind::Imagenet => LabelMap { lut, reject_unknown: false, num_classes: 1000 },
-        }
+            DatasetKind::Lip => Self::index(20, IGNORE, false),
+            DatasetKind::Voc => Self::index(21, IGNORE, false),
+            DatasetKind::Ade20k => Self::index(150, IGNORE, true),
+            DatasetKind::PascalContext => Self::index(59, IGNORE, true),
+            DatasetKind::CocoStuff => Self::raw_ids(&super::tables::coco_stuff::COCO_STUFF_RAW_IDS, 181),
+            DatasetKind::Imagenet | DatasetKind::Custom => return None,
+        })
     }
 
-    /// Map stored values in place; the first invalid value is returned as an error.
+    /// Map stored values in place; the first unknown value is returned as an error.
     pub fn apply(&self, values: &mut [u8]) -> Result<(), u8> {
         for v in values.iter_mut() {
-            let mapped = self.lut[*v as usize];
-            if mapped == IGNORE && *v != IGNORE && self.reject_unknown {
+            if !self.known[*v as usize] {
                 return Err(*v);
             }
-            *v = mapped;
+            *v = self.lut[*v as usize];
         }
         Ok(())
     }
-}
 
-pub fn class_names(kind: DatasetKind) -> Vec<String> {
-    match kind {
-        DatasetKind::Cityscapes => CITYSCAPES_CLASSES.iter().map(|s| s.to_string()).collect(),
-        DatasetKind::Lip => LIP_CLASSES.iter().map(|s| s.to_string()).collect(),
-        DatasetKind::Voc => VOC_CLASSES.iter().map(|s| s.to_string()).collect(),
-        DatasetKind::Imagenet => (0..1000).map(|i| format!("class {i}")).collect(),
-    }
-}
-
-/// Colour of a train id for prediction images.
-pub fn palette(kind: DatasetKind, train_id: u8) -> [u8; 3] {
-    match kind {
-        DatasetKind::Cityscapes => CITYSCAPES_PALETTE.get(train_id as usize).copied().unwrap_or([0, 0, 0]),
-        _ => voc_color(train_id),
+    /// Map stored values in place (unknown ones to IGNORE) and return the unknown values
+    /// with how many pixels hold each, in value order.
+    pub fn apply_counting(&self, values: &mut [u8]) -> Vec<(u8, u64)> {
+        let mut unknown = [0u64; 256];
+        for v in values.iter_mut() {
+            unknown[*v as usize] += u64::from(!self.known[*v as usize]);
+            *v = self.lut[*v as usize];
+        }
+        (0..=255u8).filter(|&v| unknown[v as usize] > 0).map(|v| (v, unknown[v as usize])).collect()
     }
 }
 
@@ -206,7 +226,7 @@ mod tests {
 
     #[test]
     fn cityscapes_mapping() {
-        let m = LabelMap::for_dataset(DatasetKind::Cityscapes);
+        let m = LabelMap::for_dataset(DatasetKind::Cityscapes).expect("benchmark");
         let mut v = [7u8, 26, 33, 0, 1, 6, 34, 255, 9];
         m.apply(&mut v).expect("never rejects");
         assert_eq!(v, [0, 13, 18, 255, 255, 255, 255, 255, 255]);
@@ -215,10 +235,39 @@ mod tests {
 
     #[test]
     fn voc_rejects_out_of_range() {
-        let m = LabelMap::for_dataset(DatasetKind::Voc);
+        let m = LabelMap::for_dataset(DatasetKind::Voc).expect("benchmark");
         let mut ok = [0u8, 20, 255];
         assert!(m.apply(&mut ok).is_ok());
         assert_eq!(m.apply(&mut [3u8, 21]), Err(21));
+    }
+
+    #[test]
+    fn reduced_zero_label_ignores_zero_and_shifts_the_classes_down() {
+        let m = LabelMap::for_dataset(DatasetKind::Ade20k).expect("benchmark");
+        let mut v = [0u8, 1, 150, 255];
+        m.apply(&mut v).expect("known");
+        assert_eq!(v, [IGNORE, 0, 149, IGNORE]);
+        assert_eq!(m.apply(&mut [151u8]), Err(151));
+        // A custom index map whose ignore value is 0 and classes 1..=3 as 0..=2.
+        let m = LabelMap::index(3, 0, true);
+        let mut v = [0u8, 1, 3, 4, 4, 200];
+        assert_eq!(m.apply_counting(&mut v), vec![(4, 2), (200, 1)]);
+        assert_eq!(v, [IGNORE, 0, 2, IGNORE, IGNORE, IGNORE]);
+    }
+
+    #[test]
+    fn coco_stuff_raw_ids_map_to_171_classes_and_unused_ids_are_ignored() {
+        let m = LabelMap::for_dataset(DatasetKind::CocoStuff).expect("benchmark");
+        assert_eq!(m.num_classes, 171);
+        let raw = super::super::tables::coco_stuff::COCO_STUFF_RAW_IDS;
+        let mut v = [raw[0], raw[170], 255, 181];
+        m.apply(&mut v).expect("known");
+        assert_eq!(&v[..3], &[0, 170, IGNORE]);
+        let unused = (0..=181u8).find(|r| !raw.contains(r)).expect("COCO 2017 leaves thing ids unused");
+        let mut v = [unused];
+        m.apply(&mut v).expect("an unused id is ignored, not an error");
+        assert_eq!(v, [IGNORE]);
+        assert_eq!(m.apply(&mut [200u8]), Err(200));
     }
 
     #[test]

@@ -59,6 +59,16 @@ pub fn read_list(path: &Path, columns: Columns) -> Result<Vec<ListEntry>, ListEr
     Ok(entries)
 }
 
+/// Write `lines` to `path` unless it holds another list already: replacing one needs
+/// `force` (a list written by hand must not be lost to a re-run of `make-lists`).
+pub fn write_new_list(path: &Path, lines: &[String], force: bool) -> anyhow::Result<()> {
+    let text = lines.join("\n") + "\n";
+    if !force && path.exists() && std::fs::read_to_string(path).ok().as_deref() != Some(text.as_str()) {
+        anyhow::bail!("{} exists and holds another list: --force replaces it", path.display());
+    }
+    write_list(path, lines).map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))
+}
+
 /// Write `lines` to `path` (through a temporary file and a rename).
 pub fn write_list(path: &Path, lines: &[String]) -> std::io::Result<()> {
     let tmp = path.with_extension("lst.tmp");

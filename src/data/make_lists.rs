@@ -1,9 +1,9 @@
-//! List makers for the datasets' standard layouts, SBD's `.mat` → PNG conversion,
-//! and `--check`: open every pair, verify sizes and label values, report statistics.
-use super::decode::{read_label, read_rgb, write_gray_png};
-use super::kind::DatasetKind;
-use super::labels::{class_names, LabelMap, IGNORE};
-use super::lists::{read_list, write_list, Columns, ListEntry};
+//! List makers for the benchmarks' standard layouts (Cityscapes, LIP, VOC + SBD with SBD's
+//! `.mat` → PNG conversion, ImageNet-style folders, ADE20K, PASCAL-Context, COCO-Stuff).
+//! A list that exists with other entries is replaced only with `force` (the custom layout's
+//! maker is `custom.rs`; `check.rs` checks what the lists name).
+use super::decode::write_gray_png;
+use super::lists::write_new_list;
 use crate::progress::progress;
 use anyhow::{bail, Context};
 use std::collections::BTreeSet;
@@ -29,20 +29,29 @@ fn rel(root: &Path, p: &Path) -> String {
     p.strip_prefix(root).unwrap_or(p).display().to_string()
 }
 
-fn write(root: &Path, name: &str, lines: Vec<String>, out: &mut Vec<Written>) -> anyhow::Result<()> {
-    if lines.is_empty() {
-        return Ok(());
+/// Where the lists go, and whether existing ones may be replaced.
+struct Lists<'a> {
+    root: &'a Path,
+    force: bool,
+    written: Vec<Written>,
+}
+
+impl Lists<'_> {
+    fn write(&mut self, name: &str, lines: Vec<String>) -> anyhow::Result<()> {
+        if lines.is_empty() {
+            return Ok(());
+        }
+        let path = self.root.join(name);
+        write_new_list(&path, &lines, self.force)?;
+        self.written.push(Written { path, entries: lines.len() });
+        Ok(())
     }
-    let path = root.join(name);
-    write_list(&path, &lines).with_context(|| format!("writing {}", path.display()))?;
-    out.push(Written { path, entries: lines.len() });
-    Ok(())
 }
 
 /// Cityscapes: `leftImg8bit/<split>/<city>/*_leftImg8bit.png` with
 /// `gtFine/<split>/<city>/*_gtFine_labelIds.png` → `train.lst`, `val.lst` (`test.lst`: images only).
-pub fn cityscapes(root: &Path) -> anyhow::Result<Vec<Written>> {
-    let mut out = Vec::new();
+pub fn cityscapes(root: &Path, force: bool) -> anyhow::Result<Vec<Written>> {
+    let mut out = Lists { root, force, written: Vec::new() };
     for split in ["train", "val", "test"] {
         let dir = root.join("leftImg8bit").join(split);
         if !dir.is_dir() {
@@ -64,18 +73,18 @@ pub fn cityscapes(root: &Path) -> anyhow::Result<Vec<Written>> {
                 }
             }
         }
-        write(root, &format!("{split}.lst"), lines, &mut out)?;
+        out.write(&format!("{split}.lst"), lines)?;
     }
-    if out.is_empty() {
+    if out.written.is_empty() {
         bail!("{}: no leftImg8bit/{{train,val,test}} folders (is this a Cityscapes root?)", root.display());
     }
-    Ok(out)
+    Ok(out.written)
 }
 
 /// LIP: `TrainVal_images/{train,val}_images/*.jpg` with
 /// `TrainVal_parsing_annotations/{train,val}_segmentations/*.png`.
-pub fn lip(root: &Path) -> anyhow::Result<Vec<Written>> {
-    let mut out = Vec::new();
+pub fn lip(root: &Path, force: bool) -> anyhow::Result<Vec<Written>> {
+    let mut out = Lists { root, force, written: Vec::new() };
     for split in ["train", "val"] {
         let dir = root.join("TrainVal_images").join(format!("{split}_images"));
         if !dir.is_dir() {
@@ -94,12 +103,12 @@ pub fn lip(root: &Path) -> anyhow::Result<Vec<Written>> {
             }
             lines.push(format!("{} {}", rel(root, &img), rel(root, &label)));
         }
-        write(root, &format!("{split}.lst"), lines, &mut out)?;
+        out.write(&format!("{split}.lst"), lines)?;
     }
-    if out.is_empty() {
+    if out.written.is_empty() {
         bail!("{}: no TrainVal_images/{{train,val}}_images folders (is this a LIP root?)", root.display());
     }
-    Ok(out)
+    Ok(out.written)
 }
 
 fn read_ids(path: &Path) -> anyhow::Result<Vec<String>> {
@@ -144,13 +153,13 @@ pub fn sbd_mat_to_png(mat: &Path, png: &Path) -> anyhow::Result<()> {
 /// Writes `voc_train_lst.txt`, `voc_val_lst.txt` and `sbd_train_lst.txt` (SBD train+val
 /// minus the VOC val images, as the RefineNet recipe trains on), converting SBD's
 /// `.mat` labels to PNG once.
-pub fn voc(root: &Path) -> anyhow::Result<Vec<Written>> {
+pub fn voc(root: &Path, force: bool) -> anyhow::Result<Vec<Written>> {
     let voc = root.join("VOCdevkit/VOC2012");
     if !voc.is_dir() {
         bail!("{}: no VOCdevkit/VOC2012 folder", root.display());
     }
     let labels = if voc.join("SegmentationClassGray").is_dir() { "SegmentationClassGray" } else { "SegmentationClass" };
-    let mut out = Vec::new();
+    let mut out = Lists { root, force, written: Vec::new() };
     let mut val_ids = BTreeSet::new();
     for split in ["train", "val"] {
         let ids = read_ids(&voc.join(format!("ImageSets/Segmentation/{split}.txt")))?;
@@ -167,7 +176,7 @@ pub fn voc(root: &Path) -> anyhow::Result<Vec<Written>> {
                 Ok(format!("{} {}", rel(root, &img), rel(root, &lab)))
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
-        write(root, &format!("voc_{split}_lst.txt"), lines, &mut out)?;
+        out.write(&format!("voc_{split}_lst.txt"), lines)?;
     }
     let sbd = root.join("benchmark_RELEASE/dataset");
     if sbd.is_dir() {
@@ -197,9 +206,9 @@ pub fn voc(root: &Path) -> anyhow::Result<Vec<Written>> {
             bar.inc(1);
         }
         bar.finish_and_clear();
-        write(root, "sbd_train_lst.txt", lines, &mut out)?;
+        out.write("sbd_train_lst.txt", lines)?;
     }
-    Ok(out)
+    Ok(out.written)
 }
 
 /// Images under class folders: (path relative to the split folder, class index).
@@ -224,14 +233,14 @@ pub fn scan_class_folders(dir: &Path) -> anyhow::Result<(Vec<String>, ClassFiles
 
 /// ImageNet-style `train/<class>/*` and `val/<class>/*` → `train.lst`, `val.lst`
 /// (`path class_index`), classes numbered by sorted `train/` folder names.
-pub fn imagenet(root: &Path) -> anyhow::Result<Vec<Written>> {
+pub fn imagenet(root: &Path, force: bool) -> anyhow::Result<Vec<Written>> {
     let (classes, train) = scan_class_folders(&root.join("train"))?;
     if classes.is_empty() {
         bail!("{}: no class folders", root.join("train").display());
     }
-    let mut out = Vec::new();
+    let mut out = Lists { root, force, written: Vec::new() };
     let line = |split: &str, p: &Path, c: usize| format!("{split}/{} {c}", p.display());
-    write(root, "train.lst", train.iter().map(|(p, c)| line("train", p, *c)).collect(), &mut out)?;
+    out.write("train.lst", train.iter().map(|(p, c)| line("train", p, *c)).collect())?;
     if root.join("val").is_dir() {
         let (val_classes, val) = scan_class_folders(&root.join("val"))?;
         let mut lines = Vec::new();
@@ -243,132 +252,90 @@ pub fn imagenet(root: &Path) -> anyhow::Result<Vec<Written>> {
                 .with_context(|| format!("val class {name} is not among the train classes"))?;
             lines.push(line("val", p, idx));
         }
-        write(root, "val.lst", lines, &mut out)?;
+        out.write("val.lst", lines)?;
     }
-    Ok(out)
+    Ok(out.written)
 }
 
-/// What `--check` found in one list.
-#[derive(Debug, Clone, Default)]
-pub struct CheckReport {
-    pub list: PathBuf,
-    pub entries: usize,
-    /// Pixels per train id (segmentation) or images per class (classification).
-    pub counts: Vec<u64>,
-    pub ignored: u64,
-}
-
-impl CheckReport {
-    pub fn render(&self, kind: DatasetKind) -> String {
-        let total: u64 = self.counts.iter().sum::<u64>() + self.ignored;
-        let mut s = format!("{}: {} entries\n", self.list.display(), self.entries);
-        if kind == DatasetKind::Imagenet {
-            let used = self.counts.iter().filter(|&&c| c > 0).count();
-            s += &format!("  {used} classes with images\n");
-            return s;
+/// `image label` lines for every image of `images` (sorted) whose `<stem>.png` is in
+/// `labels`; an image without its label is an error naming both.
+fn paired(root: &Path, images: &Path, labels: &Path, ext: &str, label_suffix: &str) -> anyhow::Result<Vec<String>> {
+    let mut lines = Vec::new();
+    for img in sorted_dir(images)? {
+        if !img.extension().and_then(|e| e.to_str()).is_some_and(|e| e.eq_ignore_ascii_case(ext)) {
+            continue;
         }
-        let names = class_names(kind);
-        for (i, c) in self.counts.iter().enumerate() {
-            s += &format!("  {:>2} {:<15} {:>6.2}%\n", i, names[i], 100.0 * *c as f64 / total.max(1) as f64);
+        let stem = img.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
+        let label = labels.join(format!("{stem}{label_suffix}.png"));
+        if !label.is_file() {
+            bail!("{}: no label {}", img.display(), label.display());
         }
-        s += &format!("     {:<15} {:>6.2}%\n", "ignore (255)", 100.0 * self.ignored as f64 / total.max(1) as f64);
-        s
+        lines.push(format!("{} {}", rel(root, &img), rel(root, &label)));
     }
+    Ok(lines)
 }
 
-/// Open every pair of `list` (on `threads` threads): image and label decode, sizes
-/// agree, label values are valid. The first problem is returned as an error.
-pub fn check(kind: DatasetKind, root: &Path, list: &Path, threads: usize) -> anyhow::Result<CheckReport> {
-    let list_path = if list.is_absolute() { list.to_path_buf() } else { root.join(list) };
-    let entries = read_list(&list_path, Columns::Pair)?;
-    let map = LabelMap::for_dataset(kind);
-    let n_counts = if kind == DatasetKind::Imagenet { 1000 } else { map.num_classes };
-    let ctx = EntryCheck { kind, root, list_path: &list_path, map: &map };
-    let bar = progress(entries.len() as u64, "checking");
-    let chunk = entries.len().div_ceil(threads.max(1));
-    let results: Vec<anyhow::Result<Tally>> = std::thread::scope(|s| {
-        let handles: Vec<_> = entries
-            .chunks(chunk.max(1))
-            .map(|part| {
-                let (ctx, bar) = (&ctx, &bar);
-                s.spawn(move || -> anyhow::Result<Tally> {
-                    let mut tally = Tally { counts: vec![0u64; n_counts], ignored: 0 };
-                    for e in part {
-                        ctx.entry(e, &mut tally)?;
-                        bar.inc(1);
-                    }
-                    Ok(tally)
-                })
+/// ADE20K (`ADEChallengeData2016`): `images/{training,validation}/*.jpg` with
+/// `annotations/{training,validation}/*.png` → `train.lst`, `val.lst`.
+pub fn ade20k(root: &Path, force: bool) -> anyhow::Result<Vec<Written>> {
+    let mut out = Lists { root, force, written: Vec::new() };
+    for (split, name) in [("training", "train.lst"), ("validation", "val.lst")] {
+        let images = root.join("images").join(split);
+        if images.is_dir() {
+            out.write(name, paired(root, &images, &root.join("annotations").join(split), "jpg", "")?)?;
+        }
+    }
+    if out.written.is_empty() {
+        bail!("{}: no images/{{training,validation}} folders (is this ADEChallengeData2016?)", root.display());
+    }
+    Ok(out.written)
+}
+
+/// PASCAL-Context (the `VOC2010` folder, or one holding `VOCdevkit/VOC2010`):
+/// `JPEGImages/<id>.jpg` with `SegmentationClassContext/<id>.png` for the ids of
+/// `ImageSets/SegmentationContext/{train,val}.txt`, as the usual conversion of the Detail
+/// annotations writes them → `train.lst`, `val.lst` in the root.
+pub fn pascal_context(root: &Path, force: bool) -> anyhow::Result<Vec<Written>> {
+    let voc = if root.join("JPEGImages").is_dir() { root.to_path_buf() } else { root.join("VOCdevkit/VOC2010") };
+    let sets = voc.join("ImageSets/SegmentationContext");
+    if !sets.is_dir() {
+        bail!(
+            "{}: no ImageSets/SegmentationContext (convert the Detail annotations first: docs/your-data.md)",
+            voc.display()
+        );
+    }
+    let mut out = Lists { root, force, written: Vec::new() };
+    for split in ["train", "val"] {
+        let ids = read_ids(&sets.join(format!("{split}.txt")))?;
+        let lines = ids
+            .iter()
+            .map(|id| {
+                let img = voc.join(format!("JPEGImages/{id}.jpg"));
+                let lab = voc.join(format!("SegmentationClassContext/{id}.png"));
+                if !img.is_file() || !lab.is_file() {
+                    bail!("PASCAL-Context {split} id {id}: missing {} or {}", img.display(), lab.display());
+                }
+                Ok(format!("{} {}", rel(root, &img), rel(root, &lab)))
             })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or_else(|_| Err(anyhow::anyhow!("a check thread panicked"))))
-            .collect()
-    });
-    bar.finish_and_clear();
-    let mut report = CheckReport { list: list_path, entries: entries.len(), counts: vec![0; n_counts], ignored: 0 };
-    for r in results {
-        let Tally { counts, ignored } = r?;
-        report.counts.iter_mut().zip(counts).for_each(|(a, b)| *a += b);
-        report.ignored += ignored;
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        out.write(&format!("{split}.lst"), lines)?;
     }
-    Ok(report)
+    Ok(out.written)
 }
 
-/// One thread's running totals: pixels per train id (or images per class) and ignored pixels.
-struct Tally {
-    counts: Vec<u64>,
-    ignored: u64,
-}
-
-/// What checking one list entry needs, shared by all threads.
-struct EntryCheck<'a> {
-    kind: DatasetKind,
-    root: &'a Path,
-    /// The list file, named with the line number in every error.
-    list_path: &'a Path,
-    map: &'a LabelMap,
-}
-
-impl EntryCheck<'_> {
-    /// Check one list line: the image decodes, and its class index is in range
-    /// (classification) or its label decodes, matches the image size and holds
-    /// only valid values (segmentation). Adds what it found to `tally`.
-    fn entry(&self, e: &ListEntry, tally: &mut Tally) -> anyhow::Result<()> {
-        let at = format!("{}:{}", self.list_path.display(), e.line);
-        let img_path = self.root.join(&e.image);
-        let img = read_rgb(&img_path).with_context(|| at.clone())?;
-        let target = e.target.as_deref().unwrap_or_default();
-        if self.kind == DatasetKind::Imagenet {
-            let c: usize = target.parse().map_err(|_| anyhow::anyhow!("{at}: class {target:?} is not an index"))?;
-            *tally.counts.get_mut(c).with_context(|| format!("{at}: class {c} out of range"))? += 1;
-            return Ok(());
+/// COCO-Stuff-164k: `images/{train2017,val2017}/*.jpg` with the raw
+/// `stuffthingmaps_trainval2017/{train2017,val2017}/*.png` → `train.lst`, `val.lst`.
+pub fn cocostuff(root: &Path, force: bool) -> anyhow::Result<Vec<Written>> {
+    let mut out = Lists { root, force, written: Vec::new() };
+    for (split, name) in [("train2017", "train.lst"), ("val2017", "val.lst")] {
+        let images = root.join("images").join(split);
+        if images.is_dir() {
+            let labels = root.join("stuffthingmaps_trainval2017").join(split);
+            out.write(name, paired(root, &images, &labels, "jpg", "")?)?;
         }
-        let label_path = self.root.join(target);
-        let lab = read_label(&label_path).with_context(|| at.clone())?;
-        if (img.width(), img.height()) != (lab.width, lab.height) {
-            bail!(
-                "{at}: image {} is {}×{} but label {} is {}×{}",
-                img_path.display(),
-                img.width(),
-                img.height(),
-                label_path.display(),
-                lab.width,
-                lab.height
-            );
-        }
-        let mut data = lab.data;
-        self.map
-            .apply(&mut data)
-            .map_err(|v| anyhow::anyhow!("{at}: label {} has invalid value {v}", label_path.display()))?;
-        for v in data {
-            if v == IGNORE {
-                tally.ignored += 1;
-            } else {
-                tally.counts[v as usize] += 1;
-            }
-        }
-        Ok(())
     }
+    if out.written.is_empty() {
+        bail!("{}: no images/{{train2017,val2017}} folders (is this a COCO-Stuff-164k root?)", root.display());
+    }
+    Ok(out.written)
 }

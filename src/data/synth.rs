@@ -1,6 +1,7 @@
 //! Synthetic datasets in the real layouts, so every command runs without downloads:
 //! Cityscapes (procedural street scenes, `synth_scene.rs`), LIP, VOC 2012 + SBD and
-//! ImageNet-style folders. Deterministic per seed.
+//! ImageNet-style folders (ADE20K, PASCAL-Context, COCO-Stuff and custom layouts are
+//! `synth_sets.rs`). Deterministic per seed; the lists are rewritten with the data.
 use super::decode::{write_gray_png, write_rgb_png};
 use super::make_lists::{self, Written};
 use super::rng::derive;
@@ -56,11 +57,11 @@ pub fn cityscapes(
         Ok(())
     })?;
     bar.finish_and_clear();
-    make_lists::cityscapes(out)
+    make_lists::cityscapes(out, true)
 }
 
 /// Random blobs of `classes` labels: a small fixture image and its label map.
-fn blobs(w: usize, h: usize, classes: u8, rng: &mut StdRng) -> (RgbImage, Vec<u8>) {
+pub(super) fn blobs(w: usize, h: usize, classes: u8, rng: &mut StdRng) -> (RgbImage, Vec<u8>) {
     let mut c = Canvas::new(w, h);
     for _ in 0..6 {
         let class = rng.gen_range(0..classes);
@@ -76,7 +77,7 @@ fn blobs(w: usize, h: usize, classes: u8, rng: &mut StdRng) -> (RgbImage, Vec<u8
     (img, c.label)
 }
 
-fn write_jpeg(path: &Path, img: &RgbImage) -> anyhow::Result<()> {
+pub(super) fn write_jpeg(path: &Path, img: &RgbImage) -> anyhow::Result<()> {
     if let Some(d) = path.parent() {
         std::fs::create_dir_all(d)?;
     }
@@ -94,7 +95,7 @@ pub fn lip(out: &Path, n: usize, w: usize, h: usize, seed: u64) -> anyhow::Resul
             write_gray_png(&lab, w as u32, h as u32, &label)?;
         }
     }
-    make_lists::lip(out)
+    make_lists::lip(out, true)
 }
 
 /// A palette PNG (VOC `SegmentationClass`): indices are class ids.
@@ -144,7 +145,7 @@ pub fn voc(out: &Path, n: usize, w: usize, h: usize, seed: u64) -> anyhow::Resul
         write_sbd_mat(&sbd.join(format!("cls/{id}.mat")), w, h, &label)?;
     }
     std::fs::write(sbd.join("train.txt"), sbd_ids.join("\n") + "\n")?;
-    make_lists::voc(out)
+    make_lists::voc(out, true)
 }
 
 /// An SBD-style `.mat`: struct `GTcls` with a column-major `Segmentation` matrix.
@@ -177,5 +178,5 @@ pub fn imagenet(out: &Path, classes: usize, per_class: usize, size: u32, seed: u
             }
         }
     }
-    make_lists::imagenet(out)
+    make_lists::imagenet(out, true)
 }

@@ -1,11 +1,11 @@
-//! Prediction images: dataset palettes, Cityscapes label ids, overlays.
-use crate::data::kind::DatasetKind;
-use crate::data::labels::{cityscapes_train_to_label_id, palette};
+//! Prediction images: the classes' colours, Cityscapes label ids, overlays.
+use crate::data::classes::ClassSet;
+use crate::data::labels::cityscapes_train_to_label_id;
 use image::RgbImage;
 
-/// Train ids → the dataset's colours.
-pub fn colorize(kind: DatasetKind, ids: &[u8], w: u32, h: u32) -> RgbImage {
-    RgbImage::from_fn(w, h, |x, y| image::Rgb(palette(kind, ids[(y * w + x) as usize])))
+/// Train ids → the classes' colours (ignored pixels black).
+pub fn colorize(classes: &ClassSet, ids: &[u8], w: u32, h: u32) -> RgbImage {
+    RgbImage::from_fn(w, h, |x, y| image::Rgb(classes.color(ids[(y * w + x) as usize])))
 }
 
 /// Train ids → Cityscapes label ids, as the benchmark server takes them.
@@ -36,15 +36,12 @@ const LEGEND_ROW_H: u32 = 20;
 
 impl Comparison<'_> {
     /// The panels, with the label maps blended over the image at `alpha` (1: colours only).
-    pub fn render(&self, kind: DatasetKind, class_names: &[String], alpha: f32) -> anyhow::Result<RgbImage> {
+    pub fn render(&self, classes: &ClassSet, alpha: f32) -> anyhow::Result<RgbImage> {
         use plotters::prelude::*;
         crate::fonts::register()?;
         let (w, h) = (self.image.width(), self.image.height());
         let colored = |ids: &[u8]| {
-            let c = RgbImage::from_fn(w, h, |x, y| {
-                let id = ids[(y * w + x) as usize];
-                image::Rgb(if id == crate::data::labels::IGNORE { [0, 0, 0] } else { palette(kind, id) })
-            });
+            let c = RgbImage::from_fn(w, h, |x, y| image::Rgb(classes.color(ids[(y * w + x) as usize])));
             if alpha >= 1.0 {
                 c
             } else {
@@ -61,10 +58,8 @@ impl Comparison<'_> {
         for &id in self.truth.unwrap_or(&[]).iter().chain(self.pred) {
             present[id as usize] = true;
         }
-        let legend: Vec<(u8, String)> = (0..255u8)
-            .filter(|&i| present[i as usize])
-            .map(|i| (i, class_names.get(i as usize).cloned().unwrap_or_else(|| format!("class {i}"))))
-            .collect();
+        let legend: Vec<(u8, String)> =
+            (0..255u8).filter(|&i| present[i as usize]).map(|i| (i, classes.name(i as usize))).collect();
         let total_w = panels.len() as u32 * w + (panels.len() as u32 - 1) * GAP;
         // Legend entries: swatch, name, spacing; about 7 px per character at 13 px.
         let entry_w = |name: &str| 18 + 7 * name.chars().count() as u32 + 14;
@@ -99,7 +94,7 @@ impl Comparison<'_> {
                 if x > 0 && x + entry_w(name) > total_w {
                     (x, y) = (0, y + LEGEND_ROW_H);
                 }
-                let c = if *id == crate::data::labels::IGNORE { [0, 0, 0] } else { palette(kind, *id) };
+                let c = classes.color(*id);
                 let swatch = [(x as i32 + 2, y as i32 + 3), (x as i32 + 15, y as i32 + 16)];
                 root.draw(&Rectangle::new(swatch, RGBColor(c[0], c[1], c[2]).filled())).map_err(fail)?;
                 root.draw(&Rectangle::new(swatch, BLACK.stroke_width(1))).map_err(fail)?;
@@ -122,18 +117,18 @@ mod tests {
         let truth = vec![0u8; 40 * 30];
         let mut pred = vec![0u8; 40 * 30];
         pred[..600].fill(10);
-        let names: Vec<String> = (0..19).map(|i| format!("c{i}")).collect();
+        let classes = ClassSet::builtin(crate::data::kind::DatasetKind::Cityscapes).unwrap();
         let c = Comparison { image: &img, truth: Some(&truth), pred: &pred };
-        let out = c.render(DatasetKind::Cityscapes, &names, 1.0).unwrap();
+        let out = c.render(&classes, 1.0).unwrap();
         assert_eq!(out.width(), 3 * 40 + 2 * GAP);
         assert_eq!(out.height(), TITLE_H + 30 + GAP + LEGEND_ROW_H + GAP);
         // Image panel, then truth (road), then prediction (sky rows on top, road below).
         assert_eq!(out.get_pixel(5, TITLE_H + 5).0, [10, 20, 30]);
-        assert_eq!(out.get_pixel(44 + 5, TITLE_H + 5).0, palette(DatasetKind::Cityscapes, 0));
-        assert_eq!(out.get_pixel(88 + 5, TITLE_H + 5).0, palette(DatasetKind::Cityscapes, 10));
-        assert_eq!(out.get_pixel(88 + 5, TITLE_H + 25).0, palette(DatasetKind::Cityscapes, 0));
+        assert_eq!(out.get_pixel(44 + 5, TITLE_H + 5).0, classes.color(0));
+        assert_eq!(out.get_pixel(88 + 5, TITLE_H + 5).0, classes.color(10));
+        assert_eq!(out.get_pixel(88 + 5, TITLE_H + 25).0, classes.color(0));
         // Without a label: two panels.
         let c = Comparison { image: &img, truth: None, pred: &pred };
-        assert_eq!(c.render(DatasetKind::Cityscapes, &names, 0.5).unwrap().width(), 2 * 40 + GAP);
+        assert_eq!(c.render(&classes, 0.5).unwrap().width(), 2 * 40 + GAP);
     }
 }

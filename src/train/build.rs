@@ -18,7 +18,9 @@ pub fn build_optimizer(cfg: &Config, model: &Model) -> Optimizer {
         .into_iter()
         .map(|(name, tensor)| {
             let decay = !(t.no_decay_bias_norm && tensor.dim() <= 1);
-            Param { name, tensor, decay }
+            // As the official trainers' NONBACKBONE_KEYWORDS: a name containing a keyword.
+            let head = t.head_keywords.iter().any(|k| name.contains(k.as_str()));
+            Param { name, tensor, decay, lr_mult: if head { t.head_lr_mult } else { 1.0 } }
         })
         .collect();
     Optimizer::new(t.optimizer, params, t.momentum, t.nesterov, t.weight_decay, (t.betas[0], t.betas[1]), t.eps)

@@ -8,6 +8,8 @@ pub struct Param {
     pub tensor: Tensor,
     /// Whether weight decay applies (biases and norm parameters may be exempt).
     pub decay: bool,
+    /// This parameter's learning rate over the schedule's (`train.head_lr_mult` for heads).
+    pub lr_mult: f64,
 }
 
 pub struct Optimizer {
@@ -62,6 +64,8 @@ impl Optimizer {
                 if !grad.defined() {
                     continue;
                 }
+                // A parameter group's rate, as PyTorch's (AdamW's decay follows it too).
+                let lr = lr * p.lr_mult;
                 let wd = if p.decay { self.weight_decay } else { 0.0 };
                 match self.kind {
                     Kind_::Sgd => {
@@ -156,7 +160,7 @@ mod tests {
         let p = param(&[1.0, -2.0]);
         let mut opt = Optimizer::new(
             kind,
-            vec![Param { name: "w".into(), tensor: p.shallow_clone(), decay: true }],
+            vec![Param { name: "w".into(), tensor: p.shallow_clone(), decay: true, lr_mult: 1.0 }],
             momentum,
             nesterov,
             wd,
@@ -195,5 +199,22 @@ mod tests {
         // AdamW decays the weight directly: p·(1 − 0.1·0.5) − 0.1.
         let got = run(Kind_::Adamw, 0.0, false, 0.5, 1);
         assert!((got[0] - 0.85).abs() < 1e-5, "{got:?}");
+    }
+
+    #[test]
+    fn a_head_parameter_steps_at_its_multiple_of_the_rate() {
+        let (backbone, head) = (param(&[1.0]), param(&[1.0]));
+        let p = |name: &str, t: &Tensor, lr_mult| Param {
+            name: name.into(),
+            tensor: t.shallow_clone(),
+            decay: true,
+            lr_mult,
+        };
+        let params = vec![p("layer1.w", &backbone, 1.0), p("last_layer.w", &head, 10.0)];
+        let mut opt = Optimizer::new(Kind_::Sgd, params, 0.0, false, 0.0, (0.9, 0.999), 1e-8);
+        (&backbone * &backbone + &head * &head).sum(Kind::Float).backward();
+        opt.step(0.01);
+        // p − lr·mult·2p: 0.98 and 0.8.
+        assert!((backbone.double_value(&[0]) - 0.98).abs() < 1e-6 && (head.double_value(&[0]) - 0.8).abs() < 1e-6);
     }
 }

@@ -15,7 +15,6 @@ use super::state::{Best, ScalerState, TrainState};
 use super::status::StatusFile;
 use crate::config::Config;
 use crate::data::dataset::{Dataset, Split};
-use crate::data::labels::class_names;
 use crate::data::rng::derive;
 use crate::data::sampler::ShardedSampler;
 use crate::distributed::Comm;
@@ -162,7 +161,7 @@ impl<'a> Run<'a> {
         }
         let schedule = build_schedule(cfg, steps_per_epoch)?;
         let loss = build_loss(cfg, &model)?;
-        let classes = class_names(cfg.data.dataset.into());
+        let classes = crate::app::classes(&cfg.data).names;
         let log = MetricsLog::open(&out.join("metrics.jsonl"), dp.is_root(), classes)?;
         let weighted: Vec<String> = model
             .output_names()
@@ -322,7 +321,7 @@ impl<'a> Run<'a> {
             crate::app::evaluation::evaluate_sharded(cfg, &self.model, self.dp.comm.as_ref(), &modes, false)?;
         let secs = start.elapsed().as_secs_f64();
         self.last_eval_secs = Some(secs);
-        let score = tally.score(&class_names(cfg.data.dataset.into()));
+        let score = tally.score(&crate::app::classes(&cfg.data).names);
         let root = self.dp.is_root();
         if root {
             tracing::info!("epoch {epoch} eval ({:.1} img/s)\n{score}", images as f64 / secs);
@@ -352,7 +351,7 @@ impl<'a> Run<'a> {
         let cfg = self.cfg;
         let result = (|| -> anyhow::Result<Vec<image::RgbImage>> {
             let ds = crate::app::seg_val_dataset(&cfg.data)?;
-            let names = class_names(cfg.data.dataset.into());
+            let classes = crate::app::classes(&cfg.data);
             // As the evaluation while training sees them.
             let modes = InferenceOptions {
                 scales: vec![cfg.eval.train_scale],
@@ -363,7 +362,7 @@ impl<'a> Run<'a> {
                 let (img, truth) = ds.load_raw(i)?;
                 let pred = crate::eval::predict::predict(&self.model, &img, cfg.data.mean, cfg.data.std, &modes)?;
                 let panels = crate::eval::visualise::Comparison { image: &img, truth: Some(&truth), pred: &pred };
-                out.push(panels.render(cfg.data.dataset.into(), &names, 0.6)?);
+                out.push(panels.render(&classes, 0.6)?);
             }
             Ok(out)
         })();
