@@ -245,7 +245,7 @@ impl Report {
         let read: usize = self.splits.iter().map(|sp| sp.images_read).sum();
         let _ = writeln!(
             s,
-            "read {read} images in {:.1} s ({:.1} img/s)",
+            "read {read} images in {:.2} s ({:.1} img/s)",
             self.seconds,
             read as f64 / self.seconds.max(1e-9)
         );
