@@ -32,7 +32,8 @@ log() { echo "[setup] $*"; }
 # --- Debian packages -------------------------------------------------------
 # libgloo-dev: headers only (ProcessGroupGloo.hpp includes them); the symbols are libtorch_cpu's.
 # patchelf: scripts/gpu_bundle.sh points the bundled binaries at their own lib/.
-APT_PKGS=(libopenmpi-dev openmpi-bin libclang1-14 libclang-common-14-dev pkg-config fonts-dejavu-core libgloo-dev patchelf)
+# iproute2 (ip, tc), util-linux (taskset): the tests' namespaced links and pinned ranks.
+APT_PKGS=(libopenmpi-dev openmpi-bin libclang1-14 libclang-common-14-dev pkg-config fonts-dejavu-core libgloo-dev patchelf iproute2 util-linux)
 missing=()
 for p in "${APT_PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

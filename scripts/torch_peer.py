@@ -9,6 +9,12 @@ and peak memory. It prints one JSON object on the last line of stdout.
     python3 scripts/torch_peer.py train --model hrnetv2_w48 --classes 19 --batch 2 \\
         --size 512x1024 --precision bf16 --memory-format channels_last --steps 10 --warmup 3
     python3 scripts/torch_peer.py infer --model hrnetv2_w48 --batch 1 --size 512x1024 --iters 20
+    torchrun ... scripts/torch_peer.py train --ddp --hook bf16 ...   # DDP over gloo (scripts/bench_link.sh)
+
+With `--ddp` (under torchrun) the model is wrapped in DistributedDataParallel over gloo
+(25 MiB buckets, as segzoo's dist.bucket_mb) with one of PyTorch's communication hooks:
+none, fp16 (fp16_compress_hook), bf16 (bf16_compress_hook) or powersgd (PowerSGD rank
+--powersgd-rank, warm start and error feedback), the peers of segzoo's dist.compression.
 
 It is self-contained on purpose: the GPU machines have PyTorch but no network, so it
 carries its own HRNetV2 (written after the architecture of HRNet-Semantic-Segmentation's
@@ -338,8 +344,32 @@ def report(args, dev, params, **figures):
             "torch": torch.__version__}
 
 
+def wrap_ddp(args, model):
+    """DistributedDataParallel over gloo with the hook `--hook` asks for (under torchrun)."""
+    import torch.distributed as dist
+    from torch.distributed.algorithms.ddp_comm_hooks import default_hooks, powerSGD_hook
+
+    dist.init_process_group("gloo")
+    ddp = torch.nn.parallel.DistributedDataParallel(model, bucket_cap_mb=25)
+    if args.hook == "fp16":
+        ddp.register_comm_hook(None, default_hooks.fp16_compress_hook)
+    elif args.hook == "bf16":
+        ddp.register_comm_hook(None, default_hooks.bf16_compress_hook)
+    elif args.hook == "powersgd":
+        # PyTorch needs a start iteration above 1 with warm start and error feedback; the
+        # warm-up steps run before it, so the timed ones are compressed.
+        state = powerSGD_hook.PowerSGDState(process_group=None, matrix_approximation_rank=args.powersgd_rank,
+                                            start_powerSGD_iter=2, warm_start=True, use_error_feedback=True)
+        ddp.register_comm_hook(state, powerSGD_hook.powerSGD_hook)
+    return ddp
+
+
 def run_train(args):
     model, dev, dtype, fmt, params = setup(args)
+    if args.ddp:
+        if args.warmup < 3:
+            fail("--ddp needs --warmup 3 or more (PowerSGD starts at iteration 2)")
+        model = wrap_ddp(args, model)
     (h, w), last = args.hw, [None]
     model.train()
     if args.optimizer == "adam":  # the recipe's Adam
@@ -380,7 +410,7 @@ def run_train(args):
     if not math.isfinite(loss):
         print(f"torch_peer: warning: final loss is {loss}", file=sys.stderr)
     return report(args, dev, params, ms_per_step=round(ms, 3), img_per_s=round(1000.0 * args.batch / ms, 3),
-                  loss=loss, optimizer=args.optimizer, steps=args.steps)
+                  loss=loss, optimizer=args.optimizer, steps=args.steps, hook=args.hook if args.ddp else None)
 
 
 def run_infer(args):
@@ -420,6 +450,10 @@ def main():
                        help="exit 1 unless the state dict matches this `segzoo model-info M --json`")
         s.add_argument("--json", help="also write the result here")
         if name == "train":
+            s.add_argument("--ddp", action="store_true", help="DistributedDataParallel under torchrun (gloo)")
+            s.add_argument("--hook", choices=["none", "fp16", "bf16", "powersgd"], default="none")
+            s.add_argument("--powersgd-rank", type=int, default=2)
+            s.add_argument("--threads", type=int, help="torch intra-op threads")
             s.add_argument("--steps", type=int, default=10)
             s.add_argument("--optimizer", choices=["adam", "sgd"], default="adam")
             s.add_argument("--lr", type=float, default=0.01)
@@ -428,6 +462,8 @@ def main():
     args = p.parse_args()
     if args.batch < 1 or args.warmup < 0 or getattr(args, "steps", getattr(args, "iters", 1)) < 1:
         fail("--batch and --steps/--iters must be at least 1, --warmup at least 0")
+    if getattr(args, "threads", None):
+        torch.set_num_threads(args.threads)
     result = run_train(args) if args.mode == "train" else run_infer(args)
     line = json.dumps(result)
     if args.json:

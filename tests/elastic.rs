@@ -5,7 +5,7 @@
 #[path = "common/jobs.rs"]
 mod jobs;
 
-use jobs::{losses, max_rel_diff, ok, segzoo, step_weights, BIN, CONFIG};
+use jobs::{losses, max_rel_diff, ok, segzoo, step_weights, steps_done, BIN, CONFIG};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
@@ -161,18 +161,6 @@ fn launch(
 
 fn read(path: impl AsRef<Path>) -> String {
     std::fs::read_to_string(path.as_ref()).unwrap_or_else(|e| panic!("{}: {e}", path.as_ref().display()))
-}
-
-/// Training steps done so far, from rank 0's metrics.jsonl.
-fn steps_done(run: &Path) -> u64 {
-    std::fs::read_to_string(run.join("metrics.jsonl"))
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|v| v["kind"] == "train")
-        .filter_map(|v| v["step"].as_u64())
-        .max()
-        .unwrap_or(0)
 }
 
 /// The worker command of the elastic runs: 16 steps of a global batch of 4, a checkpoint

@@ -338,9 +338,13 @@ impl Local<'_> {
         }
     }
 
-    /// The job's summary, then (after a failure) how this server's ranks ended.
+    /// The job's summary, then (after a failure) how this server's ranks ended, and what a
+    /// local worker left for it (segzoo's rank 0: the slowest rank most often).
     fn finished(&self, code: u8, summary: String) -> Finished {
         let mut text = summary;
+        if let Some(note) = rank0_note(&self.opts.log_dir_abs) {
+            text += &format!("segzoo-launch: {note}\n");
+        }
         if let (Some(report), true) = (&self.report, code != 0) {
             let server = self.opts.multi.then_some(self.opts.server_id.as_str());
             let root = match &self.last_cause {
@@ -351,6 +355,13 @@ impl Local<'_> {
         }
         Finished { code, text }
     }
+}
+
+/// The note in rank 0's last heartbeat, when rank 0 ran on this server.
+fn rank0_note(dir: &std::path::Path) -> Option<String> {
+    let bytes = std::fs::read(dir.join("rank_0.heartbeat.json")).ok()?;
+    let beat: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    beat["note"].as_str().map(str::to_string)
 }
 
 /// The training steps the local workers' heartbeats (segzoo's `rank_<k>.heartbeat.json` in

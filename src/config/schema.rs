@@ -99,6 +99,32 @@ pub enum Backend {
     Single,
 }
 
+/// `dist.compression`: how gradient buckets cross the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    #[default]
+    None,
+    /// Cast to fp16, divided by the world size, summed, cast back (PyTorch's fp16_compress_hook).
+    Fp16,
+    /// The same in bf16 (bf16_compress_hook).
+    Bf16,
+    /// Rank-r factors with error feedback (PyTorch's PowerSGD hook).
+    Powersgd,
+}
+
+impl Compression {
+    /// The name as `dist.compression` spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Compression::None => "none",
+            Compression::Fp16 => "fp16",
+            Compression::Bf16 => "bf16",
+            Compression::Powersgd => "powersgd",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DistConfig {
@@ -114,11 +140,30 @@ pub struct DistConfig {
     /// The same for the job's start: every rank meeting at the rendezvous (a rank that does
     /// not come is named) and connecting its group.
     pub init_timeout_s: f64,
+    /// `none`, `fp16`, `bf16` or `powersgd`: gradients only, per bucket.
+    pub compression: Compression,
+    /// PowerSGD's approximation rank.
+    pub powersgd_rank: usize,
+    /// Optimiser steps of plain all-reduce before PowerSGD starts (unset: 10 % of the run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub powersgd_start_step: Option<u64>,
+    /// A rank more than this many times slower than the median is named at the log line.
+    pub straggler_ratio: f64,
 }
 
 impl Default for DistConfig {
     fn default() -> Self {
-        Self { backend: Backend::Auto, bucket_mb: 25.0, overlap: true, timeout_s: 600.0, init_timeout_s: 300.0 }
+        Self {
+            backend: Backend::Auto,
+            bucket_mb: 25.0,
+            overlap: true,
+            timeout_s: 600.0,
+            init_timeout_s: 300.0,
+            compression: Compression::None,
+            powersgd_rank: 2,
+            powersgd_start_step: None,
+            straggler_ratio: 1.3,
+        }
     }
 }
 
@@ -211,6 +256,12 @@ impl Config {
             "must be [from, to] with 1 <= from <= to (steps are 1-based)",
         );
         need(self.dist.bucket_mb > 0.0, "dist.bucket_mb", "must be positive");
+        need(self.dist.powersgd_rank > 0, "dist.powersgd_rank", "must be at least 1");
+        need(
+            self.dist.straggler_ratio > 1.0 && self.dist.straggler_ratio.is_finite(),
+            "dist.straggler_ratio",
+            "must be a number above 1",
+        );
         need(
             self.dist.timeout_s > 0.0 && self.dist.timeout_s.is_finite(),
             "dist.timeout_s",

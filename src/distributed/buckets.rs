@@ -2,7 +2,8 @@
 //! one kind and device are packed into flat buckets of about `bucket_bytes` (one
 //! collective each, as DDP does), then unpacked.
 use super::collective::Collective;
-use tch::Tensor;
+use super::compression::Codec;
+use tch::{Kind, Tensor};
 
 /// The first bucket's size, as DDP's: gradients come in reverse registration order, and a
 /// small first bucket lets the all-reduce start early in backward.
@@ -10,8 +11,10 @@ pub const FIRST_BUCKET_BYTES: usize = 1 << 20;
 
 /// Groups of consecutive indices into `tensors`, each one kind and device and closed
 /// once it holds at least `bucket_bytes` (the first: at least the smaller of that and
-/// [`FIRST_BUCKET_BYTES`]).
-pub fn plan(tensors: &[Tensor], bucket_bytes: usize) -> Vec<Vec<usize>> {
+/// [`FIRST_BUCKET_BYTES`]). Bytes count as sent: `wire_size` is the bytes per element of
+/// a kind on the wire (bf16 compression halves fp32's, so a bucket holds twice the
+/// gradients and the first bucket's early start covers twice as many).
+pub fn plan(tensors: &[Tensor], bucket_bytes: usize, wire_size: &dyn Fn(Kind) -> usize) -> Vec<Vec<usize>> {
     let mut buckets: Vec<Vec<usize>> = Vec::new();
     let mut bytes = 0usize;
     for (i, t) in tensors.iter().enumerate() {
@@ -24,7 +27,7 @@ pub fn plan(tensors: &[Tensor], bucket_bytes: usize) -> Vec<Vec<usize>> {
             buckets.push(Vec::new());
             bytes = 0;
         }
-        bytes += t.numel() * t.kind().elt_size_in_bytes();
+        bytes += t.numel() * wire_size(t.kind());
         buckets.last_mut().expect("a bucket was just opened").push(i);
     }
     buckets
@@ -41,46 +44,34 @@ pub fn grad_or_zeros(param: &Tensor) -> Tensor {
     }
 }
 
-/// The bucket's tensors (`members` of `tensors`), flattened into one new tensor.
-pub fn pack(tensors: &[Tensor], members: &[usize]) -> Tensor {
-    let parts: Vec<Tensor> = members.iter().map(|&i| tensors[i].reshape([-1])).collect();
-    Tensor::cat(&parts, 0)
-}
-
-/// `scale` × the summed bucket `flat`, copied back into its `members` of `tensors`.
-pub fn unpack(mut flat: Tensor, tensors: &mut [Tensor], members: &[usize], scale: f64) {
-    if scale != 1.0 {
-        flat *= scale;
-    }
-    let sizes: Vec<i64> = members.iter().map(|&i| tensors[i].numel() as i64).collect();
-    for (&i, piece) in members.iter().zip(flat.split_with_sizes(sizes.as_slice(), 0)) {
-        let t = &mut tensors[i];
-        let shape = t.size();
-        tch::no_grad(|| t.copy_(&piece.view(shape.as_slice())));
-    }
-}
-
-/// Every tensor ← `scale` × its sum over all ranks, in the order given.
 /// A bucket's all-reduce as the trace names it.
 pub fn bucket_span(index: usize, flat: &Tensor) -> String {
     let mb = (flat.numel() * flat.kind().elt_size_in_bytes()) as f64 / (1024.0 * 1024.0);
     format!("all-reduce bucket {index} ({mb:.2} MB)")
 }
 
+/// Every tensor ← its sum over all ranks as `codec` averages it (gradients compressed as
+/// `dist.compression` says; [`Mean`](super::compression::Mean) for exact means), bucket by
+/// bucket in the order given.
 pub fn all_reduce(
     comm: &dyn Collective,
     tensors: &mut [Tensor],
     bucket_bytes: usize,
-    scale: f64,
+    codec: &mut dyn Codec,
 ) -> anyhow::Result<()> {
-    for (i, bucket) in plan(tensors, bucket_bytes).into_iter().enumerate() {
-        let mut flat = pack(tensors, &bucket);
+    let buckets = plan(tensors, bucket_bytes, &|k| codec.wire_size(k));
+    for (i, bucket) in buckets.into_iter().enumerate() {
+        let mut members: Vec<Tensor> = bucket.iter().map(|&j| tensors[j].shallow_clone()).collect();
+        let mut flat = codec.encode(i, &members);
         let start = std::time::Instant::now();
         comm.all_reduce_sum(&mut flat)?;
         if crate::timeline::active() {
             crate::timeline::record(&bucket_span(i, &flat), crate::timeline::COMM_LANE, start);
         }
-        unpack(flat, tensors, &bucket, scale);
+        if let Some(mut next) = codec.first(i, flat, &mut members) {
+            comm.all_reduce_sum(&mut next)?;
+            codec.second(i, next, &mut members);
+        }
     }
     Ok(())
 }
@@ -97,13 +88,16 @@ mod tests {
         let l = |n: i64| Tensor::zeros([n], (Kind::Int64, Device::Cpu));
         // 40-byte buckets: 4+4+4 floats = 48 bytes closes the first.
         let ts = [f(4), f(4), f(4), f(2), l(1), f(1)];
-        assert_eq!(plan(&ts, 40), vec![vec![0, 1, 2], vec![3], vec![4], vec![5]]);
-        assert_eq!(plan(&ts, 1 << 20), vec![vec![0, 1, 2, 3], vec![4], vec![5]]);
+        let elt = |k: Kind| k.elt_size_in_bytes();
+        assert_eq!(plan(&ts, 40, &elt), vec![vec![0, 1, 2], vec![3], vec![4], vec![5]]);
+        assert_eq!(plan(&ts, 1 << 20, &elt), vec![vec![0, 1, 2, 3], vec![4], vec![5]]);
         // The first bucket closes at 1 MiB even when buckets are larger.
         let big = |n: i64| Tensor::zeros([n], (Kind::Float, Device::Cpu));
         let ts = [big(200_000), big(100_000), big(300_000), big(300_000)];
-        assert_eq!(plan(&ts, 25 << 20), vec![vec![0, 1], vec![2, 3]]);
-        assert!(plan(&[], 10).is_empty());
+        assert_eq!(plan(&ts, 25 << 20, &elt), vec![vec![0, 1], vec![2, 3]]);
+        // Sent as 2-byte halves, the first MiB holds all three of 200k+100k+300k floats.
+        assert_eq!(plan(&ts, 25 << 20, &|_| 2), vec![vec![0, 1, 2], vec![3]]);
+        assert!(plan(&[], 10, &elt).is_empty());
     }
 
     #[test]
@@ -113,7 +107,7 @@ mod tests {
             Tensor::from_slice(&[10f32]),
             Tensor::ones([2, 1, 2], (Kind::Float, Device::Cpu)),
         ];
-        all_reduce(&Single, &mut ts, 8, 0.5).expect("single all-reduce");
+        all_reduce(&Single, &mut ts, 8, &mut crate::distributed::compression::Mean { scale: 0.5 }).expect("single");
         assert_eq!(ts[0].size(), [2, 3]);
         assert_eq!(Vec::<f32>::try_from(ts[0].reshape([-1])).expect("vec"), [0.0, 0.5, 1.0, 1.5, 2.0, 2.5]);
         assert_eq!(ts[1].double_value(&[0]), 5.0);

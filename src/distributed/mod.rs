@@ -2,20 +2,24 @@
 //! (`device.rs`), the collective backends (`collective.rs`: the trait and `single`;
 //! `process_group.rs`: c10d's gloo and NCCL over `c10d.rs`, meeting at `rendezvous.rs`;
 //! `mpi.rs`; chosen in `backend.rs`; `nccl.rs`: what `segzoo env` says of NCCL), gradient
-//! buckets (`buckets.rs`, `overlap.rs`), the collective watchdog and the files ranks leave
-//! (`watchdog.rs`, `rank_files.rs`), and the collective self-test `segzoo dist-check` runs
-//! (`check.rs`).
+//! buckets (`buckets.rs`, `overlap.rs`) and their compression (`compression.rs`: the codecs;
+//! `powersgd.rs`), the collective watchdog, its labels and the files ranks leave
+//! (`watchdog.rs`, `op_label.rs`, `rank_files.rs`), and the collective self-test `segzoo
+//! dist-check` runs (`check.rs`).
 pub mod backend;
 pub mod buckets;
 pub mod c10d;
 pub mod check;
 pub mod collective;
+pub mod compression;
 pub mod device;
 pub mod gather;
 pub mod group_sum;
 pub mod mpi;
 pub mod nccl;
+pub mod op_label;
 pub mod overlap;
+pub mod powersgd;
 pub mod process_group;
 pub mod rank_files;
 pub mod rendezvous;

@@ -176,7 +176,13 @@ impl MpiBackground {
                 let what = "gradient all-reduce, overlapped with backward";
                 let _in_flight = watchdog::within(what, || watchdog::guard(&op("all-reduce", flat.numel())));
                 let start = std::time::Instant::now();
-                let sum = host_kind(flat.kind()).and_then(|kind| by_kind!(reduce_on, kind, &comm, &flat));
+                // MPI has no half types: f16/bf16 buckets (compressed gradients) are summed in
+                // f32 on the host, as every MPI collective here, and returned in their kind.
+                let sum = host_kind(flat.kind()).and_then(|kind| {
+                    let host = flat.to_device(tch::Device::Cpu).to_kind(kind).contiguous();
+                    let sum = by_kind!(reduce_on, kind, &comm, &host)?;
+                    Ok(sum.to_kind(flat.kind()).to_device(flat.device()))
+                });
                 if crate::timeline::active() {
                     let name = crate::distributed::buckets::bucket_span(bucket, &flat);
                     crate::timeline::record(&name, crate::timeline::COMM_LANE, start);

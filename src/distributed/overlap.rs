@@ -9,10 +9,14 @@
 //! threads at once. After backward, buckets still open are sent with zeros for gradients that never came
 //! (unused heads), as the after-backward path does; then every sum is awaited, scaled and
 //! copied back. Same buckets, same sums: the results equal the after-backward path's.
+//! A bucket crosses the wire as the codec says (`compression.rs`): PowerSGD's second round
+//! (its Q factors) is sent once the first round's sums are in, after backward.
 use super::buckets;
 use super::collective::BackgroundSum;
+use super::compression::Codec;
 use std::cell::RefCell;
 use std::ffi::c_void;
+use std::rc::Rc;
 use tch::Tensor;
 
 type ReadyCallback = extern "C" fn(user: *mut c_void, index: i64);
@@ -44,11 +48,11 @@ struct Shared {
     bucket_of: Vec<usize>,
     progress: RefCell<Progress>,
     summer: Box<dyn BackgroundSum>,
+    codec: Rc<RefCell<Box<dyn Codec>>>,
 }
 
 pub struct Reducer {
     shared: Box<Shared>,
-    scale: f64,
 }
 
 extern "C" fn gradient_ready(user: *mut c_void, index: i64) {
@@ -86,21 +90,22 @@ impl Shared {
     }
 
     fn send(&self, bucket: usize) -> anyhow::Result<()> {
-        let members: Vec<usize> = (0..self.buckets[bucket].len()).collect();
-        self.summer.submit(buckets::pack(&self.grads(bucket), &members), bucket)
+        let flat = self.codec.borrow_mut().encode(bucket, &self.grads(bucket));
+        self.summer.submit(flat, bucket)
     }
 }
 
 impl Reducer {
-    /// Hooks on `params` (in registration order) and buckets of about `bucket_bytes`.
+    /// Hooks on `params` (in registration order) and buckets of about `bucket_bytes`, sent
+    /// as `codec` says.
     pub fn new(
         params: &[Tensor],
         bucket_bytes: usize,
-        scale: f64,
+        codec: Rc<RefCell<Box<dyn Codec>>>,
         summer: Box<dyn BackgroundSum>,
     ) -> anyhow::Result<Self> {
         let params: Vec<Tensor> = params.iter().rev().map(|p| p.shallow_clone()).collect();
-        let buckets = buckets::plan(&params, bucket_bytes);
+        let buckets = buckets::plan(&params, bucket_bytes, &|k| codec.borrow().wire_size(k));
         let mut bucket_of = vec![0; params.len()];
         for (b, members) in buckets.iter().enumerate() {
             for &i in members {
@@ -108,14 +113,14 @@ impl Reducer {
             }
         }
         let progress = RefCell::new(Progress::default());
-        let shared = Box::new(Shared { params, buckets, bucket_of, progress, summer });
+        let shared = Box::new(Shared { params, buckets, bucket_of, progress, summer, codec });
         let user = &*shared as *const Shared as *mut c_void;
         for (i, p) in shared.params.iter().enumerate() {
             // SAFETY: a live tensor; the hook's user pointer outlives it (cleared on drop).
             let ok = unsafe { segzoo_set_grad_ready_hook(p.as_ptr() as *mut c_void, gradient_ready, user, i as i64) };
             anyhow::ensure!(ok, "could not set a gradient hook on parameter {i}");
         }
-        Ok(Reducer { shared, scale })
+        Ok(Reducer { shared })
     }
 
     /// (buckets sent while the last backward ran, buckets): how much of the all-reduce
@@ -149,12 +154,21 @@ impl Reducer {
         for b in next..shared.buckets.len() {
             shared.send(b)?;
         }
+        // First rounds in bucket order; a codec's second round (PowerSGD's Q) is sent as
+        // soon as its first is in, and awaited after every first round (the order sent).
+        let mut second = Vec::new();
         for bucket in 0..shared.buckets.len() {
-            let flat = shared.summer.wait()?;
+            let sum = shared.summer.wait()?;
             // A missing gradient's zeros receive their share and are dropped: it stays missing.
             let mut grads = shared.grads(bucket);
-            let members: Vec<usize> = (0..grads.len()).collect();
-            buckets::unpack(flat, &mut grads, &members, self.scale);
+            if let Some(next) = shared.codec.borrow_mut().first(bucket, sum, &mut grads) {
+                shared.summer.submit(next, bucket)?;
+                second.push((bucket, grads));
+            }
+        }
+        for (bucket, mut grads) in second {
+            let sum = shared.summer.wait()?;
+            shared.codec.borrow_mut().second(bucket, sum, &mut grads);
         }
         Ok(())
     }

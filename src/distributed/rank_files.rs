@@ -49,6 +49,9 @@ pub struct Heartbeat {
     /// What the rank's main thread is doing ("data", "step", "evaluation", …; "ended").
     pub phase: String,
     pub time_unix_ms: u64,
+    /// A line for the launcher's summary (rank 0: the slowest rank most often).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -95,6 +98,22 @@ impl ErrorReport {
                 "extraInfo": {"py_callstack": "", "timestamp": (self.time_unix_ms / 1000).to_string()},
             }
         })
+    }
+
+    /// Write it as this rank's error file (no-op without a place for it), and as torchrun's
+    /// when it asked for one (`TORCHELASTIC_ERROR_FILE`: its summary prints the root cause).
+    pub fn write(&self, files: Option<&RankFiles>) {
+        if let Some(files) = files {
+            if let Err(e) = write_json(&files.error_file, self) {
+                eprintln!("warning: cannot write {}: {e}", files.error_file.display());
+            }
+        }
+        if let Some(path) = std::env::var_os("TORCHELASTIC_ERROR_FILE") {
+            let path = std::path::PathBuf::from(path);
+            if let Err(e) = write_json(&path, &self.torchelastic()) {
+                eprintln!("warning: cannot write {}: {e}", path.display());
+            }
+        }
     }
 
     pub fn new(rank: usize, size: usize, step: Option<u64>, kind: &str, error: &anyhow::Error, exit_code: i32) -> Self {
@@ -173,6 +192,7 @@ mod tests {
             first_step: 1,
             phase: "step".into(),
             time_unix_ms: ms,
+            note: None,
         };
         write_json(&files.heartbeat(1), &beat(1, 100_000)).expect("write");
         write_json(&files.heartbeat(2), &beat(2, 109_500)).expect("write");

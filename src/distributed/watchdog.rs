@@ -16,8 +16,9 @@
 //!
 //! Process-wide, like the communicator it watches: collectives run on the main thread, the
 //! MPI gradient thread and autograd's threads, and all of them report here.
+use super::op_label::label;
+pub use super::op_label::within;
 use super::rank_files::{now_ms, peers_report, write_json, ErrorReport, Heartbeat, RankFiles, EXIT_NCCL, EXIT_TIMEOUT};
-use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -63,6 +64,8 @@ struct Dog {
     /// The first step this process trained (0 before it trains).
     first_step: AtomicU64,
     phase: Mutex<&'static str>,
+    /// A line for the launcher's summary (rank 0: the slowest rank most often).
+    note: Mutex<Option<String>>,
     works: Mutex<Vec<Work>>,
     /// The first issued work that failed, as the poller found it.
     failed: Mutex<Option<String>>,
@@ -83,11 +86,6 @@ const BEAT: Duration = Duration::from_secs(1);
 const QUIET: Duration = Duration::from_secs(3);
 /// After aborting the communicator, how long to wait for it to end the process.
 const ABORT_GRACE: Duration = Duration::from_secs(5);
-
-thread_local! {
-    /// What the calling thread's collectives are for ("gradient all-reduce", …).
-    static CONTEXT: Cell<Option<&'static str>> = const { Cell::new(None) };
-}
 
 /// Start watching (once per process; later calls are ignored) and write the first
 /// heartbeat at once, so that peers waiting at the start can tell this rank has started.
@@ -145,6 +143,13 @@ pub fn set_step(step: u64) {
     }
 }
 
+/// A line this rank's heartbeat carries for its launcher's summary.
+pub fn set_note(note: Option<String>) {
+    if let Some(d) = dog() {
+        *lock(&d.note) = note;
+    }
+}
+
 pub fn set_phase(phase: &'static str) {
     if let Some(d) = dog() {
         *lock(&d.phase) = phase;
@@ -154,21 +159,6 @@ pub fn set_phase(phase: &'static str) {
 /// The step in progress, when training.
 pub fn step() -> Option<u64> {
     dog().and_then(|d| d.current_step())
-}
-
-/// Run `f` with its collectives labelled as being for `what`.
-pub fn within<T>(what: &'static str, f: impl FnOnce() -> T) -> T {
-    let before = CONTEXT.with(|c| c.replace(Some(what)));
-    let out = f();
-    CONTEXT.with(|c| c.set(before));
-    out
-}
-
-fn label(op: &str) -> String {
-    match CONTEXT.with(Cell::get) {
-        Some(what) => format!("{what} ({op})"),
-        None => op.to_string(),
-    }
 }
 
 /// A blocking collective in flight until dropped.
@@ -219,22 +209,7 @@ pub fn record_failure(kind: &str, error: &anyhow::Error, exit_code: i32) {
             (w.rank, w.size, None, RankFiles::locate(&|k| std::env::var(k).ok(), None, w.rank))
         }
     };
-    write_report(files.as_ref(), &ErrorReport::new(rank, size, step, kind, error, exit_code));
-}
-
-fn write_report(files: Option<&RankFiles>, report: &ErrorReport) {
-    if let Some(files) = files {
-        if let Err(e) = write_json(&files.error_file, report) {
-            eprintln!("warning: cannot write {}: {e}", files.error_file.display());
-        }
-    }
-    // torchrun prints this file as the failure's root cause in its summary.
-    if let Some(path) = std::env::var_os("TORCHELASTIC_ERROR_FILE") {
-        let path = std::path::PathBuf::from(path);
-        if let Err(e) = write_json(&path, &report.torchelastic()) {
-            eprintln!("warning: cannot write {}: {e}", path.display());
-        }
-    }
+    ErrorReport::new(rank, size, step, kind, error, exit_code).write(files.as_ref());
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -249,6 +224,7 @@ impl Dog {
             step: AtomicU64::new(0),
             first_step: AtomicU64::new(0),
             phase: Mutex::new("starting"),
+            note: Mutex::new(None),
             works: Mutex::new(Vec::new()),
             failed: Mutex::new(None),
             polling: Mutex::new(()),
@@ -346,7 +322,7 @@ impl Dog {
         let mut report =
             ErrorReport::new(rank, size, step(), kind, &anyhow::anyhow!("rank {rank}/{size}: {message}"), code);
         report.chain = peers;
-        write_report(self.opts.files.as_ref(), &report);
+        report.write(self.opts.files.as_ref());
         let abort = lock(&self.abort).clone();
         if let Some(abort) = abort {
             abort(code);
@@ -367,6 +343,7 @@ impl Dog {
             first_step: self.first_step.load(Ordering::Relaxed),
             phase: lock(&self.phase).to_string(),
             time_unix_ms: now_ms(),
+            note: lock(&self.note).clone(),
         };
         // The directory may not exist yet (the run creates it): then there is nothing to say.
         let _ = std::fs::create_dir_all(&files.dir);
@@ -468,15 +445,5 @@ mod tests {
         let (message, code, _) = verdict.expect("overdue");
         assert!(message.starts_with("NCCL all-reduce of 4 values at step 7 did not complete"), "{message}");
         assert_eq!(code, EXIT_TIMEOUT);
-    }
-
-    #[test]
-    fn labels_carry_the_callers_context_on_this_thread_only() {
-        assert_eq!(label("MPI barrier"), "MPI barrier");
-        let inside =
-            within("loss mean", || (label("MPI all-reduce of 3 values"), std::thread::spawn(|| label("x")).join()));
-        assert_eq!(inside.0, "loss mean (MPI all-reduce of 3 values)");
-        assert_eq!(inside.1.expect("thread"), "x");
-        assert_eq!(label("MPI barrier"), "MPI barrier", "restored");
     }
 }

@@ -40,6 +40,8 @@ pub fn bench(
     let loss = build_loss(cfg, &model)?;
     let mut dp = DataParallel::new(comm, cfg.dist.bucket_mb, device);
     dp.broadcast_state(&model)?;
+    // A benchmark has no run length: PowerSGD from the first step unless the config says.
+    dp.set_compression(&cfg.dist, 0, cfg.train.seed);
     let overlap = cfg.dist.overlap && dp.enable_overlap(&optim.params)?;
     let ctx = StepContext { model: &model, loss: &loss, precision: cfg.train.precision, dp: &dp, memory_format };
     let mut scaler = build_scaler(cfg);

@@ -151,13 +151,42 @@ pub fn latest_valid(dir: &Path) -> Option<(PathBuf, Loaded)> {
     None
 }
 
-/// Delete all but the newest `keep` step checkpoints (`best` is never touched).
+/// Delete all but the newest `keep` step checkpoints and their ranks' state files (`best`
+/// is never touched).
 pub fn prune(dir: &Path, keep: usize) {
     for (_, p) in list(dir).into_iter().skip(keep) {
         if let Err(e) = std::fs::remove_file(&p) {
             tracing::warn!("cannot remove old checkpoint {}: {e}", p.display());
         }
+        let stem = p.file_stem().map(|s| format!("{}.rank", s.to_string_lossy())).unwrap_or_default();
+        for side in std::fs::read_dir(dir).into_iter().flatten().filter_map(|e| e.ok().map(|e| e.path())) {
+            if side.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(&stem)) {
+                let _ = std::fs::remove_file(side);
+            }
+        }
     }
+}
+
+/// Where rank `rank` of `size` keeps its own state beside checkpoint `ckpt` (gradient
+/// compression's error buffers differ by rank; rank 0 writes only the shared checkpoint).
+pub fn rank_state_path(ckpt: &Path, rank: usize, size: usize) -> PathBuf {
+    let stem = ckpt.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    ckpt.with_file_name(format!("{stem}.rank{rank}-of{size}.safetensors"))
+}
+
+pub fn save_rank_state(ckpt: &Path, rank: usize, size: usize, tensors: &[(String, Tensor)]) -> anyhow::Result<()> {
+    write_safetensors_atomic(tensors, &rank_state_path(ckpt, rank, size))
+}
+
+/// This rank's state beside `ckpt`, if it was written for this world size.
+pub fn load_rank_state(ckpt: &Path, rank: usize, size: usize) -> anyhow::Result<Option<Vec<(String, Tensor)>>> {
+    let path = rank_state_path(ckpt, rank, size);
+    if !path.exists() {
+        return Ok(None);
+    }
+    let tensors =
+        Tensor::read_safetensors(&path).map_err(|e| anyhow::anyhow!("{}: unreadable: {e}", path.display()))?;
+    Ok(Some(tensors))
 }
 
 #[cfg(test)]

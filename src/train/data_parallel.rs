@@ -2,11 +2,16 @@
 //! everywhere, gradients averaged over the ranks after every backward pass, BN running
 //! statistics averaged before they are evaluated or saved, and agreement checks.
 use super::optim::Param;
+use crate::config::{Compression, DistConfig};
+use crate::distributed::compression::{Cast, Codec, Mean};
 use crate::distributed::overlap::Reducer;
+use crate::distributed::powersgd::PowerSgd;
 use crate::distributed::watchdog::within;
 use crate::distributed::{buckets, BackendKind, Comm};
 use crate::models::Model;
 use anyhow::bail;
+use std::cell::RefCell;
+use std::rc::Rc;
 use tch::{Kind, Tensor};
 
 pub struct DataParallel {
@@ -16,11 +21,71 @@ pub struct DataParallel {
     pub device: tch::Device,
     /// Gradient all-reduce overlapped with backward (`dist.overlap`), where available.
     overlap: Option<Reducer>,
+    /// How gradient buckets cross the wire (`dist.compression`), shared with the reducer.
+    codec: Rc<RefCell<Box<dyn Codec>>>,
+    compression: Compression,
 }
 
 impl DataParallel {
     pub fn new(comm: Comm, bucket_mb: f64, device: tch::Device) -> Self {
-        DataParallel { comm, bucket_bytes: (bucket_mb * 1024.0 * 1024.0) as usize, device, overlap: None }
+        let codec: Box<dyn Codec> = Box::new(Mean { scale: 1.0 / comm.size() as f64 });
+        DataParallel {
+            comm,
+            bucket_bytes: (bucket_mb * 1024.0 * 1024.0) as usize,
+            device,
+            overlap: None,
+            codec: Rc::new(RefCell::new(codec)),
+            compression: Compression::None,
+        }
+    }
+
+    /// Compress gradients as `dist` says (before [`enable_overlap`](Self::enable_overlap)).
+    /// PowerSGD starts after `dist.powersgd_start_step` optimiser steps, else after 10 % of
+    /// `total_steps`; its first Q matrices come from `seed`. Alone, nothing is sent.
+    pub fn set_compression(&mut self, dist: &DistConfig, total_steps: u64, seed: u64) {
+        if self.alone() {
+            return;
+        }
+        let world = self.size();
+        let codec: Box<dyn Codec> = match dist.compression {
+            Compression::None => return,
+            Compression::Fp16 => Box::new(Cast { kind: Kind::Half, world: world as f64 }),
+            Compression::Bf16 => Box::new(Cast { kind: Kind::BFloat16, world: world as f64 }),
+            Compression::Powersgd => {
+                let start = dist.powersgd_start_step.unwrap_or(total_steps / 10);
+                Box::new(PowerSgd::new(dist.powersgd_rank, start, world, seed))
+            }
+        };
+        self.codec = Rc::new(RefCell::new(codec));
+        self.compression = dist.compression;
+    }
+
+    /// The compression in use (`none` alone).
+    pub fn compression(&self) -> Compression {
+        self.compression
+    }
+
+    /// After the optimiser step (applied, or skipped on fp16 overflow).
+    pub fn end_step(&self, applied: bool) {
+        self.codec.borrow_mut().end_step(applied);
+    }
+
+    /// This rank's compression state (PowerSGD's error buffers and factors), if any.
+    pub fn compression_state(&self) -> Vec<(String, Tensor)> {
+        self.codec.borrow().state()
+    }
+
+    /// Restore [`compression_state`](Self::compression_state) saved at `step`; `None`: start
+    /// afresh at `step`.
+    pub fn restore_compression(&self, saved: Option<&[(String, Tensor)]>, step: u64) -> anyhow::Result<()> {
+        let mut codec = self.codec.borrow_mut();
+        match saved {
+            Some(tensors) => codec.load_state(tensors, step),
+            None => {
+                codec.set_step(step);
+                Ok(())
+            }
+        }
     }
 
     /// Whether this process trains alone (no group: every collective is the identity). A
@@ -42,7 +107,7 @@ impl DataParallel {
             return Ok(false);
         };
         let tensors: Vec<Tensor> = params.iter().map(|p| p.tensor.shallow_clone()).collect();
-        self.overlap = Some(Reducer::new(&tensors, self.bucket_bytes, 1.0 / self.size() as f64, summer)?);
+        self.overlap = Some(Reducer::new(&tensors, self.bucket_bytes, self.codec.clone(), summer)?);
         Ok(true)
     }
 
@@ -100,7 +165,8 @@ impl DataParallel {
             return Ok(());
         }
         let mut grads: Vec<Tensor> = params.iter().rev().map(|p| buckets::grad_or_zeros(&p.tensor)).collect();
-        buckets::all_reduce(self.comm.as_ref(), &mut grads, self.bucket_bytes, 1.0 / self.size() as f64)
+        let mut codec = self.codec.borrow_mut();
+        buckets::all_reduce(self.comm.as_ref(), &mut grads, self.bucket_bytes, &mut **codec)
     }
 
     /// BN running means and variances ← their mean over the ranks (each rank saw
@@ -116,7 +182,8 @@ impl DataParallel {
             .map(|(_, t)| t)
             .collect();
         within("BN running statistics average", || {
-            buckets::all_reduce(self.comm.as_ref(), &mut stats, self.bucket_bytes, 1.0 / self.size() as f64)
+            let mut exact = Mean { scale: 1.0 / self.size() as f64 };
+            buckets::all_reduce(self.comm.as_ref(), &mut stats, self.bucket_bytes, &mut exact)
         })
     }
 

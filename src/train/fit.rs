@@ -15,6 +15,7 @@ use super::preempt::{Interrupted, Signals};
 use super::records::{Record, TrainRecord};
 use super::run::{Run, TrainOptions, TrainSummary};
 use super::step::{train_step, StepContext};
+use super::straggler::{Stragglers, Verdict};
 use super::trace::TraceWindow;
 use crate::data::loader::{self, LoaderOptions};
 use crate::data::rng::derive;
@@ -136,7 +137,13 @@ impl Run<'_> {
         lr: f64,
         times: Means,
         max_steps: Option<u64>,
-    ) {
+        stragglers: Option<&mut Stragglers>,
+    ) -> anyhow::Result<()> {
+        // Every rank's own time, gathered (one small collective per log line).
+        let verdict = match stragglers {
+            Some(s) => s.interval(&self.dp, times.compute_ms + times.optimizer_ms, times.data_ms)?,
+            None => Verdict::default(),
+        };
         let (epoch, in_epoch) = at;
         let bs = self.per_step_images();
         // The mean over the interval, as the recipes log it.
@@ -186,8 +193,12 @@ impl Run<'_> {
             head_loss: heads,
             loss_scale: self.scaler.as_ref().map(|s| s.scale),
             skipped_steps: self.scaler.as_ref().map(|s| s.skipped),
+            ranks: verdict.ranks,
+            straggler_ratio: verdict.ratio,
+            straggler: verdict.straggler,
         };
         self.log.write(&Record::Train(record));
+        Ok(())
     }
 
     /// Act on the signals received, at a step every rank agrees on: every step on the CPU
@@ -250,6 +261,10 @@ impl Run<'_> {
         let mut trace = t.trace_steps.map(|w| TraceWindow::new(w, &t.output_dir));
         // How much of the all-reduce the first step's backward hid, said once.
         let mut overlap_reported = false;
+        let mut stragglers = match self.dp.size() > 1 && !self.dp.alone() {
+            true => Some(Stragglers::new(&self.dp, cfg.dist.straggler_ratio)?),
+            false => None,
+        };
         let signals = Signals::install()?;
         let (len, global) = (self.train_ds.len(), self.global_batch as u64);
         let sample_log = SampleLog::from_env(self.dp.rank());
@@ -328,7 +343,8 @@ impl Run<'_> {
                 }
                 times.push(StepTimes { data, total: step_start.elapsed(), marks: result.marks });
                 if logged {
-                    self.log_interval(&mut window, (epoch, in_epoch), lr, times.take(), opts.max_steps);
+                    let at = (epoch, in_epoch);
+                    self.log_interval(&mut window, at, lr, times.take(), opts.max_steps, stragglers.as_mut())?;
                 }
                 if t.checkpoint_steps > 0 && self.state.step % t.checkpoint_steps == 0 {
                     watchdog::set_phase("checkpoint");
@@ -352,6 +368,7 @@ impl Run<'_> {
                     }
                 }
                 if last {
+                    super::straggler::report(stragglers.as_ref());
                     return Ok(self.summary(window.last));
                 }
                 step_start = Instant::now();
@@ -359,6 +376,7 @@ impl Run<'_> {
         }
         drop(signals);
         self.draw_curves();
+        super::straggler::report(stragglers.as_ref());
         Ok(self.summary(window.last))
     }
 

@@ -26,6 +26,7 @@ pub mod schedule;
 pub mod state;
 pub mod status;
 pub mod step;
+pub mod straggler;
 pub mod trace;
 
 pub use run::{train, Resume, TrainOptions, TrainSummary};

@@ -73,6 +73,14 @@ pub struct TrainRecord {
     pub loss_scale: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub skipped_steps: Option<u64>,
+    /// Several ranks: each rank's own time per step over the interval, the slowest rank's
+    /// time over the median of the others', and the rank named slow (`straggler.rs`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ranks: Vec<super::straggler::RankTimes>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub straggler_ratio: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub straggler: Option<super::straggler::Straggler>,
 }
 
 impl Record {
@@ -110,6 +118,9 @@ impl Record {
                 }
                 if let Some(scale) = t.loss_scale {
                     out.push(("train/loss_scale".into(), scale));
+                }
+                if let Some(ratio) = t.straggler_ratio {
+                    out.push(("dist/straggler_ratio".into(), ratio));
                 }
             }
             Record::Eval(e) => match &e.score {
@@ -261,6 +272,9 @@ mod tests {
             head_loss: BTreeMap::from([("aux".to_string(), 1.25)]),
             loss_scale: None,
             skipped_steps: None,
+            ranks: Vec::new(),
+            straggler_ratio: None,
+            straggler: None,
         }
     }
 

@@ -156,6 +156,10 @@ impl<'a> Run<'a> {
             tracing::info!("SyncBatchNorm: batch statistics over {} ranks", dp.size());
         }
         let optim = build_optimizer(cfg, &model);
+        dp.set_compression(&cfg.dist, steps_per_epoch * cfg.train.epochs as u64, cfg.train.seed);
+        if dp.compression() != crate::config::Compression::None {
+            tracing::info!("gradient compression: {}", dp.compression().name());
+        }
         if cfg.dist.overlap && dp.enable_overlap(&optim.params)? {
             tracing::info!("gradient all-reduce overlapped with backward");
         }
@@ -209,7 +213,15 @@ impl<'a> Run<'a> {
             Some(Resume::Path(p)) => Some((p.clone(), checkpoint::load(p)?)),
         };
         let loaded_any = loaded.is_some();
+        let mut compression_state = None;
         if let Some((path, l)) = loaded {
+            let same_world = l.meta.state.world_size == Some(self.dp.size());
+            if self.dp.compression() != crate::config::Compression::None {
+                compression_state = Some(match same_world {
+                    true => checkpoint::load_rank_state(&path, self.dp.rank(), self.dp.size())?,
+                    false => None,
+                });
+            }
             if l.meta.model != self.model.preset || l.meta.num_classes != self.model.num_classes {
                 bail!(
                     "checkpoint {} was written for {} with {} classes; this config builds {} with {} classes",
@@ -252,6 +264,7 @@ impl<'a> Run<'a> {
             tracing::info!("beginning at epoch {} (step {})", e + 1, self.state.step);
         }
         self.state.epoch_samples.get_or_insert(0);
+        self.restore_compression(compression_state)?;
         (self.state.world_size, self.state.global_batch) = (Some(self.dp.size()), Some(self.global_batch));
         self.dp.agree(
             "starting step",
@@ -272,6 +285,35 @@ impl<'a> Run<'a> {
             global_batch: self.global_batch,
             accumulate_steps: self.cfg.train.accumulate_steps,
         }));
+        Ok(())
+    }
+
+    /// Gradient compression's state from a resumed checkpoint (`Some(None)`: compression was
+    /// on, its state not there): all ranks restore theirs, or all start afresh together
+    /// (PowerSGD's Q factors must be the same on every rank), and the log says which.
+    fn restore_compression(&mut self, saved: Option<Option<Vec<(String, tch::Tensor)>>>) -> anyhow::Result<()> {
+        let step = self.state.step;
+        let Some(saved) = saved else { return self.dp.restore_compression(None, step) };
+        let every_rank = !self.dp.any(&[saved.is_none()])?[0];
+        match saved.filter(|_| every_rank) {
+            Some(tensors) => {
+                self.dp.restore_compression(Some(&tensors), step)?;
+                if !tensors.is_empty() && self.dp.is_root() {
+                    tracing::info!("{} state restored on every rank", self.dp.compression().name());
+                }
+            }
+            None => {
+                self.dp.restore_compression(None, step)?;
+                if self.dp.is_root() && self.dp.compression() == crate::config::Compression::Powersgd {
+                    let written = self.state.world_size.map_or("an unknown number of".into(), |w| w.to_string());
+                    tracing::info!(
+                        "PowerSGD state starts afresh: the checkpoint was written by {written} rank(s), this run has {} \
+                         (or a rank's state file is missing)",
+                        self.dp.size()
+                    );
+                }
+            }
+        }
         Ok(())
     }
 
@@ -300,6 +342,11 @@ impl<'a> Run<'a> {
             checkpoint::save(&path, &self.model.state_dict(), &self.optim.state_tensors(), &self.meta())?;
             checkpoint::prune(&self.ckpt_dir, self.cfg.train.keep_checkpoints);
             tracing::info!("saved {}", path.display());
+        }
+        // Gradient compression's per-rank state (PowerSGD's errors differ by rank), beside it.
+        if self.dp.compression() != crate::config::Compression::None {
+            let own = self.dp.compression_state();
+            checkpoint::save_rank_state(&path, self.dp.rank(), self.dp.size(), &own)?;
         }
         self.dp.barrier()?;
         self.last_checkpoint = Some(path);

@@ -25,6 +25,10 @@ pub struct RunRow {
     pub status: String,
     /// The error of a failed run, the signal of an interrupted one.
     pub detail: Option<String>,
+    /// The ranks named slow most often: (rank, intervals named), most first, of how many
+    /// intervals were judged (runs of several ranks).
+    pub stragglers: Vec<(usize, u64)>,
+    pub judged_intervals: u64,
 }
 
 /// Whether process `pid` on this host is alive and a segzoo.
@@ -59,11 +63,20 @@ pub fn summarize(dir: &Path) -> anyhow::Result<RunRow> {
         wall_s: status.as_ref().map(status::RunStatus::wall_s),
         status: "unknown".into(),
         detail: None,
+        stragglers: Vec::new(),
+        judged_intervals: 0,
     };
+    let mut named: std::collections::BTreeMap<usize, u64> = std::collections::BTreeMap::new();
     for r in &records {
         row.steps = row.steps.max(r.step());
         match r {
-            Record::Train(t) => (row.last_loss, row.img_per_s) = (Some(t.loss), Some(t.img_per_s)),
+            Record::Train(t) => {
+                (row.last_loss, row.img_per_s) = (Some(t.loss), Some(t.img_per_s));
+                row.judged_intervals += u64::from(t.straggler_ratio.is_some());
+                if let Some(s) = &t.straggler {
+                    *named.entry(s.rank).or_default() += 1;
+                }
+            }
             Record::Start(_) => row.generations += 1,
             Record::Eval(e) => {
                 let (metric, value) = e.score.main();
@@ -73,6 +86,8 @@ pub fn summarize(dir: &Path) -> anyhow::Result<RunRow> {
             }
         }
     }
+    row.stragglers = named.into_iter().collect();
+    row.stragglers.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
     if let Some((step, _)) = super::checkpoint::list(&dir.join("checkpoints")).first() {
         row.steps = row.steps.max(*step);
     }
@@ -103,7 +118,19 @@ fn hm(secs: f64) -> String {
 
 /// The rows as an aligned text table, then each failed or killed run's detail.
 pub fn table(rows: &[Result<RunRow, String>]) -> String {
-    let header = ["run", "model", "steps", "generations", "best", "at step", "last loss", "img/s", "time", "status"];
+    let header = [
+        "run",
+        "model",
+        "steps",
+        "generations",
+        "best",
+        "at step",
+        "last loss",
+        "img/s",
+        "time",
+        "slowest rank",
+        "status",
+    ];
     let mut lines: Vec<Vec<String>> = vec![header.iter().map(|s| s.to_string()).collect()];
     let mut notes = Vec::new();
     for row in rows {
@@ -121,6 +148,9 @@ pub fn table(rows: &[Result<RunRow, String>]) -> String {
                     opt(r.last_loss, &|v| format!("{v:.4}")),
                     opt(r.img_per_s, &|v| format!("{v:.1}")),
                     opt(r.wall_s, &hm),
+                    r.stragglers
+                        .first()
+                        .map_or("-".into(), |(rank, n)| format!("{rank} ({n}/{} intervals)", r.judged_intervals)),
                     r.status.clone(),
                 ]);
                 if let Some(d) = &r.detail {

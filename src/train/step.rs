@@ -130,6 +130,7 @@ pub fn train_step(
     if applied {
         optim.step(lr);
     }
+    ctx.dp.end_step(applied);
     if traced {
         sync(device);
     }

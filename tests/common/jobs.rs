@@ -116,6 +116,18 @@ pub fn losses(run: &Path) -> Vec<f64> {
     metrics(run, "train", "loss")
 }
 
+/// Training steps done so far, from rank 0's metrics.jsonl (0 before the first log line).
+pub fn steps_done(run: &Path) -> u64 {
+    std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["kind"] == "train")
+        .filter_map(|v| v["step"].as_u64())
+        .max()
+        .unwrap_or(0)
+}
+
 /// The mIoU of every evaluation while training, from metrics.jsonl.
 pub fn evals(run: &Path) -> Vec<f64> {
     metrics(run, "eval", "miou")
