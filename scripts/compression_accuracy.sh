@@ -4,16 +4,17 @@
 # scratch on the synthetic Cityscapes set) trained over 2 CPU ranks under segzoo-launch,
 # batch 2 per rank (the single process's 4), once per dist.compression mode, then the best
 # checkpoint of each evaluated as the quickstart's own (scales 1.0, 1.25, 1.5 + flip).
-#   scripts/compression_accuracy.sh [--out DIR] [--modes "none bf16 powersgd"] [--steps N]
+#   scripts/compression_accuracy.sh [--out DIR] [--modes "none bf16 powersgd"] [--steps N] [--seed N]
 # About 8 minutes a mode on 2 cores. Prints a table and writes DIR/accuracy.json.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-OUT="$ROOT/runs/compression" MODES="none bf16 powersgd" STEPS=""
+OUT="$ROOT/runs/compression" MODES="none bf16 powersgd" STEPS="" SEED=""
 while (($#)); do
   case "$1" in
     --out) OUT="$2"; shift 2 ;;
     --modes) MODES="$2"; shift 2 ;;
     --steps) STEPS="$2"; shift 2 ;;
+    --seed) SEED="$2"; shift 2 ;;
     *) echo "compression_accuracy: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -33,7 +34,7 @@ for mode in $MODES; do
   "$BIN/segzoo-launch" --rank-table rank_tables/hccl_2p.json --server-id 127.0.0.1 \
     --log-dir "$OUT/logs_$mode" --console none -- \
     "$BIN/segzoo" train --config configs/quickstart.toml --resume auto ${STEPS:+--max-steps "$STEPS"} \
-    --set train.batch_size=2 --set "dist.compression=$mode" --set "train.output_dir=$run"
+    --set train.batch_size=2 ${SEED:+--set "train.seed=$SEED"} --set "dist.compression=$mode" --set "train.output_dir=$run"
   "$BIN/segzoo" eval --config configs/quickstart.toml --checkpoint "$run/checkpoints/best.safetensors" \
     --json "$run/eval.json" >"$run/eval.log" 2>&1
 done
